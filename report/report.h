@@ -1,0 +1,104 @@
+/*
+ * report.h — the completion report, Report_CSV_20180820, to the byte
+ * (../shared/aws-formats.md §5).
+ *
+ * Layout written under a local directory root (and uploaded with the same relative keys):
+ *   [<prefix>/]job-<id>/results/<40 hex>.csv   succeeded rows and failed rows, apart
+ *   [<prefix>/]job-<id>/manifest.json          Format, ReportCreationDate, Results[], ReportSchema
+ *   [<prefix>/]job-<id>/manifest.json.md5      32 hex digits + "\n"
+ * Rows have no header; RFC 4180 quoting (a field with '"', ',', CR or LF is quoted, inner
+ * quotes doubled); order Bucket,Key,VersionId,TaskStatus,HTTPStatusCode,ErrorCode,ResultMessage
+ * while ReportSchema says "Bucket, Key, VersionId, TaskStatus, ErrorCode, HTTPStatusCode,
+ * ResultMessage" (what AWS writes). Lines end with "\n".
+ *
+ * The writer is used by one thread. Rows are buffered and written with large write(2)s;
+ * rpt_writer_sync makes everything added so far durable and tells the file sizes, which is
+ * what a checkpoint records; rpt_writer_open can cut files back to those sizes on resume.
+ *
+ * Depends on: s3 (MD5, upload), jansson, libcsv (quoting).
+ */
+#ifndef BATCHREP_REPORT_H
+#define BATCHREP_REPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "s3/s3.h"
+
+#define RPT_ERRNO_MAP(XX)                                                                  \
+    XX(OK, "success")                                                                      \
+    XX(NOMEM, "out of memory")                                                             \
+    XX(IO, "cannot write the report")                                                      \
+    XX(UPLOAD, "cannot upload the report")
+
+typedef enum rpt_err {
+#define XX(name, msg) RPT_E_##name,
+    RPT_ERRNO_MAP(XX)
+#undef XX
+} rpt_err;
+
+const char *rpt_strerror(int err);
+const char *rpt_errname(int err);
+
+#define RPT_SCHEMA "Bucket, Key, VersionId, TaskStatus, ErrorCode, HTTPStatusCode, ResultMessage"
+#define RPT_FORMAT "Report_CSV_20180820"
+
+typedef enum rpt_scope { RPT_SCOPE_ALL = 0, RPT_SCOPE_FAILED_ONLY } rpt_scope;
+
+typedef struct rpt_opts {
+    const char *root_dir;    /* local directory that mirrors the report bucket */
+    const char *bucket;      /* report bucket name (plain, not ARN) for manifest.json */
+    const char *prefix;      /* Report.Prefix, NULL or "" for none */
+    const char *job_id;
+    rpt_scope scope;
+    uint64_t resume_succeeded_bytes; /* truncate to these sizes when resuming; 0 = fresh */
+    uint64_t resume_failed_bytes;
+    int resume;              /* 1: open existing files and truncate; 0: create anew */
+} rpt_opts;
+
+/* One task's row. Borrowed for the duration of rpt_writer_add. */
+typedef struct rpt_row {
+    s3_slice bucket;
+    s3_slice key;            /* as written in the manifest */
+    s3_slice version_id;     /* empty when the manifest had none */
+    int succeeded;
+    int http_status;
+    const char *error_code;  /* "" or NULL on success */
+    const char *message;     /* "success" on success */
+} rpt_row;
+
+typedef struct rpt_writer rpt_writer;
+
+rpt_writer *rpt_writer_open(const rpt_opts *opts, char *err, size_t err_len);
+int rpt_writer_add(rpt_writer *w, const rpt_row *row);      /* 0 or -RPT_E_* */
+/* Writes buffered rows and fdatasyncs; out sizes may be NULL. */
+int rpt_writer_sync(rpt_writer *w, uint64_t *out_succeeded_bytes, uint64_t *out_failed_bytes);
+
+/* Formats one row (with its "\n") into out; used by the writer and the benchmarks. */
+int rpt_format_row(s3_buf *out, const rpt_row *row);
+
+typedef struct rpt_result_file {
+    char status[16];         /* "succeeded" | "failed" */
+    char key[1200];          /* full key in the report bucket */
+    char local_path[4096];
+    char md5_hex[33];
+    uint64_t rows;
+} rpt_result_file;
+
+typedef struct rpt_summary {
+    rpt_result_file files[2];
+    size_t n_files;           /* files listed in manifest.json: a file with no rows is left
+                                 out (so never a succeeded file with FailedTasksOnly) */
+    char manifest_key[1200];  /* [<prefix>/]job-<id>/manifest.json */
+    char manifest_path[4096]; /* local */
+    char manifest_md5_path[4096];
+} rpt_summary;
+
+/* Syncs, closes the results files, writes manifest.json (+ .md5). Frees w. */
+int rpt_writer_finish(rpt_writer *w, rpt_summary *out, char *err, size_t err_len);
+void rpt_writer_destroy(rpt_writer *w); /* abandon without finishing; NULL is a no-op */
+
+/* Uploads the results files, manifest.json and manifest.json.md5 to the report bucket. */
+int rpt_upload(const s3_endpoint *ep, const rpt_opts *opts, const rpt_summary *sum,
+               char *err, size_t err_len);
+
+#endif

@@ -1,0 +1,296 @@
+/*
+ * s3.h — the S3 protocol, and nothing of the engine.
+ *
+ * What this module gives the rest of batchrep:
+ *   - two buffer types that cross module boundaries (s3_slice borrowed, s3_buf owned+capped);
+ *   - endpoint, region and credentials resolved the AWS CLI way (environment, profiles);
+ *   - our own SigV4 signer (libcurl 7.88's CURLOPT_AWS_SIGV4 mis-sorts header names that are
+ *     prefixes of others, see ../shared/test-servers.md), with a cached signing key;
+ *   - S3 URI encoding (path, query, x-amz-copy-source);
+ *   - request building onto a curl easy handle and response capture (status, the headers we
+ *     use, a capped body), and classification of the outcome (retryable or not, S3 code);
+ *   - expat parsers for <Error>, CopyObjectResult, ListVersionsResult, InitiateMultipartUpload;
+ *   - a blocking GET-to-file / PUT-from-memory for small objects (manifests, reports).
+ *
+ * Depends on: libcurl, OpenSSL libcrypto, expat. Nothing of ours.
+ */
+#ifndef BATCHREP_S3_H
+#define BATCHREP_S3_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+#include <curl/curl.h>
+
+/* ---- buffers ------------------------------------------------------------------------- */
+
+/* A borrowed byte range. Never owns; valid as long as whatever it points into. */
+typedef struct s3_slice {
+    const char *ptr;
+    size_t len;
+} s3_slice;
+
+s3_slice s3_slice_cstr(const char *s);
+int s3_slice_eq(s3_slice a, const char *cstr);
+
+/* An owned growable buffer with a hard cap. Always NUL-terminated when ptr != NULL. */
+typedef struct s3_buf {
+    char *ptr;
+    size_t len;
+    size_t cap;
+    size_t max_bytes; /* appends beyond this fail with S3_E_TOO_BIG */
+} s3_buf;
+
+void s3_buf_init(s3_buf *b, size_t max_bytes);
+void s3_buf_cleanup(s3_buf *b);
+void s3_buf_reset(s3_buf *b);                 /* len = 0, keeps memory */
+int s3_buf_append(s3_buf *b, const void *p, size_t n);
+int s3_buf_append_str(s3_buf *b, const char *s);
+int s3_buf_append_u64(s3_buf *b, uint64_t v); /* decimal, no printf */
+
+/* ---- errors -------------------------------------------------------------------------- */
+
+#define S3_ERRNO_MAP(XX)                                                                   \
+    XX(OK, "success")                                                                      \
+    XX(NOMEM, "out of memory")                                                             \
+    XX(TOO_BIG, "buffer cap reached")                                                      \
+    XX(CONFIG, "invalid endpoint, profile or credentials configuration")                   \
+    XX(NO_CREDENTIALS, "no AWS credentials found")                                         \
+    XX(ARG, "invalid argument")                                                            \
+    XX(XML, "malformed XML response")                                                      \
+    XX(HTTP, "HTTP request failed")                                                        \
+    XX(IO, "local file I/O error")
+
+typedef enum s3_err {
+#define XX(name, msg) S3_E_##name,
+    S3_ERRNO_MAP(XX)
+#undef XX
+} s3_err;
+
+const char *s3_strerror(int err);
+const char *s3_errname(int err);
+
+/* ---- endpoint and credentials -------------------------------------------------------- */
+
+typedef struct s3_creds {
+    char access_key[128];
+    char secret_key[128];
+    char session_token[2048]; /* "" when none */
+} s3_creds;
+
+typedef struct s3_endpoint {
+    char base_url[512];  /* scheme://host[:port], no trailing slash; "" means AWS */
+    char host[300];      /* Host header value for path-style (host[:port]) */
+    char region[64];
+    int path_style;      /* 1: /bucket/key; 0: bucket.host/key */
+    int is_https;
+    char ca_bundle[1024]; /* "" = libcurl default */
+    s3_creds creds;
+} s3_endpoint;
+
+/*
+ * Resolves an endpoint like the AWS CLI does, for the given profile (NULL: $AWS_PROFILE, else
+ * "default"):
+ *   endpoint  AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, profile `endpoint_url` (also in an
+ *             `s3 =` sub-section), else https://s3.<region>.amazonaws.com (virtual-hosted);
+ *   region    AWS_REGION, AWS_DEFAULT_REGION, profile `region`, else us-east-1;
+ *   creds     AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, else the
+ *             profile in AWS_SHARED_CREDENTIALS_FILE (~/.aws/credentials), else in
+ *             AWS_CONFIG_FILE (~/.aws/config, section "[profile NAME]" or "[default]");
+ *   style     a custom endpoint is path-style unless the profile says addressing_style =
+ *             virtual; CA bundle from AWS_CA_BUNDLE or profile `ca_bundle`.
+ * When a profile is named explicitly (not NULL), the environment's keys and endpoint do not
+ * override it (so a destination profile keeps its own endpoint).
+ * On error returns S3_E_CONFIG / S3_E_NO_CREDENTIALS and writes a message naming the file,
+ * line and setting into err.
+ */
+int s3_endpoint_load(s3_endpoint *out, const char *profile, char *err, size_t err_len);
+
+/* ---- URI encoding (S3's rules: unreserved A-Za-z0-9-._~ stay, all else %XX upper hex) -- */
+
+/* Appends the encoding of src; '/' stays when keep_slash (object key in a path). */
+int s3_uri_encode(s3_buf *out, s3_slice src, int keep_slash);
+/* Percent-decodes in place ("%2F" -> '/'); when plus_is_space, '+' -> ' ' (Inventory CSV).
+   Returns the new length, or -1 on a malformed escape (stores its offset in *bad_at). */
+long s3_uri_decode_inplace(char *s, size_t len, int plus_is_space, size_t *bad_at);
+
+/* ---- signer -------------------------------------------------------------------------- */
+
+typedef struct s3_signer {
+    char access_key[128];
+    char secret_key[128];
+    char session_token[2048];
+    char region[64];
+    /* cache: signing key derived for one date (YYYYMMDD) */
+    char key_date[9];
+    unsigned char key[32];
+} s3_signer;
+
+void s3_signer_init(s3_signer *s, const s3_creds *c, const char *region);
+
+typedef struct s3_header {
+    const char *name;  /* lower-case */
+    const char *value;
+} s3_header;
+
+typedef struct s3_query_param {
+    const char *name;  /* unencoded */
+    const char *value; /* unencoded; NULL or "" for a bare parameter like "?tagging" */
+} s3_query_param;
+
+/*
+ * Inputs of one signature. Headers must include every header that is sent and signed except
+ * host, x-amz-date, x-amz-content-sha256 and x-amz-security-token, which the signer adds
+ * itself from the other fields. canonical_uri is already URI-encoded (as sent).
+ */
+typedef struct s3_sign_input {
+    const char *method;
+    const char *host;            /* host[:port] as in the Host header */
+    const char *canonical_uri;   /* encoded path, e.g. "/bucket/my%20key" */
+    const s3_query_param *query; /* unencoded; sorted by the signer */
+    size_t n_query;
+    const s3_header *headers;
+    size_t n_headers;
+    const char *payload_sha256;  /* hex, or "UNSIGNED-PAYLOAD" */
+    time_t now;
+} s3_sign_input;
+
+/* Writes the Authorization header value and x-amz-date (YYYYMMDDTHHMMSSZ, 17 bytes). */
+int s3_sign(s3_signer *s, const s3_sign_input *in, char *out_auth, size_t auth_cap,
+            char out_amz_date[17]);
+
+/* sha256 hex of data (65 bytes with the NUL). */
+void s3_sha256_hex(const void *data, size_t len, char out[65]);
+/* "d41d8cd98f00b204e9800998ecf8427e"-style MD5 hex of data. */
+void s3_md5_hex(const void *data, size_t len, char out[33]);
+
+/* ---- requests and responses ---------------------------------------------------------- */
+
+#define S3_MAX_HEADERS 24
+#define S3_MAX_QUERY 8
+#define S3_BODY_MAX_BYTES (8u << 20) /* a response body we keep: XML, never object data */
+
+/* One S3 request as the engine describes it. All strings borrowed until s3_request_prepare
+   returns (prepare copies what it needs into the s3_call). */
+typedef struct s3_request {
+    const char *method;            /* GET HEAD PUT POST DELETE */
+    const char *bucket;            /* NULL for service-level calls */
+    const char *key;               /* decoded object key, NULL for bucket-level calls */
+    s3_query_param query[S3_MAX_QUERY];
+    size_t n_query;
+    s3_header headers[S3_MAX_HEADERS]; /* extra headers, lower-case names */
+    size_t n_headers;
+    const void *body;              /* borrowed until the transfer finishes */
+    size_t body_len;
+} s3_request;
+
+/* Response fields captured from headers. Strings are "" when the header was absent. */
+typedef struct s3_response {
+    long status;
+    char version_id[256];          /* x-amz-version-id */
+    char copy_source_version_id[256];
+    int delete_marker;             /* x-amz-delete-marker: true */
+    char etag[128];
+    char last_modified[64];
+    char content_type[256];
+    char storage_class[64];
+    char retry_after[32];
+    long long content_length;      /* -1 when absent */
+    s3_buf body;                   /* capped at S3_BODY_MAX_BYTES */
+} s3_response;
+
+/*
+ * One in-flight call: a reusable curl easy handle plus what lives for one transfer. Owned by
+ * one thread. s3_call_init creates the easy handle; s3_call_prepare resets it for a new
+ * request (keeping connections in the multi handle's cache), signs, and sets the URL,
+ * headers, body and callbacks. The caller adds call->easy to its multi handle.
+ */
+typedef struct s3_call {
+    CURL *easy;
+    struct curl_slist *hdrs;
+    s3_buf url;
+    s3_response resp;
+    const char *upload_ptr;
+    size_t upload_left;
+    void *user;                    /* the engine's context; untouched here */
+} s3_call;
+
+typedef struct s3_call_opts {
+    long connect_timeout_ms;       /* 0: 10 s */
+    long timeout_ms;               /* whole request, 0: 300 s */
+    long low_speed_time_s;         /* 0: 60 */
+} s3_call_opts;
+
+int s3_call_init(s3_call *c);
+void s3_call_cleanup(s3_call *c);
+int s3_call_prepare(s3_call *c, const s3_endpoint *ep, s3_signer *signer,
+                    const s3_request *req, const s3_call_opts *opts);
+
+/* What a finished call means. http_status 0 = no HTTP answer (see curl_code). */
+typedef struct s3_outcome {
+    long http_status;
+    int curl_code;                 /* CURLcode */
+    char code[64];                 /* S3 error code from the <Error> body, "" if none */
+    char message[256];
+    int error_in_200;              /* 200 whose body is <Error> or unparseable (CopyObject) */
+    int retryable;                 /* connection error, timeout, 500/502/503/504, SlowDown,
+                                      RequestTimeout, InternalError, OperationAborted, 200-error */
+    int throttled;                 /* 503 / SlowDown: the shared limiter should back off */
+} s3_outcome;
+
+/* Classifies a finished call. expect_xml_result: the success body must be XML whose root is
+   not <Error> (CopyObject, UploadPartCopy, CompleteMultipartUpload). */
+void s3_outcome_classify(const s3_call *c, int curl_code, int expect_xml_result,
+                         s3_outcome *out);
+
+/* Blocking one-shot requests on a private easy handle (manifests, reports, tests). */
+int s3_get_to_file(const s3_endpoint *ep, const char *bucket, const char *key,
+                   const char *version_id, FILE *out, s3_response *out_resp,
+                   s3_outcome *out_outcome);
+int s3_put_bytes(const s3_endpoint *ep, const char *bucket, const char *key, const void *data,
+                 size_t len, const char *content_type, s3_outcome *out_outcome);
+/* Plain synchronous request; body into out_resp->body (caller s3_buf_cleanup's it). */
+int s3_perform(const s3_endpoint *ep, const s3_request *req, s3_response *out_resp,
+               s3_outcome *out_outcome);
+void s3_response_cleanup(s3_response *r);
+
+/* ---- XML --------------------------------------------------------------------------- */
+
+/* <Error><Code>..</Code><Message>..</Message></Error>. Returns 1 when the root is Error. */
+int s3_xml_parse_error(s3_slice body, char *code, size_t code_cap, char *msg, size_t msg_cap);
+
+/* One element of ListVersionsResult (<Version> or <DeleteMarker>). */
+typedef struct s3_version_entry {
+    char key[1100];
+    char version_id[256];
+    char last_modified[40];        /* as sent, e.g. 2026-11-25T10:00:00.000Z */
+    int64_t last_modified_ms;      /* epoch ms */
+    char etag[80];
+    char storage_class[40];
+    int64_t size;
+    int is_latest;
+    int is_delete_marker;
+    unsigned list_pos;             /* position in the listing, 0-based across pages */
+} s3_version_entry;
+
+typedef int (*s3_version_cb)(const s3_version_entry *v, void *user); /* nonzero: stop */
+
+typedef struct s3_list_versions_page {
+    int is_truncated;
+    char next_key_marker[1100];
+    char next_version_id_marker[256];
+    unsigned n_entries;
+} s3_list_versions_page;
+
+/* Streams each <Version>/<DeleteMarker> to cb in document order. first_pos numbers them. */
+int s3_xml_parse_list_versions(s3_slice body, unsigned first_pos, s3_version_cb cb,
+                               void *user, s3_list_versions_page *out_page);
+
+/* <InitiateMultipartUploadResult><UploadId>; <CopyPartResult>/<CopyObjectResult><ETag>. */
+int s3_xml_find_text(s3_slice body, const char *element, char *out, size_t out_cap);
+
+/* "2026-11-25T10:00:00.123Z" or RFC 1123 "Wed, 25 Nov 2026 10:00:00 GMT" -> epoch ms. */
+int s3_parse_time_ms(const char *s, int64_t *out_ms);
+
+#endif
