@@ -1,0 +1,97 @@
+/*
+ * engine.h — runs S3 Batch Replication jobs.
+ *
+ * The map of the module:
+ *   job       the CreateJob document (../shared/aws-formats.md §3), validated with messages
+ *             that name the field; the job's status (§4) and its DescribeJob JSON;
+ *   rules     the replication configuration (PutBucketReplication JSON, or the source
+ *             bucket's GetBucketReplication XML) and rule selection for one version;
+ *   planner   manifest entries -> key groups ("units": every listed version of one key), so
+ *             the versions of a key are replayed oldest first on one worker;
+ *   pool      N worker threads, each owning one curl multi handle with many transfers in
+ *             flight; they meet the planner and the report writer only at bounded queues;
+ *   unit      the per-key state machine: list the key's versions, read tags when a rule
+ *             needs them, decide eligibility, then copy / delete-marker each version to
+ *             each destination, with retries (full-jitter backoff) and a shared slow-down.
+ *
+ * Depends on: manifest, report, s3, jansson, pthreads.
+ */
+#ifndef BATCHREP_ENGINE_H
+#define BATCHREP_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#define ENG_ERRNO_MAP(XX)                                                                  \
+    XX(OK, "success")                                                                      \
+    XX(NOMEM, "out of memory")                                                             \
+    XX(INVALID_JOB, "invalid job document")                                                \
+    XX(INVALID_RULES, "invalid replication configuration")                                 \
+    XX(CONFIG, "invalid endpoint or credentials configuration")                            \
+    XX(IO, "local file I/O error")                                                         \
+    XX(S3, "S3 request failed")                                                            \
+    XX(THREAD, "cannot start a thread")
+
+typedef enum eng_err {
+#define XX(name, msg) ENG_E_##name,
+    ENG_ERRNO_MAP(XX)
+#undef XX
+} eng_err;
+
+const char *eng_strerror(int err);
+const char *eng_errname(int err);
+
+/* AWS JobStatus (§4.1), in the enum's documented order of a job's life. */
+#define ENG_STATUS_MAP(XX)                                                                 \
+    XX(NEW, "New")                                                                         \
+    XX(PREPARING, "Preparing")                                                             \
+    XX(SUSPENDED, "Suspended")                                                             \
+    XX(READY, "Ready")                                                                     \
+    XX(ACTIVE, "Active")                                                                   \
+    XX(PAUSING, "Pausing")                                                                 \
+    XX(PAUSED, "Paused")                                                                   \
+    XX(COMPLETING, "Completing")                                                           \
+    XX(COMPLETE, "Complete")                                                               \
+    XX(FAILING, "Failing")                                                                 \
+    XX(FAILED, "Failed")                                                                   \
+    XX(CANCELLING, "Cancelling")                                                           \
+    XX(CANCELLED, "Cancelled")
+
+typedef enum eng_status {
+#define XX(name, str) ENG_STATUS_##name,
+    ENG_STATUS_MAP(XX)
+#undef XX
+} eng_status;
+
+const char *eng_status_name(eng_status s);
+
+typedef struct eng_options {
+    const char *job_path;                /* CreateJob JSON file */
+    const char *replication_config_path; /* NULL: GetBucketReplication on the source bucket */
+    const char *state_dir;               /* NULL: $BATCHREP_STATE_DIR, XDG state dir */
+    int concurrency;                     /* transfers in flight in total; 0: 64 */
+    int workers;                         /* worker threads; 0: number of cores */
+    int max_attempts;                    /* per request, first try included; 0: 8 */
+    int retry_base_ms;                   /* full-jitter backoff base; 0: 100 */
+    int retry_cap_ms;                    /* backoff cap; 0: 20000 */
+    int progress;                        /* 1: live progress line on stderr */
+} eng_options;
+
+/* What a finished run tells the CLI. */
+typedef struct eng_result {
+    eng_status status;                   /* COMPLETE, FAILED or CANCELLED */
+    json_t *describe;                    /* {"Job": {...}} (DescribeJob); caller decrefs */
+    uint64_t retries;                    /* requests re-sent after a retryable failure */
+    uint64_t throttle_events;            /* 503 / SlowDown answers */
+} eng_result;
+
+/*
+ * Creates a job from the document and runs it in the foreground to a terminal state.
+ * Returns 0 with *out filled (whatever the job's status), or -ENG_E_* when the job could not
+ * be created or run at all: then err names the file and field (-ENG_E_INVALID_JOB for a bad
+ * document or bad options).
+ */
+int eng_run_job(const eng_options *opts, eng_result *out, char *err, size_t err_len);
+
+#endif

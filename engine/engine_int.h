@@ -1,0 +1,252 @@
+/*
+ * engine_int.h — internals shared by the engine's files. Never included from outside
+ * engine/.
+ */
+#ifndef BATCHREP_ENGINE_INT_H
+#define BATCHREP_ENGINE_INT_H
+
+#include "engine/engine.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "manifest/manifest.h"
+#include "report/report.h"
+#include "s3/s3.h"
+
+/* ---- bounded queue of pointers (mutex + two condition variables) ---------------------- */
+
+typedef struct eng__queue {
+    pthread_mutex_t mu;
+    pthread_cond_t not_empty;
+    pthread_cond_t not_full;
+    /* guarded by mu */
+    void **items;
+    size_t cap, head, len;
+    int closed;
+} eng__queue;
+
+int eng__queue_init(eng__queue *q, size_t cap);
+void eng__queue_cleanup(eng__queue *q);
+/* Blocks while full. Returns -1 when the queue is closed (item not taken). */
+int eng__queue_push(eng__queue *q, void *item);
+/* Waits up to timeout_ms (-1: forever, 0: no wait). Returns NULL on timeout or when closed
+   and drained; *out_closed tells which. */
+void *eng__queue_pop(eng__queue *q, int timeout_ms, int *out_closed);
+void eng__queue_close(eng__queue *q);
+
+/* ---- replication configuration -------------------------------------------------------- */
+
+typedef struct eng__tag {
+    char *key;
+    char *value;
+} eng__tag;
+
+typedef struct eng__rule {
+    char *id;
+    int priority;
+    int enabled;
+    char *prefix;                /* "" matches everything */
+    eng__tag *tags;              /* all must be present on the version */
+    size_t n_tags;
+    int delete_marker_replication;
+    char *dest_bucket;           /* plain name from the destination ARN */
+    char *storage_class;         /* NULL: keep the source's class */
+    size_t dest_index;           /* index into eng__rules.dests */
+} eng__rule;
+
+/* A destination bucket and what the job learnt of it before the run. */
+typedef struct eng__dest {
+    char *bucket;
+    int state;                   /* ENG__DEST_OK, ..._MISSING, ..._UNVERSIONED, ..._DENIED */
+    int http_status;
+} eng__dest;
+
+enum { ENG__DEST_OK = 0, ENG__DEST_MISSING, ENG__DEST_UNVERSIONED, ENG__DEST_DENIED };
+
+typedef struct eng__rules {
+    eng__rule *rules;
+    size_t n_rules;
+    eng__dest *dests;
+    size_t n_dests;
+    int needs_tags;              /* some enabled rule filters on tags */
+} eng__rules;
+
+/* Parses PutBucketReplication JSON (a bare configuration, or wrapped in
+   {"ReplicationConfiguration": ...}). err names the file and the field. */
+int eng__rules_from_json(eng__rules *out, json_t *root, const char *origin, char *err,
+                         size_t err_len);
+int eng__rules_load_file(eng__rules *out, const char *path, char *err, size_t err_len);
+/* GetBucketReplication on the bucket (XML -> the same structure). */
+int eng__rules_load_bucket(eng__rules *out, const s3_endpoint *ep, const char *bucket,
+                           char *err, size_t err_len);
+void eng__rules_cleanup(eng__rules *r);
+
+/* Chooses, for one version, the rule per destination (highest priority among enabled rules
+   whose filter matches). out_rule[d] is the rule index for destination d, or -1. For a
+   delete marker, tag rules never match and a chosen rule must enable DeleteMarkerReplication.
+   Returns the number of destinations chosen. */
+size_t eng__rules_select(const eng__rules *r, s3_slice key, const eng__tag *tags,
+                         size_t n_tags, int is_delete_marker, int *out_rule);
+
+/* ---- units: the versions of one key ---------------------------------------------------- */
+
+/* Outcome of one task (one manifest row): what the report writes. */
+typedef struct eng__task {
+    uint64_t seq;
+    s3_slice key_raw;            /* into the unit's memory */
+    s3_slice version_id;
+    int has_version;
+    size_t dup_of;               /* 1 + index of the task with the same version, or 0 */
+    char resolved_vid[160];      /* the current version's ID, for rows without one */
+    /* learnt from the listing */
+    int found;
+    int is_delete_marker;
+    int is_latest;
+    int64_t last_modified_ms;
+    unsigned list_pos;
+    int64_t size;
+    char storage_class[24];
+    eng__tag *tags;              /* read only when a rule needs tags */
+    size_t n_tags;
+    /* result */
+    int done;
+    int not_run;                 /* the job stopped first: no report row */
+    int succeeded;
+    int http_status;
+    const char *error_code;      /* static string, "" on success */
+    char message[160];
+} eng__task;
+
+typedef struct eng__unit eng__unit;
+
+/* ---- the job being run ----------------------------------------------------------------- */
+
+typedef struct eng__counters {
+    _Atomic uint64_t succeeded;
+    _Atomic uint64_t failed;
+    _Atomic uint64_t retries;
+    _Atomic uint64_t throttle_events;
+    _Atomic uint64_t requests;
+} eng__counters;
+
+typedef struct eng__job eng__job;
+
+typedef struct eng__pool_cfg {
+    const s3_endpoint *ep;
+    const eng__rules *rules;
+    int workers;
+    int concurrency;
+    int max_attempts;
+    int retry_base_ms;
+    int retry_cap_ms;
+    eng__counters *counters;
+    eng__queue *done_q;          /* finished units go here (the report writer's input) */
+    _Atomic int *stop;           /* set when the job fails or is cancelled */
+} eng__pool_cfg;
+
+typedef struct eng__pool eng__pool;
+
+eng__pool *eng__pool_start(const eng__pool_cfg *cfg, char *err, size_t err_len);
+/* Hands a unit to the worker that owns its key (hash), blocking while that worker's queue
+   is full. */
+int eng__pool_submit(eng__pool *p, eng__unit *u);
+/* No more units: workers drain, then exit; joins them. */
+void eng__pool_finish(eng__pool *p);
+void eng__pool_destroy(eng__pool *p);
+
+/* Unit construction by the planner: rows of one key are gathered, then turned into a unit
+   with a single allocation. */
+typedef struct eng__bent {
+    uint64_t seq;
+    size_t key_raw_off, key_raw_len;
+    size_t vid_off, vid_len;
+    int has_version;
+} eng__bent;
+
+typedef struct eng__unit_builder {
+    s3_buf mem;                  /* bucket, key, then each row's raw key and version */
+    eng__bent *ents;
+    size_t n_ents, cap_ents;
+    size_t bucket_len, key_len;  /* bucket at mem[0], key right after it */
+} eng__unit_builder;
+
+/* At most this many rows in one unit; a longer run of one key is split (in order). */
+#define ENG__UNIT_MAX_TASKS 100000
+
+void eng__unit_builder_init(eng__unit_builder *b);
+void eng__unit_builder_cleanup(eng__unit_builder *b);
+size_t eng__unit_builder_len(const eng__unit_builder *b);
+/* 1 when e belongs to the group being built (same bucket and key), 0 otherwise. */
+int eng__unit_builder_same_key(const eng__unit_builder *b, const mf_entry *e);
+int eng__unit_builder_add(eng__unit_builder *b, const mf_entry *e);
+/* Turns the group into a unit (one allocation) and empties the builder. NULL: no memory. */
+eng__unit *eng__unit_builder_take(eng__unit_builder *b);
+
+/* The state machine, driven by a worker. eng__unit_next builds the unit's next request into
+   *req (strings borrowed from the unit until the next call) and returns 1, or returns 0 when
+   every task has its outcome. *expect_xml tells s3_outcome_classify that a 200 must carry
+   an XML result (CopyObject). The worker retries retryable outcomes itself (calling
+   eng__unit_next again gives the same request); other outcomes go to eng__unit_on_response,
+   which advances the unit. */
+int eng__unit_next(eng__unit *u, const eng__rules *rules, s3_request *req, int *expect_xml);
+void eng__unit_on_response(eng__unit *u, const eng__rules *rules, const s3_call *c,
+                           const s3_outcome *oc);
+/* 1 when a and b are the same source key (a worker runs one unit of a key at a time). */
+int eng__unit_same_key(const eng__unit *a, const eng__unit *b);
+/* Marks every task without an outcome as not run (the job stopped): the report leaves them
+   out, as AWS reports only the tasks that ran. */
+void eng__unit_abandon(eng__unit *u);
+int64_t eng__unit_not_before_ms(const eng__unit *u);
+void eng__unit_set_not_before_ms(eng__unit *u, int64_t ms);
+
+/* Accessors for the report writer. */
+size_t eng__unit_n_tasks(const eng__unit *u);
+const eng__task *eng__unit_task(const eng__unit *u, size_t i);
+s3_slice eng__unit_bucket(const eng__unit *u);
+uint64_t eng__unit_hash(const eng__unit *u);
+void eng__unit_destroy(eng__unit *u);
+
+/* ---- job document ---------------------------------------------------------------------- */
+
+struct eng__job {
+    json_t *doc;                 /* the CreateJob document, as given */
+    char id[40];
+    char account_id[64];
+    char arn[256];
+    int priority;
+    int confirmation_required;
+    /* manifest */
+    int manifest_is_local;
+    char manifest_bucket[256];
+    char manifest_key[1100];
+    char manifest_path[4096];    /* local path (given, or the downloaded copy) */
+    const char *manifest_version; /* borrowed from doc */
+    const char *manifest_etag;    /* borrowed from doc */
+    mf_csv_opts csv;
+    /* report */
+    int report_enabled;
+    int report_is_local;
+    char report_bucket[256];
+    char report_prefix[600];
+    rpt_scope report_scope;
+    /* state */
+    char dir[4096];              /* <state>/jobs/<id> */
+    eng_status status;
+    char failure_code[64];
+    char failure_reason[512];
+    int64_t creation_ms, termination_ms;
+    double active_seconds;
+    uint64_t total_tasks;
+};
+
+int eng__job_parse(eng__job *job, json_t *doc, const char *origin, char *err, size_t err_len);
+void eng__job_cleanup(eng__job *job);
+/* {"Job": {...}} with AWS's field names. */
+json_t *eng__job_describe(const eng__job *job, uint64_t succeeded, uint64_t failed);
+void eng__uuid4(char out[37]);
+int64_t eng__now_ms(void);
+void eng__iso8601_ms(int64_t ms, char out[32]);
+
+#endif

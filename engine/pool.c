@@ -1,0 +1,369 @@
+/*
+ * pool.c — worker threads, each owning one curl multi handle with many transfers in flight.
+ *
+ * A unit (every row of one key) is bound to the worker its key hashes to, so all versions of
+ * a key stay on one thread and are replayed in order; within a worker a unit holds one slot
+ * (a reusable curl easy handle, so connections stay in the multi handle's cache) from
+ * admission to its last request, and a second unit of the same key waits until the first is
+ * done. Workers take units from their own bounded queue and hand finished units to the
+ * report writer's queue: they never share anything else but the counters and the limiter.
+ *
+ * Retries: a retryable outcome (connection error, timeout, 500/502/503/504, SlowDown,
+ * RequestTimeout, InternalError, a 200 carrying <Error>) is re-sent after a full-jitter delay,
+ * rand(0, min(cap, base * 2^(attempt-1))) (../shared/aws-formats.md §8.4), up to max_attempts
+ * in all. Throttling: a 503 / SlowDown halves the number of units the whole pool may run at
+ * once (at most once per 500 ms); each stretch of `allowed` clean answers raises it by one,
+ * back up to the configured concurrency (AIMD).
+ */
+#include "engine/engine_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct slot {
+    s3_call call;
+    eng__unit *unit;            /* NULL: free */
+    int in_multi;               /* the call is in the multi handle */
+    int expect_xml;
+    int attempts;               /* failed tries of the current request */
+} slot;
+
+typedef struct worker {
+    pthread_t th;
+    struct eng__pool *pool;
+    eng__queue inq;
+    CURLM *multi;
+    s3_signer signer;
+    slot *slots;
+    int n_slots;
+    eng__unit **deferred;       /* units whose key is busy here, FIFO */
+    size_t n_deferred;
+    unsigned rng;
+    int started;
+} worker;
+
+struct eng__pool {
+    eng__pool_cfg cfg;
+    worker *workers;
+    int n_workers;
+    /* the shared slow-down limiter (atomics, no lock) */
+    _Atomic int inflight;       /* units holding a slot, all workers */
+    _Atomic int allowed;        /* how many may */
+    _Atomic int clean_streak;
+    _Atomic int64_t last_cut_ms;
+};
+
+static const s3_call_opts call_opts = {0, 0, 0};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- limiter ------------------------------------------------------------------------- */
+
+static void limiter_throttled(eng__pool *p)
+{
+    int64_t now = now_ms(), last = atomic_load(&p->last_cut_ms);
+    atomic_store(&p->clean_streak, 0);
+    if (now - last < 500 || !atomic_compare_exchange_strong(&p->last_cut_ms, &last, now))
+        return;
+    int a = atomic_load(&p->allowed);
+    atomic_store(&p->allowed, a / 2 > 0 ? a / 2 : 1);
+}
+
+static void limiter_clean(eng__pool *p)
+{
+    int a = atomic_load(&p->allowed);
+    if (a >= p->cfg.concurrency)
+        return;
+    if (atomic_fetch_add(&p->clean_streak, 1) + 1 >= a) {
+        atomic_store(&p->clean_streak, 0);
+        atomic_compare_exchange_strong(&p->allowed, &a, a + 1);
+    }
+}
+
+/* ---- one worker ------------------------------------------------------------------------ */
+
+static int key_busy(const worker *w, const eng__unit *u)
+{
+    for (int i = 0; i < w->n_slots; i++)
+        if (w->slots[i].unit && eng__unit_same_key(w->slots[i].unit, u))
+            return 1;
+    return 0;
+}
+
+static void finish_unit(worker *w, slot *s)
+{
+    eng__pool *p = w->pool;
+    eng__queue_push(p->cfg.done_q, s->unit);
+    s->unit = NULL;
+    s->attempts = 0;
+    atomic_fetch_sub(&p->inflight, 1);
+}
+
+/* Sends the unit's next request, or hands the unit on when it has none. */
+static void advance(worker *w, slot *s)
+{
+    eng__pool *p = w->pool;
+    s3_request req;
+    if (atomic_load(p->cfg.stop)) {
+        eng__unit_abandon(s->unit);
+    }
+    if (!eng__unit_next(s->unit, p->cfg.rules, &req, &s->expect_xml)) {
+        finish_unit(w, s);
+        return;
+    }
+    if (s3_call_prepare(&s->call, p->cfg.ep, &w->signer, &req, &call_opts) != 0) {
+        s3_outcome oc;
+        memset(&oc, 0, sizeof oc);
+        oc.http_status = 400;
+        snprintf(oc.code, sizeof oc.code, "InvalidRequest");
+        snprintf(oc.message, sizeof oc.message, "cannot build the request");
+        eng__unit_on_response(s->unit, p->cfg.rules, &s->call, &oc);
+        advance(w, s);
+        return;
+    }
+    curl_multi_add_handle(w->multi, s->call.easy);
+    s->in_multi = 1;
+    atomic_fetch_add(&p->cfg.counters->requests, 1);
+}
+
+static int backoff_ms(worker *w, int attempt)
+{
+    const eng__pool_cfg *c = &w->pool->cfg;
+    int64_t ceiling = (int64_t)c->retry_base_ms << (attempt - 1 < 20 ? attempt - 1 : 20);
+    if (ceiling > c->retry_cap_ms)
+        ceiling = c->retry_cap_ms;
+    return (int)(rand_r(&w->rng) % (unsigned)(ceiling + 1)); /* full jitter */
+}
+
+static void on_done(worker *w, slot *s, CURLcode code)
+{
+    eng__pool *p = w->pool;
+    s3_outcome oc;
+    curl_multi_remove_handle(w->multi, s->call.easy);
+    s->in_multi = 0;
+    s3_outcome_classify(&s->call, (int)code, s->expect_xml, &oc);
+    if (oc.throttled) {
+        atomic_fetch_add(&p->cfg.counters->throttle_events, 1);
+        limiter_throttled(p);
+    } else if (!oc.retryable) {
+        limiter_clean(p);
+    }
+    if (oc.retryable && s->attempts + 1 < p->cfg.max_attempts && !atomic_load(p->cfg.stop)) {
+        s->attempts++;
+        atomic_fetch_add(&p->cfg.counters->retries, 1);
+        eng__unit_set_not_before_ms(s->unit, now_ms() + backoff_ms(w, s->attempts));
+        return; /* the loop re-sends it when the delay has passed */
+    }
+    s->attempts = 0;
+    eng__unit_on_response(s->unit, p->cfg.rules, &s->call, &oc);
+    advance(w, s);
+}
+
+static slot *free_slot(worker *w)
+{
+    for (int i = 0; i < w->n_slots; i++)
+        if (!w->slots[i].unit)
+            return &w->slots[i];
+    return NULL;
+}
+
+static void admit(worker *w, slot *s, eng__unit *u)
+{
+    s->unit = u;
+    s->attempts = 0;
+    eng__unit_set_not_before_ms(u, 0);
+    atomic_fetch_add(&w->pool->inflight, 1);
+    advance(w, s);
+}
+
+/* Takes new units while a slot is free and the limiter allows. Returns 1 when the input is
+   closed and drained. */
+static int admit_new(worker *w, int busy)
+{
+    eng__pool *p = w->pool;
+    for (;;) {
+        slot *s = free_slot(w);
+        if (!s || atomic_load(&p->inflight) >= atomic_load(&p->allowed))
+            return 0;
+        /* a deferred unit whose key became free goes first */
+        for (size_t i = 0; i < w->n_deferred; i++) {
+            if (!key_busy(w, w->deferred[i])) {
+                eng__unit *u = w->deferred[i];
+                memmove(&w->deferred[i], &w->deferred[i + 1],
+                        (w->n_deferred - i - 1) * sizeof *w->deferred);
+                w->n_deferred--;
+                admit(w, s, u);
+                goto next;
+            }
+        }
+        if (w->n_deferred >= (size_t)w->n_slots)
+            return 0; /* bounded: wait for keys to free up */
+        int closed = 0;
+        eng__unit *u = eng__queue_pop(&w->inq, busy || w->n_deferred ? 0 : 50, &closed);
+        if (!u)
+            return closed && w->n_deferred == 0;
+        if (key_busy(w, u))
+            w->deferred[w->n_deferred++] = u;
+        else
+            admit(w, s, u);
+    next:
+        busy = 1;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    int input_done = 0;
+    for (;;) {
+        int busy = 0;
+        int64_t now = now_ms(), next_due = INT64_MAX;
+        for (int i = 0; i < w->n_slots; i++) {
+            slot *s = &w->slots[i];
+            if (!s->unit)
+                continue;
+            busy = 1;
+            if (s->in_multi)
+                continue;
+            int64_t due = eng__unit_not_before_ms(s->unit);
+            if (due <= now)
+                advance(w, s); /* a retry whose delay has passed */
+            else if (due < next_due)
+                next_due = due;
+        }
+        if (!input_done)
+            input_done = admit_new(w, busy);
+        busy = 0;
+        for (int i = 0; i < w->n_slots; i++)
+            busy |= w->slots[i].unit != NULL;
+        if (input_done && !busy && w->n_deferred == 0)
+            break;
+
+        int running = 0;
+        curl_multi_perform(w->multi, &running);
+        CURLMsg *m;
+        int left;
+        while ((m = curl_multi_info_read(w->multi, &left))) {
+            if (m->msg != CURLMSG_DONE)
+                continue;
+            slot *s = NULL;
+            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&s);
+            on_done(w, s, m->data.result);
+        }
+        long timeout = 100;
+        if (next_due != INT64_MAX) {
+            int64_t d = next_due - now_ms();
+            timeout = d < 0 ? 0 : d < timeout ? (long)d : timeout;
+        }
+        if (running > 0 || busy)
+            curl_multi_poll(w->multi, NULL, 0, (int)timeout, NULL);
+    }
+    return NULL;
+}
+
+/* ---- pool ---------------------------------------------------------------------------- */
+
+eng__pool *eng__pool_start(const eng__pool_cfg *cfg, char *err, size_t err_len)
+{
+    eng__pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->cfg = *cfg;
+    p->n_workers = cfg->workers;
+    atomic_store(&p->allowed, cfg->concurrency);
+    p->workers = calloc((size_t)p->n_workers, sizeof *p->workers);
+    if (!p->workers)
+        goto fail;
+    for (int i = 0; i < p->n_workers; i++) {
+        worker *w = &p->workers[i];
+        w->pool = p;
+        /* slots split the concurrency; the limiter caps the total across workers */
+        w->n_slots = cfg->concurrency / cfg->workers + (i < cfg->concurrency % cfg->workers);
+        if (w->n_slots < 1)
+            w->n_slots = 1;
+        w->rng = (unsigned)(now_ms() ^ (i * 2654435761u));
+        w->slots = calloc((size_t)w->n_slots, sizeof *w->slots);
+        w->deferred = calloc((size_t)w->n_slots, sizeof *w->deferred);
+        w->multi = curl_multi_init();
+        if (!w->slots || !w->deferred || !w->multi || eng__queue_init(&w->inq, 256))
+            goto fail;
+        curl_multi_setopt(w->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)w->n_slots);
+        s3_signer_init(&w->signer, &cfg->ep->creds, cfg->ep->region);
+        for (int k = 0; k < w->n_slots; k++) {
+            if (s3_call_init(&w->slots[k].call))
+                goto fail;
+            w->slots[k].call.user = &w->slots[k];
+            curl_easy_setopt(w->slots[k].call.easy, CURLOPT_PRIVATE, &w->slots[k]);
+        }
+    }
+    for (int i = 0; i < p->n_workers; i++) {
+        if (pthread_create(&p->workers[i].th, NULL, worker_main, &p->workers[i]) != 0) {
+            snprintf(err, err_len, "cannot start worker thread %d", i);
+            for (int k = 0; k < i; k++)
+                eng__queue_close(&p->workers[k].inq);
+            for (int k = 0; k < i; k++)
+                pthread_join(p->workers[k].th, NULL);
+            goto fail_quiet;
+        }
+        p->workers[i].started = 1;
+    }
+    return p;
+fail:
+    snprintf(err, err_len, "out of memory starting the worker pool");
+fail_quiet:
+    for (int i = 0; p->workers && i < p->n_workers; i++)
+        p->workers[i].started = 0;
+    eng__pool_destroy(p);
+    return NULL;
+}
+
+int eng__pool_submit(eng__pool *p, eng__unit *u)
+{
+    worker *w = &p->workers[eng__unit_hash(u) % (uint64_t)p->n_workers];
+    return eng__queue_push(&w->inq, u);
+}
+
+void eng__pool_finish(eng__pool *p)
+{
+    for (int i = 0; i < p->n_workers; i++)
+        eng__queue_close(&p->workers[i].inq);
+    for (int i = 0; i < p->n_workers; i++) {
+        if (p->workers[i].started)
+            pthread_join(p->workers[i].th, NULL);
+        p->workers[i].started = 0;
+    }
+}
+
+void eng__pool_destroy(eng__pool *p)
+{
+    if (!p)
+        return;
+    eng__pool_finish(p);
+    for (int i = 0; p->workers && i < p->n_workers; i++) {
+        worker *w = &p->workers[i];
+        for (int k = 0; w->slots && k < w->n_slots; k++)
+            if (w->slots[k].call.easy)
+                s3_call_cleanup(&w->slots[k].call);
+        free(w->slots);
+        for (size_t k = 0; k < w->n_deferred; k++)
+            eng__unit_destroy(w->deferred[k]);
+        free(w->deferred);
+        if (w->multi)
+            curl_multi_cleanup(w->multi);
+        if (w->inq.items) {
+            int closed;
+            eng__unit *u;
+            while ((u = eng__queue_pop(&w->inq, 0, &closed)))
+                eng__unit_destroy(u);
+            eng__queue_cleanup(&w->inq);
+        }
+    }
+    free(p->workers);
+    free(p);
+}

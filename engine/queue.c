@@ -1,0 +1,97 @@
+/*
+ * queue.c — the bounded queue where the engine's threads meet (planner -> worker, worker ->
+ * report writer). A ring of pointers under one mutex; push blocks while full, which is the
+ * back-pressure that keeps memory bounded by the queue depths, never by the manifest.
+ */
+#include "engine/engine_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+int eng__queue_init(eng__queue *q, size_t cap)
+{
+    q->items = calloc(cap, sizeof *q->items);
+    if (!q->items)
+        return -ENG_E_NOMEM;
+    q->cap = cap;
+    q->head = q->len = 0;
+    q->closed = 0;
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->not_empty, NULL);
+    pthread_cond_init(&q->not_full, NULL);
+    return 0;
+}
+
+void eng__queue_cleanup(eng__queue *q)
+{
+    if (!q->items)
+        return;
+    free(q->items);
+    q->items = NULL;
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->not_empty);
+    pthread_cond_destroy(&q->not_full);
+}
+
+int eng__queue_push(eng__queue *q, void *item)
+{
+    pthread_mutex_lock(&q->mu);
+    while (q->len == q->cap && !q->closed)
+        pthread_cond_wait(&q->not_full, &q->mu);
+    if (q->closed) {
+        pthread_mutex_unlock(&q->mu);
+        return -1;
+    }
+    q->items[(q->head + q->len) % q->cap] = item;
+    q->len++;
+    pthread_cond_signal(&q->not_empty);
+    pthread_mutex_unlock(&q->mu);
+    return 0;
+}
+
+static void deadline_in(struct timespec *ts, int ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+void *eng__queue_pop(eng__queue *q, int timeout_ms, int *out_closed)
+{
+    struct timespec until;
+    if (timeout_ms > 0)
+        deadline_in(&until, timeout_ms);
+    pthread_mutex_lock(&q->mu);
+    while (q->len == 0 && !q->closed && timeout_ms != 0) {
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&q->not_empty, &q->mu);
+        } else if (pthread_cond_timedwait(&q->not_empty, &q->mu, &until) == ETIMEDOUT) {
+            break;
+        }
+    }
+    void *item = NULL;
+    if (q->len > 0) {
+        item = q->items[q->head];
+        q->head = (q->head + 1) % q->cap;
+        q->len--;
+        pthread_cond_signal(&q->not_full);
+    }
+    if (out_closed)
+        *out_closed = (item == NULL && q->closed);
+    pthread_mutex_unlock(&q->mu);
+    return item;
+}
+
+void eng__queue_close(eng__queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->closed = 1;
+    pthread_cond_broadcast(&q->not_empty);
+    pthread_cond_broadcast(&q->not_full);
+    pthread_mutex_unlock(&q->mu);
+}

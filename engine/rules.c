@@ -1,0 +1,365 @@
+/*
+ * rules.c — the replication configuration and rule selection (../shared/aws-formats.md §7).
+ *
+ * Accepts the PutBucketReplication JSON the AWS CLI takes (bare, or wrapped in
+ * {"ReplicationConfiguration": ...} as GetBucketReplication prints it), and the source
+ * bucket's GetBucketReplication XML, converted to the same shape. Selection follows §7.2: a
+ * version goes to every destination of every enabled rule whose filter matches (prefix and
+ * tags ANDed); among rules with the same destination the highest Priority wins.
+ */
+#include "engine/engine_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *dupstr(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+static int fail(char *err, size_t err_len, const char *origin, const char *path,
+                const char *what)
+{
+    snprintf(err, err_len, "%s: %s: %s", origin, path, what);
+    return -ENG_E_INVALID_RULES;
+}
+
+static const char *bucket_from_arn(const char *arn)
+{
+    static const char pfx[] = ":s3:::";
+    const char *p = strstr(arn, pfx);
+    if (strncmp(arn, "arn:", 4) != 0 || !p || p[sizeof pfx - 1] == '\0')
+        return NULL;
+    return p + sizeof pfx - 1;
+}
+
+static int parse_tag(json_t *t, eng__tag *out, const char *origin, const char *path,
+                     char *err, size_t err_len)
+{
+    json_t *k = json_object_get(t, "Key"), *v = json_object_get(t, "Value");
+    if (!json_is_string(k) || !json_is_string(v))
+        return fail(err, err_len, origin, path, "a tag needs string Key and Value");
+    out->key = dupstr(json_string_value(k));
+    out->value = dupstr(json_string_value(v));
+    return 0;
+}
+
+static int parse_filter(json_t *filter, eng__rule *r, const char *origin, const char *path,
+                        char *err, size_t err_len)
+{
+    char sub[256];
+    json_t *prefix = json_object_get(filter, "Prefix");
+    json_t *tag = json_object_get(filter, "Tag");
+    json_t *and = json_object_get(filter, "And");
+    int n = (prefix != NULL) + (tag != NULL) + (and != NULL);
+    if (n > 1)
+        return fail(err, err_len, origin, path,
+                    "a Filter holds exactly one of Prefix, Tag or And");
+    if (prefix) {
+        if (!json_is_string(prefix))
+            return fail(err, err_len, origin, path, "Prefix must be a string");
+        r->prefix = dupstr(json_string_value(prefix));
+    } else if (tag) {
+        r->tags = calloc(1, sizeof *r->tags);
+        if (!r->tags)
+            return -ENG_E_NOMEM;
+        r->n_tags = 1;
+        snprintf(sub, sizeof sub, "%s.Tag", path);
+        if (parse_tag(tag, &r->tags[0], origin, sub, err, err_len))
+            return -ENG_E_INVALID_RULES;
+    } else if (and) {
+        json_t *p = json_object_get(and, "Prefix"), *tags = json_object_get(and, "Tags");
+        if (p && !json_is_string(p))
+            return fail(err, err_len, origin, path, "And.Prefix must be a string");
+        r->prefix = dupstr(p ? json_string_value(p) : "");
+        if (tags && !json_is_array(tags))
+            return fail(err, err_len, origin, path, "And.Tags must be a list");
+        size_t nt = tags ? json_array_size(tags) : 0;
+        r->tags = calloc(nt ? nt : 1, sizeof *r->tags);
+        if (!r->tags)
+            return -ENG_E_NOMEM;
+        for (size_t i = 0; i < nt; i++) {
+            snprintf(sub, sizeof sub, "%s.And.Tags[%zu]", path, i);
+            if (parse_tag(json_array_get(tags, i), &r->tags[i], origin, sub, err, err_len))
+                return -ENG_E_INVALID_RULES;
+            r->n_tags++;
+        }
+    }
+    if (!r->prefix)
+        r->prefix = dupstr("");
+    return 0;
+}
+
+static int dest_index(eng__rules *rs, const char *bucket, size_t *out)
+{
+    for (size_t i = 0; i < rs->n_dests; i++) {
+        if (strcmp(rs->dests[i].bucket, bucket) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    eng__dest *nd = realloc(rs->dests, (rs->n_dests + 1) * sizeof *nd);
+    if (!nd)
+        return -ENG_E_NOMEM;
+    rs->dests = nd;
+    memset(&nd[rs->n_dests], 0, sizeof *nd);
+    nd[rs->n_dests].bucket = dupstr(bucket);
+    *out = rs->n_dests++;
+    return 0;
+}
+
+static int parse_rule(eng__rules *rs, json_t *jr, size_t idx, const char *origin, char *err,
+                      size_t err_len)
+{
+    char path[64], sub[128];
+    eng__rule *r = &rs->rules[idx];
+    snprintf(path, sizeof path, "Rules[%zu]", idx);
+    if (!json_is_object(jr))
+        return fail(err, err_len, origin, path, "must be an object");
+
+    json_t *id = json_object_get(jr, "ID");
+    r->id = dupstr(json_is_string(id) ? json_string_value(id) : "");
+
+    json_t *status = json_object_get(jr, "Status");
+    snprintf(sub, sizeof sub, "%s.Status", path);
+    if (!json_is_string(status))
+        return fail(err, err_len, origin, sub, "required: \"Enabled\" or \"Disabled\"");
+    if (strcmp(json_string_value(status), "Enabled") == 0)
+        r->enabled = 1;
+    else if (strcmp(json_string_value(status), "Disabled") != 0)
+        return fail(err, err_len, origin, sub, "must be \"Enabled\" or \"Disabled\"");
+
+    json_t *prio = json_object_get(jr, "Priority");
+    snprintf(sub, sizeof sub, "%s.Priority", path);
+    if (prio && !json_is_integer(prio))
+        return fail(err, err_len, origin, sub, "must be an integer");
+    r->priority = prio ? (int)json_integer_value(prio) : 0;
+
+    json_t *filter = json_object_get(jr, "Filter");
+    json_t *v1prefix = json_object_get(jr, "Prefix");
+    snprintf(sub, sizeof sub, "%s.Filter", path);
+    if (filter && v1prefix)
+        return fail(err, err_len, origin, path, "give Filter or Prefix, not both");
+    if (filter) {
+        if (!json_is_object(filter))
+            return fail(err, err_len, origin, sub, "must be an object");
+        int rc = parse_filter(filter, r, origin, sub, err, err_len);
+        if (rc)
+            return rc;
+    } else {
+        if (v1prefix && !json_is_string(v1prefix))
+            return fail(err, err_len, origin, path, "Prefix must be a string");
+        r->prefix = dupstr(v1prefix ? json_string_value(v1prefix) : "");
+    }
+
+    json_t *dmr = json_object_get(jr, "DeleteMarkerReplication");
+    if (dmr) {
+        json_t *s = json_object_get(dmr, "Status");
+        snprintf(sub, sizeof sub, "%s.DeleteMarkerReplication.Status", path);
+        if (!json_is_string(s))
+            return fail(err, err_len, origin, sub, "required: \"Enabled\" or \"Disabled\"");
+        if (strcmp(json_string_value(s), "Enabled") == 0)
+            r->delete_marker_replication = 1;
+        else if (strcmp(json_string_value(s), "Disabled") != 0)
+            return fail(err, err_len, origin, sub, "must be \"Enabled\" or \"Disabled\"");
+    } else if (filter) {
+        snprintf(sub, sizeof sub, "%s.DeleteMarkerReplication", path);
+        return fail(err, err_len, origin, sub, "required when the rule has a Filter");
+    }
+    if (r->delete_marker_replication && r->n_tags > 0) {
+        snprintf(sub, sizeof sub, "%s.DeleteMarkerReplication.Status", path);
+        return fail(err, err_len, origin, sub,
+                    "must be \"Disabled\" for a rule with a tag filter (as on AWS)");
+    }
+
+    json_t *dest = json_object_get(jr, "Destination");
+    snprintf(sub, sizeof sub, "%s.Destination.Bucket", path);
+    json_t *db = dest ? json_object_get(dest, "Bucket") : NULL;
+    if (!json_is_string(db))
+        return fail(err, err_len, origin, sub, "required: a bucket ARN (arn:aws:s3:::name)");
+    const char *bname = bucket_from_arn(json_string_value(db));
+    if (!bname || strchr(bname, '/'))
+        return fail(err, err_len, origin, sub, "must be a bucket ARN (arn:aws:s3:::name)");
+    r->dest_bucket = dupstr(bname);
+    json_t *sc = json_object_get(dest, "StorageClass");
+    if (sc) {
+        snprintf(sub, sizeof sub, "%s.Destination.StorageClass", path);
+        if (!json_is_string(sc))
+            return fail(err, err_len, origin, sub, "must be a string");
+        r->storage_class = dupstr(json_string_value(sc));
+    }
+    if (r->enabled && r->n_tags > 0)
+        rs->needs_tags = 1;
+    return dest_index(rs, r->dest_bucket, &r->dest_index);
+}
+
+int eng__rules_from_json(eng__rules *out, json_t *root, const char *origin, char *err,
+                         size_t err_len)
+{
+    memset(out, 0, sizeof *out);
+    json_t *wrapped = json_object_get(root, "ReplicationConfiguration");
+    if (wrapped)
+        root = wrapped;
+    json_t *rules = json_object_get(root, "Rules");
+    if (!json_is_array(rules) || json_array_size(rules) == 0)
+        return fail(err, err_len, origin, "Rules", "required: a list of at least one rule");
+    if (json_array_size(rules) > 1000)
+        return fail(err, err_len, origin, "Rules", "at most 1,000 rules");
+    out->rules = calloc(json_array_size(rules), sizeof *out->rules);
+    if (!out->rules)
+        return -ENG_E_NOMEM;
+    for (size_t i = 0; i < json_array_size(rules); i++) {
+        out->n_rules = i + 1;
+        int rc = parse_rule(out, json_array_get(rules, i), i, origin, err, err_len);
+        if (rc) {
+            eng__rules_cleanup(out);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int eng__rules_load_file(eng__rules *out, const char *path, char *err, size_t err_len)
+{
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je);
+    if (!root) {
+        snprintf(err, err_len, "%s:%d:%d: not valid JSON: %s", path, je.line, je.column,
+                 je.text);
+        return -ENG_E_INVALID_RULES;
+    }
+    int rc = eng__rules_from_json(out, root, path, err, err_len);
+    json_decref(root);
+    return rc;
+}
+
+/* GetBucketReplication answers XML: <ReplicationConfiguration><Role/><Rule>...</Rule>*.
+   s3_xml_to_json gives {"Role": .., "Rule": obj | [obj..]}; reshape to the JSON form. */
+static json_t *as_list(json_t *v)
+{
+    if (!v)
+        return json_array();
+    if (json_is_array(v))
+        return json_incref(v);
+    json_t *a = json_array();
+    json_array_append(a, v);
+    return a;
+}
+
+static void fix_int(json_t *obj, const char *name)
+{
+    json_t *v = json_object_get(obj, name);
+    if (json_is_string(v))
+        json_object_set_new(obj, name, json_integer(strtol(json_string_value(v), NULL, 10)));
+}
+
+int eng__rules_load_bucket(eng__rules *out, const s3_endpoint *ep, const char *bucket,
+                           char *err, size_t err_len)
+{
+    s3_request req = {.method = "GET", .bucket = bucket, .n_query = 1};
+    req.query[0] = (s3_query_param){"replication", ""};
+    s3_response resp;
+    s3_outcome oc;
+    char origin[400];
+    snprintf(origin, sizeof origin, "GetBucketReplication s3://%s", bucket);
+    int rc = s3_perform(ep, &req, &resp, &oc);
+    if (rc || oc.http_status != 200) {
+        snprintf(err, err_len,
+                 "%s: HTTP %ld %s %s (give the configuration with --replication-config FILE)",
+                 origin, oc.http_status, oc.code, oc.message);
+        s3_response_cleanup(&resp);
+        return -ENG_E_INVALID_RULES;
+    }
+    json_t *root = s3_xml_to_json((s3_slice){resp.body.ptr, resp.body.len});
+    s3_response_cleanup(&resp);
+    if (!root) {
+        snprintf(err, err_len, "%s: the answer is not valid XML", origin);
+        return -ENG_E_INVALID_RULES;
+    }
+    json_t *rules = as_list(json_object_get(root, "Rule"));
+    size_t i;
+    json_t *r;
+    json_array_foreach(rules, i, r) {
+        fix_int(r, "Priority");
+        json_t *and = json_object_get(json_object_get(r, "Filter"), "And");
+        if (and) {
+            json_object_set_new(and, "Tags", as_list(json_object_get(and, "Tag")));
+            json_object_del(and, "Tag");
+        }
+    }
+    json_object_set_new(root, "Rules", rules);
+    rc = eng__rules_from_json(out, root, origin, err, err_len);
+    json_decref(root);
+    return rc;
+}
+
+void eng__rules_cleanup(eng__rules *rs)
+{
+    for (size_t i = 0; i < rs->n_rules; i++) {
+        eng__rule *r = &rs->rules[i];
+        free(r->id);
+        free(r->prefix);
+        for (size_t t = 0; t < r->n_tags; t++) {
+            free(r->tags[t].key);
+            free(r->tags[t].value);
+        }
+        free(r->tags);
+        free(r->dest_bucket);
+        free(r->storage_class);
+    }
+    free(rs->rules);
+    for (size_t i = 0; i < rs->n_dests; i++)
+        free(rs->dests[i].bucket);
+    free(rs->dests);
+    memset(rs, 0, sizeof *rs);
+}
+
+static int has_tag(const eng__tag *tags, size_t n, const eng__tag *want)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(tags[i].key, want->key) == 0 && strcmp(tags[i].value, want->value) == 0)
+            return 1;
+    return 0;
+}
+
+static int rule_matches(const eng__rule *r, s3_slice key, const eng__tag *tags, size_t n_tags,
+                        int is_delete_marker)
+{
+    if (!r->enabled)
+        return 0;
+    size_t plen = strlen(r->prefix);
+    if (plen > key.len || memcmp(key.ptr, r->prefix, plen) != 0)
+        return 0;
+    if (is_delete_marker)
+        return r->n_tags == 0; /* delete markers carry no tags (§6.2) */
+    for (size_t i = 0; i < r->n_tags; i++)
+        if (!has_tag(tags, n_tags, &r->tags[i]))
+            return 0;
+    return 1;
+}
+
+size_t eng__rules_select(const eng__rules *rs, s3_slice key, const eng__tag *tags,
+                         size_t n_tags, int is_delete_marker, int *out_rule)
+{
+    for (size_t d = 0; d < rs->n_dests; d++)
+        out_rule[d] = -1;
+    for (size_t i = 0; i < rs->n_rules; i++) {
+        const eng__rule *r = &rs->rules[i];
+        if (!rule_matches(r, key, tags, n_tags, is_delete_marker))
+            continue;
+        int cur = out_rule[r->dest_index];
+        if (cur < 0 || rs->rules[cur].priority < r->priority)
+            out_rule[r->dest_index] = (int)i;
+    }
+    size_t n = 0;
+    for (size_t d = 0; d < rs->n_dests; d++) {
+        if (out_rule[d] < 0)
+            continue;
+        if (is_delete_marker && !rs->rules[out_rule[d]].delete_marker_replication)
+            out_rule[d] = -1; /* the winning rule does not replicate delete markers */
+        else
+            n++;
+    }
+    return n;
+}

@@ -1,0 +1,646 @@
+/*
+ * unit.c — the per-key state machine: every manifest row of one source key, replayed on each
+ * destination oldest version first.
+ *
+ *   LIST   ListObjectVersions?prefix=<key> (paged until another key shows up). One request
+ *          tells, for every listed version of the key, whether it exists, whether it is a
+ *          delete marker, its LastModified (ms on AWS), storage class, size and listing
+ *          position: the order to replay and the eligibility facts, where a HEAD per
+ *          version would cost a round trip each and give Last-Modified in whole seconds.
+ *   TAGS   GetObjectTagging?versionId= per version, only when an enabled rule filters on
+ *          tags.
+ *   APPLY  per version (oldest first) and per destination its rule selects: CopyObject with
+ *          x-amz-copy-source: bucket/key?versionId= (metadata, Content-Type and tags copied by
+ *          the COPY directives; storage class from the rule, else the source's), or, for a
+ *          delete marker whose rule enables DeleteMarkerReplication, DELETE of the
+ *          destination key (which writes a delete marker there).
+ *   DONE   every task has an outcome; the worker hands the unit to the report writer.
+ *
+ * Order: LastModified ascending, the source's current version (IsLatest) always last, ties
+ * broken by listing position (a later position is older). moto lists every version before
+ * every delete marker and has 1-second LastModified, so the IsLatest rule is what keeps the
+ * destination's current version equal to the source's there.
+ *
+ * Failure codes are the replication failure reasons (../shared/aws-formats.md §6.1).
+ */
+#include "engine/engine_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum phase { PH_LIST = 0, PH_TAGS, PH_APPLY, PH_DONE };
+
+#define LIST_PAGE_KEYS "1000"
+
+struct eng__unit {
+    uint64_t hash;
+    s3_slice bucket, key;        /* key decoded; both NUL-terminated in mem */
+    size_t n_tasks;
+    eng__task *tasks;
+    size_t *order;               /* indices of found, distinct versions, oldest first */
+    size_t n_order;
+    size_t *by_vid;              /* task indices sorted by version ID, for matching */
+    int saw_key;                 /* the listing showed at least one version of the key */
+    /* state */
+    enum phase phase;
+    unsigned list_pos;
+    char key_marker[1100];
+    char vid_marker[256];
+    int list_more;
+    size_t cur;                  /* index into order */
+    size_t cur_dest;             /* next destination to consider for order[cur] */
+    int *rule_for_dest;          /* per destination, for order[cur] */
+    int selected;                /* rule_for_dest is valid for order[cur] */
+    int64_t not_before_ms;
+    s3_buf scratch;              /* copy source, query values */
+    char list_key_marker_q[1100];
+};
+
+/* ---- building ------------------------------------------------------------------------ */
+
+static uint64_t fnv1a(const char *p, size_t n, uint64_t h)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+void eng__unit_builder_init(eng__unit_builder *b)
+{
+    memset(b, 0, sizeof *b);
+    s3_buf_init(&b->mem, (size_t)1 << 30);
+}
+
+void eng__unit_builder_cleanup(eng__unit_builder *b)
+{
+    s3_buf_cleanup(&b->mem);
+    free(b->ents);
+    memset(b, 0, sizeof *b);
+}
+
+size_t eng__unit_builder_len(const eng__unit_builder *b)
+{
+    return b->n_ents;
+}
+
+int eng__unit_builder_same_key(const eng__unit_builder *b, const mf_entry *e)
+{
+    return b->n_ents > 0 && b->n_ents < ENG__UNIT_MAX_TASKS &&
+           e->bucket.len == b->bucket_len && e->key.len == b->key_len &&
+           memcmp(b->mem.ptr, e->bucket.ptr, e->bucket.len) == 0 &&
+           memcmp(b->mem.ptr + b->bucket_len + 1, e->key.ptr, e->key.len) == 0;
+}
+
+int eng__unit_builder_add(eng__unit_builder *b, const mf_entry *e)
+{
+    static const char nul = '\0';
+    if (b->n_ents == 0) {
+        s3_buf_reset(&b->mem);
+        if (s3_buf_append(&b->mem, e->bucket.ptr, e->bucket.len) ||
+            s3_buf_append(&b->mem, &nul, 1) || s3_buf_append(&b->mem, e->key.ptr, e->key.len) ||
+            s3_buf_append(&b->mem, &nul, 1))
+            return -ENG_E_NOMEM;
+        b->bucket_len = e->bucket.len;
+        b->key_len = e->key.len;
+    }
+    if (b->n_ents == b->cap_ents) {
+        size_t nc = b->cap_ents ? b->cap_ents * 2 : 8;
+        eng__bent *ne = realloc(b->ents, nc * sizeof *ne);
+        if (!ne)
+            return -ENG_E_NOMEM;
+        b->ents = ne;
+        b->cap_ents = nc;
+    }
+    eng__bent *be = &b->ents[b->n_ents];
+    be->seq = e->seq;
+    be->has_version = e->has_version;
+    be->key_raw_off = b->mem.len;
+    be->key_raw_len = e->key_raw.len;
+    if (s3_buf_append(&b->mem, e->key_raw.ptr, e->key_raw.len) ||
+        s3_buf_append(&b->mem, &nul, 1))
+        return -ENG_E_NOMEM;
+    be->vid_off = b->mem.len;
+    be->vid_len = e->version_id.len;
+    if (s3_buf_append(&b->mem, e->version_id.ptr, e->version_id.len) ||
+        s3_buf_append(&b->mem, &nul, 1))
+        return -ENG_E_NOMEM;
+    b->n_ents++;
+    return 0;
+}
+
+static const eng__task *cmp_tasks; /* qsort has no user pointer; set under the builder only */
+
+static int cmp_vid(const void *pa, const void *pb)
+{
+    const eng__task *a = &cmp_tasks[*(const size_t *)pa], *b = &cmp_tasks[*(const size_t *)pb];
+    size_t n = a->version_id.len < b->version_id.len ? a->version_id.len : b->version_id.len;
+    int c = memcmp(a->version_id.ptr, b->version_id.ptr, n);
+    if (c)
+        return c;
+    return (a->version_id.len > b->version_id.len) - (a->version_id.len < b->version_id.len);
+}
+
+eng__unit *eng__unit_builder_take(eng__unit_builder *b)
+{
+    size_t n = b->n_ents;
+    size_t sz = sizeof(eng__unit) + n * sizeof(eng__task) + 2 * n * sizeof(size_t) + b->mem.len;
+    char *block = calloc(1, sz);
+    if (!block)
+        return NULL;
+    eng__unit *u = (eng__unit *)block;
+    u->tasks = (eng__task *)(block + sizeof *u);
+    u->order = (size_t *)(u->tasks + n);
+    u->by_vid = u->order + n;
+    char *mem = (char *)(u->by_vid + n);
+    memcpy(mem, b->mem.ptr, b->mem.len);
+    u->n_tasks = n;
+    u->bucket = (s3_slice){mem, b->bucket_len};
+    u->key = (s3_slice){mem + b->bucket_len + 1, b->key_len};
+    u->hash = fnv1a(u->key.ptr, u->key.len, fnv1a(u->bucket.ptr, u->bucket.len,
+                                                  1469598103934665603ULL));
+    for (size_t i = 0; i < n; i++) {
+        eng__task *t = &u->tasks[i];
+        const eng__bent *be = &b->ents[i];
+        t->seq = be->seq;
+        t->has_version = be->has_version;
+        t->key_raw = (s3_slice){mem + be->key_raw_off, be->key_raw_len};
+        t->version_id = (s3_slice){mem + be->vid_off, be->vid_len};
+        u->by_vid[i] = i;
+    }
+    cmp_tasks = u->tasks;
+    qsort(u->by_vid, n, sizeof *u->by_vid, cmp_vid);
+    cmp_tasks = NULL;
+    s3_buf_init(&u->scratch, 16384);
+    u->list_more = 1;
+    b->n_ents = 0;
+    s3_buf_reset(&b->mem);
+    return u;
+}
+
+void eng__unit_destroy(eng__unit *u)
+{
+    if (!u)
+        return;
+    for (size_t i = 0; i < u->n_tasks; i++) {
+        eng__task *t = &u->tasks[i];
+        for (size_t k = 0; k < t->n_tags; k++) {
+            free(t->tags[k].key);
+            free(t->tags[k].value);
+        }
+        free(t->tags);
+    }
+    free(u->rule_for_dest);
+    s3_buf_cleanup(&u->scratch);
+    free(u);
+}
+
+size_t eng__unit_n_tasks(const eng__unit *u) { return u->n_tasks; }
+const eng__task *eng__unit_task(const eng__unit *u, size_t i) { return &u->tasks[i]; }
+s3_slice eng__unit_bucket(const eng__unit *u) { return u->bucket; }
+uint64_t eng__unit_hash(const eng__unit *u) { return u->hash; }
+int64_t eng__unit_not_before_ms(const eng__unit *u) { return u->not_before_ms; }
+void eng__unit_set_not_before_ms(eng__unit *u, int64_t ms) { u->not_before_ms = ms; }
+
+int eng__unit_same_key(const eng__unit *a, const eng__unit *b)
+{
+    return a->hash == b->hash && a->key.len == b->key.len && a->bucket.len == b->bucket.len &&
+           memcmp(a->key.ptr, b->key.ptr, a->key.len) == 0 &&
+           memcmp(a->bucket.ptr, b->bucket.ptr, a->bucket.len) == 0;
+}
+
+/* ---- outcomes ------------------------------------------------------------------------ */
+
+static void set_result(eng__task *t, int ok, int http, const char *code, const char *msg)
+{
+    t->done = 1;
+    t->succeeded = ok;
+    t->http_status = http;
+    t->error_code = code ? code : "";
+    snprintf(t->message, sizeof t->message, "%s", msg);
+}
+
+/* The first failure (of any destination) is what the row reports. */
+static void fail_task(eng__task *t, int http, const char *code, const char *msg)
+{
+    if (!t->done)
+        set_result(t, 0, http, code, msg);
+}
+
+void eng__unit_abandon(eng__unit *u)
+{
+    for (size_t i = 0; i < u->n_tasks; i++) {
+        if (!u->tasks[i].done) {
+            u->tasks[i].done = 1;
+            u->tasks[i].not_run = 1;
+        }
+    }
+    u->phase = PH_DONE;
+}
+
+/* An S3 failure that outlived its retries, or a permanent one we have no reason code for:
+   the row carries S3's own code and the HTTP status seen (500 when there was no answer). */
+static void fail_from_outcome(eng__task *t, const s3_outcome *oc, const char *code)
+{
+    char msg[160];
+    int http = oc->http_status ? (int)oc->http_status : 500;
+    if (oc->http_status == 0)
+        snprintf(msg, sizeof msg, "connection failed: %s",
+                 curl_easy_strerror((CURLcode)oc->curl_code));
+    else
+        snprintf(msg, sizeof msg, "%s", oc->message[0] ? oc->message : oc->code);
+    if (oc->error_in_200)
+        http = 500; /* a 200 carrying <Error> is a failure, not a success */
+    const char *c = code ? code : (oc->code[0] ? oc->code : "InternalError");
+    fail_task(t, http, c, msg);
+}
+
+/* ---- LIST ---------------------------------------------------------------------------- */
+
+typedef struct list_ctx {
+    eng__unit *u;
+    int other_key_seen;
+    char last_key[1100];
+    char last_vid[256];
+} list_ctx;
+
+static void take_facts(eng__task *t, const s3_version_entry *v)
+{
+    t->found = 1;
+    t->is_delete_marker = v->is_delete_marker;
+    t->is_latest = v->is_latest;
+    t->last_modified_ms = v->last_modified_ms;
+    t->list_pos = v->list_pos;
+    t->size = v->size;
+    snprintf(t->storage_class, sizeof t->storage_class, "%s", v->storage_class);
+}
+
+static void note_version(eng__unit *u, const s3_version_entry *v)
+{
+    if (v->is_latest) { /* manifest rows without a version ID act on the current version */
+        for (size_t i = 0; i < u->n_tasks; i++) {
+            eng__task *t = &u->tasks[i];
+            if (t->has_version || t->found)
+                continue;
+            take_facts(t, v);
+            snprintf(t->resolved_vid, sizeof t->resolved_vid, "%s", v->version_id);
+        }
+    }
+    /* binary search the first task with this version ID */
+    size_t vlen = strlen(v->version_id), lo = 0, hi = u->n_tasks;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        const eng__task *t = &u->tasks[u->by_vid[mid]];
+        size_t n = t->version_id.len < vlen ? t->version_id.len : vlen;
+        int c = memcmp(t->version_id.ptr, v->version_id, n);
+        if (c == 0)
+            c = (t->version_id.len > vlen) - (t->version_id.len < vlen);
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t i = lo; i < u->n_tasks; i++) {
+        eng__task *t = &u->tasks[u->by_vid[i]];
+        if (t->version_id.len != vlen || memcmp(t->version_id.ptr, v->version_id, vlen) != 0)
+            break;
+        if (t->has_version)
+            take_facts(t, v);
+    }
+}
+
+static int on_version(const s3_version_entry *v, void *user)
+{
+    list_ctx *lc = user;
+    eng__unit *u = lc->u;
+    if (strlen(v->key) != u->key.len || memcmp(v->key, u->key.ptr, u->key.len) != 0) {
+        lc->other_key_seen = 1; /* keys are listed in order: ours came first */
+        return 1;
+    }
+    u->saw_key = 1;
+    note_version(u, v);
+    return 0;
+}
+
+static int cmp_order(const void *pa, const void *pb)
+{
+    const eng__task *a = &cmp_tasks[*(const size_t *)pa], *b = &cmp_tasks[*(const size_t *)pb];
+    if (a->is_latest != b->is_latest)
+        return a->is_latest - b->is_latest; /* the current version goes last */
+    if (a->last_modified_ms != b->last_modified_ms)
+        return a->last_modified_ms < b->last_modified_ms ? -1 : 1;
+    return (a->list_pos < b->list_pos) - (a->list_pos > b->list_pos); /* later = older */
+}
+
+static void finish_listing(eng__unit *u)
+{
+    u->n_order = 0;
+    for (size_t i = 0; i < u->n_tasks; i++) {
+        eng__task *t = &u->tasks[i];
+        if (t->has_version && t->version_id.len == 0) {
+            fail_task(t, 400, "SrcVersionNotFound",
+                      "The manifest row has an empty version ID (use null for a null version)");
+        } else if (!t->found) {
+            if (u->saw_key)
+                fail_task(t, 404, "SrcVersionNotFound", "Source version not found");
+            else
+                fail_task(t, 404, "SrcKeyNotFound", "Source key not found");
+        } else {
+            u->order[u->n_order++] = i;
+        }
+    }
+    cmp_tasks = u->tasks;
+    qsort(u->order, u->n_order, sizeof *u->order, cmp_order);
+    cmp_tasks = NULL;
+    /* a version listed twice in the manifest is replicated once; the copies share its row
+       outcome (see copy_duplicates) */
+    size_t w = 0;
+    for (size_t i = 0; i < u->n_order; i++) {
+        if (w > 0 && u->tasks[u->order[w - 1]].list_pos == u->tasks[u->order[i]].list_pos) {
+            u->tasks[u->order[i]].dup_of = u->order[w - 1] + 1;
+            continue;
+        }
+        u->order[w++] = u->order[i];
+    }
+    u->n_order = w;
+    u->cur = 0;
+}
+
+/* ---- request building ----------------------------------------------------------------- */
+
+static void req_init(s3_request *req, const char *method, const eng__unit *u)
+{
+    memset(req, 0, sizeof *req);
+    req->method = method;
+    req->bucket = u->bucket.ptr;
+    req->key = u->key.ptr;
+}
+
+static void add_query(s3_request *req, const char *name, const char *value)
+{
+    req->query[req->n_query++] = (s3_query_param){name, value};
+}
+
+static void add_header(s3_request *req, const char *name, const char *value)
+{
+    req->headers[req->n_headers++] = (s3_header){name, value};
+}
+
+static const char *task_vid(const eng__task *t)
+{
+    return t->has_version ? t->version_id.ptr : t->resolved_vid;
+}
+
+static int archived(const char *storage_class)
+{
+    return strcmp(storage_class, "GLACIER") == 0 || strcmp(storage_class, "DEEP_ARCHIVE") == 0;
+}
+
+/* Picks the destinations of order[cur]; fails the task when none is eligible. */
+static void select_dests(eng__unit *u, const eng__rules *rules)
+{
+    eng__task *t = &u->tasks[u->order[u->cur]];
+    size_t n = 0;
+    u->selected = 1;
+    u->cur_dest = 0;
+    if (t->done) { /* failed before (reading its tags): nothing to send */
+        u->cur_dest = rules->n_dests;
+        return;
+    }
+    if (!archived(t->storage_class))
+        n = eng__rules_select(rules, u->key, t->tags, t->n_tags, t->is_delete_marker,
+                              u->rule_for_dest);
+    if (n == 0)
+        fail_task(t, 500, "SrcObjectNotEligible", "Object is not eligible for replication");
+}
+
+static void dest_unusable(eng__task *t, const eng__dest *d)
+{
+    switch (d->state) {
+    case ENG__DEST_MISSING:
+        fail_task(t, 404, "DstBucketNotFound", "Destination bucket not found");
+        break;
+    case ENG__DEST_UNVERSIONED:
+        fail_task(t, 400, "DstBucketUnversioned",
+                  "Versioning is not enabled on the destination bucket");
+        break;
+    default:
+        fail_task(t, d->http_status ? d->http_status : 403, "DstPutObjectNotPermitted",
+                  "Access denied to the destination bucket");
+        break;
+    }
+}
+
+static int next_apply(eng__unit *u, const eng__rules *rules, s3_request *req, int *expect_xml)
+{
+    while (u->cur < u->n_order) {
+        eng__task *t = &u->tasks[u->order[u->cur]];
+        if (!u->selected)
+            select_dests(u, rules);
+        while (u->cur_dest < rules->n_dests) {
+            int ri = u->rule_for_dest[u->cur_dest];
+            if (ri < 0) {
+                u->cur_dest++;
+                continue;
+            }
+            const eng__rule *r = &rules->rules[ri];
+            const eng__dest *d = &rules->dests[u->cur_dest];
+            if (d->state != ENG__DEST_OK) {
+                dest_unusable(t, d);
+                u->cur_dest++;
+                continue;
+            }
+            memset(req, 0, sizeof *req);
+            req->bucket = d->bucket;
+            req->key = u->key.ptr;
+            if (t->is_delete_marker) {
+                req->method = "DELETE";
+                *expect_xml = 0;
+                return 1;
+            }
+            req->method = "PUT";
+            s3_buf_reset(&u->scratch);
+            if (s3_copy_source(&u->scratch, u->bucket.ptr, u->key.ptr, task_vid(t)) != 0) {
+                fail_task(t, 400, "InvalidRequest", "cannot encode the copy source");
+                u->cur_dest++;
+                continue;
+            }
+            add_header(req, "x-amz-copy-source", u->scratch.ptr);
+            add_header(req, "x-amz-metadata-directive", "COPY");
+            add_header(req, "x-amz-tagging-directive", "COPY");
+            const char *sc = r->storage_class;
+            if (!sc && t->storage_class[0] && strcmp(t->storage_class, "STANDARD") != 0)
+                sc = t->storage_class; /* a replica keeps the source's class (§7.1) */
+            if (sc)
+                add_header(req, "x-amz-storage-class", sc);
+            *expect_xml = 1;
+            return 1;
+        }
+        if (!t->done)
+            set_result(t, 1, 200, "", "success");
+        u->cur++;
+        u->selected = 0;
+    }
+    return 0;
+}
+
+int eng__unit_next(eng__unit *u, const eng__rules *rules, s3_request *req, int *expect_xml)
+{
+    *expect_xml = 0;
+    if (!u->rule_for_dest) {
+        u->rule_for_dest = calloc(rules->n_dests ? rules->n_dests : 1, sizeof(int));
+        if (!u->rule_for_dest) {
+            for (size_t i = 0; i < u->n_tasks; i++)
+                fail_task(&u->tasks[i], 500, "InternalError", "out of memory");
+            return 0;
+        }
+    }
+    for (;;) {
+        switch (u->phase) {
+        case PH_LIST:
+            req_init(req, "GET", u);
+            req->key = NULL;
+            add_query(req, "versions", "");
+            add_query(req, "prefix", u->key.ptr);
+            add_query(req, "max-keys", LIST_PAGE_KEYS);
+            if (u->key_marker[0]) {
+                add_query(req, "key-marker", u->key_marker);
+                add_query(req, "version-id-marker", u->vid_marker);
+            }
+            return 1;
+        case PH_TAGS:
+            while (u->cur < u->n_order &&
+                   u->tasks[u->order[u->cur]].is_delete_marker)
+                u->cur++;
+            if (u->cur >= u->n_order || !rules->needs_tags) {
+                u->phase = PH_APPLY;
+                u->cur = 0;
+                continue;
+            }
+            req_init(req, "GET", u);
+            add_query(req, "tagging", "");
+            add_query(req, "versionId", task_vid(&u->tasks[u->order[u->cur]]));
+            return 1;
+        case PH_APPLY:
+            if (next_apply(u, rules, req, expect_xml))
+                return 1;
+            u->phase = PH_DONE;
+            continue;
+        case PH_DONE:
+            for (size_t i = 0; i < u->n_tasks; i++) {
+                eng__task *t = &u->tasks[i];
+                if (t->dup_of && !t->not_run) {
+                    const eng__task *o = &u->tasks[t->dup_of - 1];
+                    t->done = 1;
+                    t->succeeded = o->succeeded;
+                    t->http_status = o->http_status;
+                    t->error_code = o->error_code;
+                    memcpy(t->message, o->message, sizeof t->message);
+                }
+            }
+            return 0;
+        }
+    }
+}
+
+/* ---- responses ------------------------------------------------------------------------ */
+
+static void on_list(eng__unit *u, const s3_call *c, const s3_outcome *oc)
+{
+    if (oc->http_status != 200) {
+        const char *code = NULL;
+        if (strcmp(oc->code, "NoSuchBucket") == 0)
+            code = "SrcBucketNotFound";
+        else if (oc->http_status == 403)
+            code = "SrcHeadObjectNotPermitted";
+        for (size_t i = 0; i < u->n_tasks; i++)
+            fail_from_outcome(&u->tasks[i], oc, code);
+        u->phase = PH_DONE;
+        return;
+    }
+    list_ctx lc = {.u = u};
+    s3_list_versions_page page;
+    s3_slice body = {c->resp.body.ptr, c->resp.body.len};
+    if (s3_xml_parse_list_versions(body, u->list_pos, on_version, &lc, &page) != 0) {
+        s3_outcome bad = *oc;
+        snprintf(bad.code, sizeof bad.code, "InternalError");
+        snprintf(bad.message, sizeof bad.message, "malformed ListObjectVersions answer");
+        bad.http_status = 500;
+        for (size_t i = 0; i < u->n_tasks; i++)
+            fail_from_outcome(&u->tasks[i], &bad, NULL);
+        u->phase = PH_DONE;
+        return;
+    }
+    u->list_pos += page.n_entries;
+    if (page.is_truncated && !lc.other_key_seen) {
+        snprintf(u->key_marker, sizeof u->key_marker, "%s", page.next_key_marker);
+        snprintf(u->vid_marker, sizeof u->vid_marker, "%s", page.next_version_id_marker);
+        return; /* next page */
+    }
+    finish_listing(u);
+    u->phase = PH_TAGS;
+}
+
+static void on_tags(eng__unit *u, const s3_call *c, const s3_outcome *oc)
+{
+    eng__task *t = &u->tasks[u->order[u->cur]];
+    if (oc->http_status != 200) {
+        const char *code = oc->http_status == 403 ? "SrcGetTaggingNotPermitted"
+                           : oc->http_status == 404 ? "SrcVersionNotFound"
+                                                    : NULL;
+        fail_from_outcome(t, oc, code);
+    } else {
+        json_t *doc = s3_xml_to_json((s3_slice){c->resp.body.ptr, c->resp.body.len});
+        json_t *set = json_object_get(doc, "TagSet");
+        json_t *tag = json_is_object(set) ? json_object_get(set, "Tag") : NULL;
+        size_t n = !tag ? 0 : json_is_array(tag) ? json_array_size(tag) : 1;
+        t->tags = calloc(n ? n : 1, sizeof *t->tags);
+        for (size_t i = 0; t->tags && i < n; i++) {
+            json_t *e = json_is_array(tag) ? json_array_get(tag, i) : tag;
+            json_t *k = json_object_get(e, "Key"), *v = json_object_get(e, "Value");
+            t->tags[t->n_tags].key = strdup(json_is_string(k) ? json_string_value(k) : "");
+            t->tags[t->n_tags].value = strdup(json_is_string(v) ? json_string_value(v) : "");
+            t->n_tags++;
+        }
+        json_decref(doc);
+    }
+    u->cur++;
+}
+
+static void on_apply(eng__unit *u, const eng__rules *rules, const s3_outcome *oc)
+{
+    eng__task *t = &u->tasks[u->order[u->cur]];
+    int ok = t->is_delete_marker ? (oc->http_status == 204 || oc->http_status == 200)
+                                 : (oc->http_status == 200 && !oc->error_in_200);
+    if (!ok) {
+        const char *code = NULL;
+        if (strcmp(oc->code, "NoSuchBucket") == 0)
+            code = "DstBucketNotFound"; /* the listing just proved the source bucket exists */
+        else if (strcmp(oc->code, "NoSuchVersion") == 0 || strcmp(oc->code, "NoSuchKey") == 0)
+            code = "SrcVersionNotFound";
+        else if (oc->http_status == 403)
+            code = t->is_delete_marker ? "DstDelObjNotPermitted" : "DstPutObjectNotPermitted";
+        fail_from_outcome(t, oc, code);
+    }
+    u->cur_dest++;
+}
+
+void eng__unit_on_response(eng__unit *u, const eng__rules *rules, const s3_call *c,
+                           const s3_outcome *oc)
+{
+    switch (u->phase) {
+    case PH_LIST:
+        on_list(u, c, oc);
+        break;
+    case PH_TAGS:
+        on_tags(u, c, oc);
+        break;
+    case PH_APPLY:
+        on_apply(u, rules, oc);
+        break;
+    case PH_DONE:
+        break;
+    }
+}
