@@ -18,7 +18,7 @@ fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$(cd "$1" 2>/dev/null && pwd) || { echo "run-integration: no build folder $1" >&2; exit 2; }
 TIMEOUT_S=900
-cd "$ROOT"
+cd "$ROOT" || exit 2
 
 wanted() {
     [ -z "${TESTS:-}" ] && return 0
@@ -36,7 +36,7 @@ for f in tests/integration/test_*.py; do
     wanted "$(basename "$f")" && tests+=("$f")
 done
 if [ ${#tests[@]} -eq 0 ]; then
-    echo "run-integration: no integration tests${TESTS:+ matching '$TESTS'}"
+    echo "run-integration: no integration tests${TESTS:+ matching \"$TESTS\"}"
     exit 0
 fi
 if [ ! -x "$BUILD/bin/batchrep" ]; then

@@ -17,7 +17,7 @@ fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$(cd "$1" 2>/dev/null && pwd) || { echo "run-unit: no build folder $1" >&2; exit 2; }
 TIMEOUT_S=300
-cd "$ROOT"
+cd "$ROOT" || exit 2
 
 wanted() {
     [ -z "${TESTS:-}" ] && return 0
@@ -31,11 +31,11 @@ wanted() {
 
 progs=()
 for f in "$BUILD"/tests/test_*; do
-    [ -f "$f" ] && [ -x "$f" ] || continue
+    if [ ! -f "$f" ] || [ ! -x "$f" ]; then continue; fi
     wanted "$(basename "$f")" && progs+=("$f")
 done
 if [ ${#progs[@]} -eq 0 ]; then
-    echo "run-unit: no unit test programs in $BUILD/tests${TESTS:+ matching '$TESTS'}"
+    echo "run-unit: no unit test programs in $BUILD/tests${TESTS:+ matching \"$TESTS\"}"
     exit 0
 fi
 

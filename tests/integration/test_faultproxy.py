@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """test_faultproxy.py — self-test of faultproxy.py (no batchrep involved).
 
 1. Byte-exact passthrough against a raw recording server: header order and case, duplicate
