@@ -12,7 +12,7 @@
  *   - expat parsers for <Error>, CopyObjectResult, ListVersionsResult, InitiateMultipartUpload;
  *   - a blocking GET-to-file / PUT-from-memory for small objects (manifests, reports).
  *
- * Depends on: libcurl, OpenSSL libcrypto, expat. Nothing of ours.
+ * Depends on: libcurl, OpenSSL libcrypto, expat, jansson. Nothing of ours.
  */
 #ifndef BATCHREP_S3_H
 #define BATCHREP_S3_H
@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <time.h>
 #include <curl/curl.h>
+#include <jansson.h>
 
 /* ---- buffers ------------------------------------------------------------------------- */
 
@@ -114,6 +115,10 @@ int s3_uri_encode(s3_buf *out, s3_slice src, int keep_slash);
 /* Percent-decodes in place ("%2F" -> '/'); when plus_is_space, '+' -> ' ' (Inventory CSV).
    Returns the new length, or -1 on a malformed escape (stores its offset in *bad_at). */
 long s3_uri_decode_inplace(char *s, size_t len, int plus_is_space, size_t *bad_at);
+/* Replaces out's content with an x-amz-copy-source value: "bucket/key" percent-encoded with
+   '/' kept (botocore's safe chars -._~/, so '+' -> %2B, space -> %20), then
+   "?versionId=" + the encoded version id when version_id is neither NULL nor "". */
+int s3_copy_source(s3_buf *out, const char *bucket, const char *key, const char *version_id);
 
 /* ---- signer -------------------------------------------------------------------------- */
 
@@ -214,6 +219,8 @@ typedef struct s3_call {
     const char *upload_ptr;
     size_t upload_left;
     void *user;                    /* the engine's context; untouched here */
+    const char *upload_base;       /* start of the body, for curl's rewinds (seek callback) */
+    size_t upload_total;
 } s3_call;
 
 typedef struct s3_call_opts {
@@ -224,6 +231,11 @@ typedef struct s3_call_opts {
 
 int s3_call_init(s3_call *c);
 void s3_call_cleanup(s3_call *c);
+/* Also: CURLOPT_PRIVATE set by the owner survives the reset (unset, it is c); a request
+   header x-amz-content-sha256 (e.g. UNSIGNED-PAYLOAD) replaces the body's SHA-256; headers
+   host, authorization, content-length, expect, transfer-encoding, x-amz-date and
+   x-amz-security-token are set here and refused (S3_E_ARG) in req->headers. A bucket name
+   that is not DNS-compatible is sent path-style even on a virtual-hosted endpoint. */
 int s3_call_prepare(s3_call *c, const s3_endpoint *ep, s3_signer *signer,
                     const s3_request *req, const s3_call_opts *opts);
 
@@ -289,6 +301,11 @@ int s3_xml_parse_list_versions(s3_slice body, unsigned first_pos, s3_version_cb 
 
 /* <InitiateMultipartUploadResult><UploadId>; <CopyPartResult>/<CopyObjectResult><ETag>. */
 int s3_xml_find_text(s3_slice body, const char *element, char *out, size_t out_cap);
+
+/* Generic XML -> JSON for configuration documents (GetBucketReplication, GetObjectTagging):
+   the root element's children become members; a repeated element becomes a list; a leaf is
+   a string. Returns NULL on malformed XML. The caller owns the result. */
+json_t *s3_xml_to_json(s3_slice body);
 
 /* "2026-11-25T10:00:00.123Z" or RFC 1123 "Wed, 25 Nov 2026 10:00:00 GMT" -> epoch ms. */
 int s3_parse_time_ms(const char *s, int64_t *out_ms);

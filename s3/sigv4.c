@@ -1,0 +1,479 @@
+/*
+ * sigv4.c — AWS Signature Version 4 for S3, written here rather than taken from libcurl:
+ * Debian's libcurl 7.88 CURLOPT_AWS_SIGV4 sorts canonical headers by "name:value", which puts
+ * x-amz-copy-source-range before x-amz-copy-source (and x-amz-tagging-directive before
+ * x-amz-tagging), and it never signs x-amz-content-sha256; S3 and RGW answer 403.
+ *
+ * The canonical request (service "s3", no path normalisation, as botocore's S3SigV4Auth):
+ *   METHOD \n canonical-uri (as sent) \n
+ *   query: name=value pairs URI-encoded ('/' encoded too), sorted by encoded name then value,
+ *          "name=" for a bare parameter, joined by '&' \n
+ *   headers: lower-case name ':' value trimmed with inner whitespace runs made one space,
+ *          sorted by name only (stable; repeated names joined with ','), one per line \n
+ *   \n signed-header-names joined by ';' \n payload-hash
+ * String to sign: "AWS4-HMAC-SHA256\n" date "\n" scope "\n" hex(sha256(canonical request)).
+ *
+ * Speed: the hot path does no printf and, for requests of usual size, no malloc of ours: the
+ * canonical request is written into a 16 KiB stack buffer (a heap buffer is used only when a
+ * request needs more, e.g. a 2 KiB session token plus long keys in several places). The
+ * signing key (four chained HMACs) is derived once per UTC day and kept in the s3_signer, so a
+ * signature costs one SHA-256 of the canonical request and one HMAC of the string to sign.
+ * HMAC is done by hand over EVP digests with an EVP_MD fetched once: OpenSSL 3's HMAC() and
+ * EVP_MAC fetch the algorithm and parse parameters on every call, several times the cost.
+ * The EVP_MD_CTX is kept per thread (a pthread key whose destructor frees it).
+ */
+#include "s3/s3.h"
+#include "s3/s3_int.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#define MAX_SIGN_QUERY 64
+#define MAX_SIGN_HEADERS 64
+#define CANON_STACK_BYTES 16384
+
+static pthread_once_t crypto_once = PTHREAD_ONCE_INIT;
+static EVP_MD *md_sha256; /* process lifetime: fetched once, never freed */
+static EVP_MD *md_md5;
+static pthread_key_t ctx_key;
+
+static void free_thread_ctx(void *p)
+{
+    EVP_MD_CTX_free(p);
+}
+
+static void crypto_init(void)
+{
+    md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    md_md5 = EVP_MD_fetch(NULL, "MD5", NULL);
+    pthread_key_create(&ctx_key, free_thread_ctx);
+}
+
+/* The calling thread's digest context, or NULL when out of memory. */
+static EVP_MD_CTX *thread_ctx(void)
+{
+    pthread_once(&crypto_once, crypto_init);
+    EVP_MD_CTX *ctx = pthread_getspecific(ctx_key);
+    if (!ctx) {
+        ctx = EVP_MD_CTX_new();
+        if (ctx && pthread_setspecific(ctx_key, ctx) != 0) {
+            EVP_MD_CTX_free(ctx);
+            ctx = NULL;
+        }
+    }
+    return ctx;
+}
+
+/* sha256(a || b). */
+static int sha256_2(EVP_MD_CTX *ctx, const void *a, size_t an, const void *b, size_t bn,
+                    unsigned char out[32])
+{
+    return md_sha256 && EVP_DigestInit_ex2(ctx, md_sha256, NULL) &&
+           EVP_DigestUpdate(ctx, a, an) && (bn == 0 || EVP_DigestUpdate(ctx, b, bn)) &&
+           EVP_DigestFinal_ex(ctx, out, NULL);
+}
+
+/* RFC 2104 HMAC-SHA256. */
+static int hmac_sha256(EVP_MD_CTX *ctx, const void *key, size_t key_len, const void *msg,
+                       size_t msg_len, unsigned char out[32])
+{
+    unsigned char k[64] = {0}, pad[64], inner[32];
+    int ok = 1;
+    if (key_len > sizeof k)
+        ok = sha256_2(ctx, key, key_len, NULL, 0, k);
+    else
+        memcpy(k, key, key_len);
+    for (size_t i = 0; i < sizeof pad; i++)
+        pad[i] = k[i] ^ 0x36;
+    ok = ok && sha256_2(ctx, pad, sizeof pad, msg, msg_len, inner);
+    for (size_t i = 0; i < sizeof pad; i++)
+        pad[i] = k[i] ^ 0x5c;
+    ok = ok && sha256_2(ctx, pad, sizeof pad, inner, sizeof inner, out);
+    OPENSSL_cleanse(k, sizeof k);
+    OPENSSL_cleanse(pad, sizeof pad);
+    return ok;
+}
+
+void s3_sha256_hex(const void *data, size_t len, char out[65])
+{
+    unsigned char d[32];
+    EVP_MD_CTX *ctx = thread_ctx();
+    if (!ctx || !sha256_2(ctx, data, len, NULL, 0, d))
+        memset(d, 0, sizeof d); /* only on allocation failure; the signature then fails */
+    s3__hex(d, sizeof d, out);
+    out[64] = '\0';
+}
+
+void s3_md5_hex(const void *data, size_t len, char out[33])
+{
+    unsigned char d[16];
+    pthread_once(&crypto_once, crypto_init);
+    if (!md_md5 || !EVP_Digest(data, len, d, NULL, md_md5, NULL))
+        memset(d, 0, sizeof d);
+    s3__hex(d, sizeof d, out);
+    out[32] = '\0';
+}
+
+void s3_signer_init(s3_signer *s, const s3_creds *c, const char *region)
+{
+    memset(s, 0, sizeof *s);
+    s3__copy_str(s->access_key, sizeof s->access_key, c->access_key, strlen(c->access_key));
+    s3__copy_str(s->secret_key, sizeof s->secret_key, c->secret_key, strlen(c->secret_key));
+    s3__copy_str(s->session_token, sizeof s->session_token, c->session_token,
+                 strlen(c->session_token));
+    s3__copy_str(s->region, sizeof s->region, region, strlen(region));
+}
+
+/* ---- a bounded writer that keeps counting when full, so the caller learns the size ---- */
+
+typedef struct writer {
+    char *p;
+    size_t len;
+    size_t cap;
+} writer;
+
+static inline void put(writer *w, const char *s, size_t n)
+{
+    if (n <= w->cap && w->len <= w->cap - n)
+        memcpy(w->p + w->len, s, n);
+    w->len += n;
+}
+
+static inline void put_c(writer *w, char c)
+{
+    if (w->len < w->cap)
+        w->p[w->len] = c;
+    w->len++;
+}
+
+static inline void put_lower(writer *w, const char *s, size_t n)
+{
+    if (n <= w->cap && w->len <= w->cap - n) {
+        char *d = w->p + w->len;
+        for (size_t i = 0; i < n; i++) {
+            char c = s[i];
+            d[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+        }
+    }
+    w->len += n;
+}
+
+/* Python's str.split() whitespace in the ASCII range, which botocore's trim uses. */
+static inline int is_ws(unsigned char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+}
+
+/* Trimall: no leading/trailing whitespace, inner runs become one space. */
+static void put_trimmed(writer *w, const char *v)
+{
+    const unsigned char *s = (const unsigned char *)v;
+    int pending_space = 0, any = 0;
+    for (; *s; s++) {
+        if (is_ws(*s)) {
+            pending_space = any;
+            continue;
+        }
+        if (pending_space)
+            put_c(w, ' ');
+        pending_space = 0;
+        any = 1;
+        /* copy the run of non-space bytes at once */
+        const unsigned char *e = s;
+        while (e[1] && !is_ws(e[1]))
+            e++;
+        put(w, (const char *)s, (size_t)(e - s + 1));
+        s = e;
+    }
+}
+
+/* ---- sorting (n is small: insertion sort, stable) ------------------------------------ */
+
+typedef struct qent {
+    const char *name; /* encoded, in the scratch buffer */
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} qent;
+
+static int cmp_bytes(const char *a, size_t an, const char *b, size_t bn)
+{
+    size_t n = an < bn ? an : bn;
+    int c = n ? memcmp(a, b, n) : 0;
+    if (c)
+        return c;
+    return an < bn ? -1 : an > bn;
+}
+
+static int qent_cmp(const qent *a, const qent *b)
+{
+    int c = cmp_bytes(a->name, a->name_len, b->name, b->name_len);
+    return c ? c : cmp_bytes(a->value, a->value_len, b->value, b->value_len);
+}
+
+typedef struct hent {
+    const char *name; /* as given; compared and written lower-case */
+    size_t name_len;
+    const char *value;
+} hent;
+
+static int lower(int c)
+{
+    return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+}
+
+static int hname_cmp(const hent *a, const hent *b)
+{
+    size_t n = a->name_len < b->name_len ? a->name_len : b->name_len;
+    for (size_t i = 0; i < n; i++) {
+        int x = lower((unsigned char)a->name[i]), y = lower((unsigned char)b->name[i]);
+        if (x != y)
+            return x - y;
+    }
+    return a->name_len < b->name_len ? -1 : a->name_len > b->name_len;
+}
+
+/* Names the signer adds itself; a caller's header of the same name is ignored. */
+static int is_signer_header(const char *name, size_t n)
+{
+    return s3__ieq(name, n, "host") || s3__ieq(name, n, "x-amz-date") ||
+           s3__ieq(name, n, "x-amz-content-sha256") || s3__ieq(name, n, "x-amz-security-token");
+}
+
+static void format_amz_date(time_t now, char out[17])
+{
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    unsigned y = (unsigned)(tm.tm_year + 1900);
+    unsigned v[5] = {(unsigned)tm.tm_mon + 1, (unsigned)tm.tm_mday, (unsigned)tm.tm_hour,
+                     (unsigned)tm.tm_min, (unsigned)tm.tm_sec};
+    out[0] = (char)('0' + y / 1000 % 10);
+    out[1] = (char)('0' + y / 100 % 10);
+    out[2] = (char)('0' + y / 10 % 10);
+    out[3] = (char)('0' + y % 10);
+    char *p = out + 4;
+    for (int i = 0; i < 5; i++) {
+        if (i == 2)
+            *p++ = 'T';
+        *p++ = (char)('0' + v[i] / 10);
+        *p++ = (char)('0' + v[i] % 10);
+    }
+    *p++ = 'Z';
+    *p = '\0';
+}
+
+static int derive_key(s3_signer *s, EVP_MD_CTX *ctx, const char *date8)
+{
+    char k0[4 + sizeof s->secret_key];
+    size_t sk = strlen(s->secret_key);
+    memcpy(k0, "AWS4", 4);
+    memcpy(k0 + 4, s->secret_key, sk);
+    unsigned char a[32], b[32];
+    int ok = hmac_sha256(ctx, k0, 4 + sk, date8, 8, a) &&
+             hmac_sha256(ctx, a, 32, s->region, strlen(s->region), b) &&
+             hmac_sha256(ctx, b, 32, "s3", 2, a) &&
+             hmac_sha256(ctx, a, 32, "aws4_request", 12, s->key);
+    OPENSSL_cleanse(k0, sizeof k0);
+    OPENSSL_cleanse(a, sizeof a);
+    OPENSSL_cleanse(b, sizeof b);
+    if (!ok)
+        return S3_E_NOMEM;
+    memcpy(s->key_date, date8, 8);
+    s->key_date[8] = '\0';
+    return S3_E_OK;
+}
+
+/* Writes the canonical request into w; returns S3_E_OK (w->len may exceed w->cap: then the
+   caller retries with a buffer of w->len bytes). Signed header names go to sh. */
+static void write_canonical(writer *w, writer *sh, const s3_sign_input *in, const qent *q,
+                            size_t nq, const hent *h, size_t nh)
+{
+    put(w, in->method, strlen(in->method));
+    put_c(w, '\n');
+    put(w, in->canonical_uri, strlen(in->canonical_uri));
+    put_c(w, '\n');
+    for (size_t i = 0; i < nq; i++) {
+        if (i)
+            put_c(w, '&');
+        put(w, q[i].name, q[i].name_len);
+        put_c(w, '=');
+        put(w, q[i].value, q[i].value_len);
+    }
+    put_c(w, '\n');
+    for (size_t i = 0; i < nh; i++) {
+        int repeat = i > 0 && hname_cmp(&h[i - 1], &h[i]) == 0;
+        if (repeat) {
+            put_c(w, ','); /* same name again: one line, values joined by ',' */
+        } else {
+            if (i) {
+                put_c(w, '\n');
+                put_c(sh, ';');
+            }
+            put_lower(w, h[i].name, h[i].name_len);
+            put_lower(sh, h[i].name, h[i].name_len);
+            put_c(w, ':');
+        }
+        put_trimmed(w, h[i].value);
+    }
+    put(w, "\n\n", 2);
+    put(w, sh->p, sh->len <= sh->cap ? sh->len : 0);
+    put_c(w, '\n');
+    put(w, in->payload_sha256, strlen(in->payload_sha256));
+}
+
+int s3_sign(s3_signer *s, const s3_sign_input *in, char *out_auth, size_t auth_cap,
+            char out_amz_date[17])
+{
+    if (!in->method || !in->host || !in->canonical_uri || !in->payload_sha256 ||
+        in->n_query > MAX_SIGN_QUERY || in->n_headers > MAX_SIGN_HEADERS - 4)
+        return S3_E_ARG;
+    EVP_MD_CTX *ctx = thread_ctx();
+    if (!ctx)
+        return S3_E_NOMEM;
+
+    char amz_date[17];
+    format_amz_date(in->now, amz_date);
+
+    /* Query: encode every name and value into a scratch area, then sort. */
+    char qstack[4096];
+    char *qscratch = qstack;
+    size_t qneed = 0;
+    for (size_t i = 0; i < in->n_query; i++) {
+        const char *v = in->query[i].value ? in->query[i].value : "";
+        qneed += 3 * (strlen(in->query[i].name) + strlen(v));
+    }
+    if (qneed > sizeof qstack) {
+        qscratch = malloc(qneed);
+        if (!qscratch)
+            return S3_E_NOMEM;
+    }
+    qent q[MAX_SIGN_QUERY];
+    size_t qoff = 0;
+    for (size_t i = 0; i < in->n_query; i++) {
+        const char *n = in->query[i].name, *v = in->query[i].value ? in->query[i].value : "";
+        qent e;
+        e.name = qscratch + qoff;
+        e.name_len = s3__uri_encode_raw(qscratch + qoff, n, strlen(n), 0);
+        qoff += e.name_len;
+        e.value = qscratch + qoff;
+        e.value_len = s3__uri_encode_raw(qscratch + qoff, v, strlen(v), 0);
+        qoff += e.value_len;
+        size_t j = i;
+        while (j > 0 && qent_cmp(&q[j - 1], &e) > 0) {
+            q[j] = q[j - 1];
+            j--;
+        }
+        q[j] = e;
+    }
+
+    /* Headers: the caller's plus the four the signer owns, sorted by name only. */
+    hent h[MAX_SIGN_HEADERS];
+    size_t nh = 0;
+    hent own[4] = {
+        {"host", 4, in->host},
+        {"x-amz-content-sha256", 20, in->payload_sha256},
+        {"x-amz-date", 10, amz_date},
+        {"x-amz-security-token", 20, s->session_token},
+    };
+    size_t n_own = s->session_token[0] ? 4 : 3;
+    for (size_t i = 0; i < in->n_headers + n_own; i++) {
+        hent e;
+        if (i < n_own) {
+            e = own[i];
+        } else {
+            const s3_header *sh = &in->headers[i - n_own];
+            e.name = sh->name;
+            e.name_len = strlen(sh->name);
+            e.value = sh->value ? sh->value : "";
+            if (is_signer_header(e.name, e.name_len))
+                continue;
+        }
+        size_t j = nh++;
+        while (j > 0 && hname_cmp(&h[j - 1], &e) > 0) {
+            h[j] = h[j - 1];
+            j--;
+        }
+        h[j] = e;
+    }
+
+    char shbuf[2048];
+    writer sh = {shbuf, 0, sizeof shbuf};
+    char cstack[CANON_STACK_BYTES];
+    writer w = {cstack, 0, sizeof cstack};
+    write_canonical(&w, &sh, in, q, in->n_query, h, nh);
+    char *heap = NULL;
+    if (w.len > w.cap || sh.len > sh.cap) {
+        if (sh.len > sh.cap) { /* absurd header names; refuse rather than grow */
+            if (qscratch != qstack)
+                free(qscratch);
+            return S3_E_TOO_BIG;
+        }
+        heap = malloc(w.len);
+        if (!heap) {
+            if (qscratch != qstack)
+                free(qscratch);
+            return S3_E_NOMEM;
+        }
+        w.p = heap;
+        w.cap = w.len;
+        w.len = 0;
+        sh.len = 0;
+        write_canonical(&w, &sh, in, q, in->n_query, h, nh);
+    }
+    if (qscratch != qstack)
+        free(qscratch);
+
+    unsigned char digest[32];
+    int ok = sha256_2(ctx, w.p, w.len, NULL, 0, digest);
+    free(heap);
+    if (!ok)
+        return S3_E_NOMEM;
+
+    if (memcmp(s->key_date, amz_date, 8) != 0 || s->key_date[8] != '\0') {
+        int rc = derive_key(s, ctx, amz_date);
+        if (rc)
+            return rc;
+    }
+
+    /* String to sign: fixed shape, at most 17+17+9+64+16+64 bytes. */
+    size_t region_len = strlen(s->region);
+    char sts[256];
+    writer t = {sts, 0, sizeof sts};
+    put(&t, "AWS4-HMAC-SHA256\n", 17);
+    put(&t, amz_date, 16);
+    put_c(&t, '\n');
+    put(&t, amz_date, 8);
+    put_c(&t, '/');
+    put(&t, s->region, region_len);
+    put(&t, "/s3/aws4_request\n", 17);
+    char hex[64];
+    s3__hex(digest, 32, hex);
+    put(&t, hex, 64);
+    if (t.len > t.cap)
+        return S3_E_ARG;
+    unsigned char sig[32];
+    if (!hmac_sha256(ctx, s->key, 32, t.p, t.len, sig))
+        return S3_E_NOMEM;
+    s3__hex(sig, 32, hex);
+
+    writer a = {out_auth, 0, auth_cap ? auth_cap - 1 : 0};
+    put(&a, "AWS4-HMAC-SHA256 Credential=", 28);
+    put(&a, s->access_key, strlen(s->access_key));
+    put_c(&a, '/');
+    put(&a, amz_date, 8);
+    put_c(&a, '/');
+    put(&a, s->region, region_len);
+    put(&a, "/s3/aws4_request, SignedHeaders=", 32);
+    put(&a, sh.p, sh.len);
+    put(&a, ", Signature=", 12);
+    put(&a, hex, 64);
+    if (a.len > a.cap || auth_cap == 0)
+        return S3_E_TOO_BIG;
+    out_auth[a.len] = '\0';
+    memcpy(out_amz_date, amz_date, 17);
+    return S3_E_OK;
+}

@@ -1,0 +1,179 @@
+/*
+ * sync.c — blocking one-shot requests on a private easy handle, for the few objects that
+ * are not the hot path: manifests, inventory files, completion reports, and tests.
+ *
+ * Each call makes its own s3_call and s3_signer (so it is safe from any thread) and retries
+ * a retryable outcome (aws-formats.md 8.3) up to 3 attempts in all, waiting 0.2 s then
+ * 0.4 s. A GET to a FILE is retried only while nothing has been written to the file yet:
+ * the FILE may be a pipe, which cannot be rewound.
+ */
+#include "s3/s3.h"
+#include "s3/s3_int.h"
+
+#include <string.h>
+#include <time.h>
+
+#define SYNC_ATTEMPTS 3
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/* For s3_get_to_file: a 2xx body goes to the FILE, any other body to resp.body. */
+typedef struct file_sink {
+    s3_call *call;
+    FILE *out;
+    uint64_t written;
+    int io_error;
+} file_sink;
+
+static size_t file_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    file_sink *fs = userdata;
+    long st = fs->call->resp.status;
+    if (st < 200 || st > 299)
+        return s3__body_write_cb(ptr, size, nmemb, fs->call);
+    size_t n = size * nmemb;
+    if (fwrite(ptr, 1, n, fs->out) != n) {
+        fs->io_error = 1;
+        return 0;
+    }
+    fs->written += n;
+    return n;
+}
+
+static int outcome_ok(const s3_outcome *o)
+{
+    return o->curl_code == 0 && o->http_status >= 200 && o->http_status < 300 &&
+           !o->error_in_200;
+}
+
+/* Runs req on c until success, a final failure, or the attempts are used up. */
+static int run(const s3_endpoint *ep, const s3_request *req, s3_call *c, file_sink *fs,
+               s3_outcome *oc)
+{
+    s3_signer signer;
+    s3_signer_init(&signer, &ep->creds, ep->region[0] ? ep->region : "us-east-1");
+    int rc = S3_E_OK;
+    for (int attempt = 1; attempt <= SYNC_ATTEMPTS; attempt++) {
+        rc = s3_call_prepare(c, ep, &signer, req, NULL);
+        if (rc)
+            break;
+        if (fs) {
+            curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, file_write_cb);
+            curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, (void *)fs);
+        }
+        CURLcode cc = curl_easy_perform(c->easy);
+        s3_outcome_classify(c, (int)cc, 0, oc);
+        if (fs && fs->io_error) {
+            rc = S3_E_IO;
+            break;
+        }
+        if (outcome_ok(oc)) {
+            rc = S3_E_OK;
+            break;
+        }
+        rc = S3_E_HTTP;
+        if (!oc->retryable || (fs && fs->written) || attempt == SYNC_ATTEMPTS)
+            break;
+        sleep_ms(200L << (attempt - 1));
+    }
+    memset(&signer, 0, sizeof signer);
+    return rc;
+}
+
+int s3_perform(const s3_endpoint *ep, const s3_request *req, s3_response *out_resp,
+               s3_outcome *out_outcome)
+{
+    s3_outcome local;
+    s3_outcome *oc = out_outcome ? out_outcome : &local;
+    memset(oc, 0, sizeof *oc);
+    if (out_resp) {
+        memset(out_resp, 0, sizeof *out_resp);
+        s3_buf_init(&out_resp->body, S3_BODY_MAX_BYTES);
+        out_resp->content_length = -1;
+    }
+    if (!ep || !req)
+        return S3_E_ARG;
+    s3_call c;
+    int rc = s3_call_init(&c);
+    if (!rc)
+        rc = run(ep, req, &c, NULL, oc);
+    if (out_resp && c.easy) {
+        *out_resp = c.resp; /* hand the body buffer over to the caller */
+        s3_buf_init(&c.resp.body, S3_BODY_MAX_BYTES);
+    }
+    s3_call_cleanup(&c);
+    return rc;
+}
+
+int s3_get_to_file(const s3_endpoint *ep, const char *bucket, const char *key,
+                   const char *version_id, FILE *out, s3_response *out_resp,
+                   s3_outcome *out_outcome)
+{
+    s3_outcome local;
+    s3_outcome *oc = out_outcome ? out_outcome : &local;
+    memset(oc, 0, sizeof *oc);
+    if (out_resp) {
+        memset(out_resp, 0, sizeof *out_resp);
+        s3_buf_init(&out_resp->body, S3_BODY_MAX_BYTES);
+        out_resp->content_length = -1;
+    }
+    if (!ep || !bucket || !key || !*key || !out)
+        return S3_E_ARG;
+    s3_request req;
+    memset(&req, 0, sizeof req);
+    req.method = "GET";
+    req.bucket = bucket;
+    req.key = key;
+    if (version_id && *version_id) {
+        req.query[0].name = "versionId";
+        req.query[0].value = version_id;
+        req.n_query = 1;
+    }
+    s3_call c;
+    int rc = s3_call_init(&c);
+    if (!rc) {
+        file_sink fs = {&c, out, 0, 0};
+        rc = run(ep, &req, &c, &fs, oc);
+        if (!rc && fflush(out) != 0)
+            rc = S3_E_IO;
+    }
+    if (out_resp && c.easy) {
+        *out_resp = c.resp;
+        s3_buf_init(&c.resp.body, S3_BODY_MAX_BYTES);
+    }
+    s3_call_cleanup(&c);
+    return rc;
+}
+
+int s3_put_bytes(const s3_endpoint *ep, const char *bucket, const char *key, const void *data,
+                 size_t len, const char *content_type, s3_outcome *out_outcome)
+{
+    s3_outcome local;
+    s3_outcome *oc = out_outcome ? out_outcome : &local;
+    memset(oc, 0, sizeof *oc);
+    if (!ep || !bucket || !key || !*key || (len && !data))
+        return S3_E_ARG;
+    s3_request req;
+    memset(&req, 0, sizeof req);
+    req.method = "PUT";
+    req.bucket = bucket;
+    req.key = key;
+    req.body = data;
+    req.body_len = len;
+    if (content_type && *content_type) {
+        req.headers[0].name = "content-type";
+        req.headers[0].value = content_type;
+        req.n_headers = 1;
+    }
+    s3_call c;
+    int rc = s3_call_init(&c);
+    if (!rc)
+        rc = run(ep, &req, &c, NULL, oc);
+    s3_call_cleanup(&c);
+    return rc;
+}
