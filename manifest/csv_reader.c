@@ -1,0 +1,577 @@
+/*
+ * csv_reader.c — the S3BatchOperations_CSV_20180820 manifest, one entry per mf_next call,
+ * in memory that does not depend on the manifest's size.
+ *
+ * Exact format accepted (../shared/aws-formats.md §1.1; every rule AWS lists as a cause of
+ * InvalidManifestContent is checked, each with its own message "FILE:LINE: problem"):
+ *   - bytes: UTF-8 without a byte-order mark (EF BB BF at offset 0 is rejected), possibly
+ *     gzip or zstd compressed (source.c); line numbers count lines of the decompressed text;
+ *   - lines end with LF or CRLF; a CR not followed by LF is rejected; the last line may lack
+ *     its line end; a line that is empty or only spaces/tabs is rejected, wherever it is
+ *     (so a file may end with one line end, not two);
+ *   - fields are RFC 4180 (parsed by libcsv in strict mode): comma-separated; a field may be
+ *     quoted, with "" for a quote inside; a quote inside an unquoted field, text after a
+ *     closing quote, and a quote left open at the end of the file are rejected; a line break
+ *     inside a quoted field is rejected (AWS: "no embedded line breaks"); spaces are data
+ *     (never trimmed: the report echoes keys byte for byte); fields are at most
+ *     MF__FIELD_MAX_BYTES - 1 bytes;
+ *   - columns: as mf_csv_opts.fields says (Ignore skips one), else Bucket,Key or
+ *     Bucket,Key,VersionId with the first row deciding which; every row must have that many
+ *     fields (without Fields, a row of 2 after rows of 3 or the reverse is reported as
+ *     "version IDs on some rows only");
+ *   - Bucket and Key must not be empty; Key is %-decoded (%XX, either hex case; '+' stays
+ *     '+', as AWS's examples encode space as %20) and must decode without error and without
+ *     a NUL byte (%00), since an S3 key cannot hold one and the engine uses C strings;
+ *   - VersionId is taken as written: "null" is the null version's ID, and an empty field is
+ *     passed on (has_version 1, empty version_id) for the engine to fail that one task, as
+ *     AWS does with empty version IDs.
+ *
+ * Hot path: libcsv parses from the read buffer into its own field buffer (capped, reused);
+ * the fields we keep are copied into one row buffer (reused; every slice points into it and
+ * is NUL-terminated) and the key is decoded into a second reused buffer. Nothing is
+ * allocated per row. libcsv pushes fields and rows through callbacks while mf_next pulls
+ * one entry, so each csv_parse call is fed up to and including the next CR or LF only: it
+ * can finish at most one row. That also finds line breaks inside quoted fields: a fed CR/LF
+ * that ends no row is one.
+ *
+ * Memory: 1 MiB read buffer (+1 MiB for decompressed bytes) + libcsv field buffer <= 64 KiB
+ * + row buffer 192 KiB + key buffer 64 KiB, fixed at open.
+ */
+#include "manifest/manifest.h"
+#include "manifest/manifest_int.h"
+
+#include <csv.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { ROLE_BUCKET = 0, ROLE_KEY, ROLE_VERSION, N_ROLES };
+
+#define ROW_BUF_BYTES (N_ROLES * (MF__FIELD_MAX_BYTES + 1))
+
+struct mf_reader {
+    mf__source src;
+    char display[1024];
+
+    /* columns */
+    mf_field colmap[MF_MAX_FIELDS];
+    size_t n_cols;            /* expected columns; 0 until the first row when not given */
+    int fields_given;
+    int has_version;
+    char cols_text[MF_MAX_FIELDS * 10 + 1]; /* "Bucket,Key,VersionId" for messages */
+    uint64_t first_row_line;
+
+    /* parsing */
+    struct csv_parser csv;
+    int csv_live;
+    const unsigned char *chunk;
+    size_t chunk_len, chunk_pos;
+    size_t next_lf, next_cr;  /* positions in chunk; chunk_len when none */
+    int first_chunk_seen;
+    int src_eof, done;
+    uint64_t line;            /* line of the row being parsed */
+    int after_cr;             /* the last row ended with CR: its LF may follow */
+    unsigned rows_ended;      /* row callbacks during the current csv_parse call */
+
+    /* the row being collected */
+    size_t nf;
+    size_t off[N_ROLES], len[N_ROLES];
+    int first_field_blank;    /* field 1 is non-empty and only spaces/tabs */
+    char *row;
+    size_t row_len;
+    char *keybuf;
+
+    /* output */
+    uint64_t seq;
+    int ready;
+    mf_entry entry;
+    int err;                  /* MF_E_*: sticky, every later mf_next returns it */
+    char msg[1024 + 1024 + 32]; /* display name + problem + line */
+};
+
+/* ---- errors and field parsing ---------------------------------------------------------- */
+
+const char *mf_strerror(int err)
+{
+    if (err < 0)
+        err = -err;
+    switch (err) {
+#define XX(name, msg)                                                                      \
+    case MF_E_##name:                                                                      \
+        return msg;
+        MF_ERRNO_MAP(XX)
+#undef XX
+    }
+    return "unknown manifest error";
+}
+
+const char *mf_errname(int err)
+{
+    if (err < 0)
+        err = -err;
+    switch (err) {
+#define XX(name, msg)                                                                      \
+    case MF_E_##name:                                                                      \
+        return "MF_E_" #name;
+        MF_ERRNO_MAP(XX)
+#undef XX
+    }
+    return "MF_E_UNKNOWN";
+}
+
+static const char *const FIELD_NAMES[] = {"Ignore", "Bucket", "Key", "VersionId"};
+
+int mf_field_parse(const char *name)
+{
+    if (!name)
+        return -1;
+    for (size_t i = 0; i < sizeof FIELD_NAMES / sizeof FIELD_NAMES[0]; i++)
+        if (strcmp(name, FIELD_NAMES[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* ---- messages ---------------------------------------------------------------------------- */
+
+static void fail(mf_reader *r, int code, uint64_t line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void fail(mf_reader *r, int code, uint64_t line, const char *fmt, ...)
+{
+    if (r->err)
+        return; /* keep the first problem */
+    char problem[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(problem, sizeof problem, fmt, ap);
+    va_end(ap);
+    snprintf(r->msg, sizeof r->msg, "%s:%llu: %s", r->display, (unsigned long long)line,
+             problem);
+    r->err = code;
+}
+
+/* "Key", or "4 (Ignore)" / "4" for a column that is not Bucket/Key/VersionId. 1-based. */
+static const char *col_label(const mf_reader *r, size_t idx, char *buf, size_t cap)
+{
+    mf_field f = idx < MF_MAX_FIELDS ? r->colmap[idx] : MF_FIELD_IGNORE;
+    int in_schema = r->fields_given ? idx < r->n_cols : idx < 3;
+    if (in_schema && f != MF_FIELD_IGNORE)
+        return FIELD_NAMES[f];
+    if (in_schema)
+        snprintf(buf, cap, "%zu (Ignore)", idx + 1);
+    else
+        snprintf(buf, cap, "%zu", idx + 1);
+    return buf;
+}
+
+/* Writes up to 3 bytes from s as readable text: printable ASCII as is, others as \xNN. */
+static void excerpt(const char *s, size_t len, char *out, size_t cap)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < len && i < 3 && o + 5 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
+            out[o++] = (char)c;
+        else
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02X", c);
+    }
+    out[o] = '\0';
+}
+
+/* ---- libcsv callbacks ---------------------------------------------------------------------- */
+
+static int no_space(unsigned char c)
+{
+    (void)c;
+    return 0; /* spaces and tabs are data: keys keep them */
+}
+
+/* libcsv grows its field buffer with this; refusing past the cap stops a runaway field. */
+static void *capped_realloc(void *p, size_t n)
+{
+    return n > MF__FIELD_MAX_BYTES ? NULL : realloc(p, n);
+}
+
+static void bare_cr(mf_reader *r)
+{
+    fail(r, MF_E_INVALID_CONTENT, r->line - 1,
+         "line ends with a bare CR (carriage return without line feed); use LF or CRLF");
+}
+
+static void on_field(void *data, size_t len, void *user)
+{
+    mf_reader *r = user;
+    if (r->err)
+        return;
+    if (r->after_cr) {
+        bare_cr(r);
+        return;
+    }
+    size_t idx = r->nf++;
+    if (idx == 0) {
+        const char *p = data;
+        size_t i = 0;
+        while (i < len && (p[i] == ' ' || p[i] == '\t'))
+            i++;
+        r->first_field_blank = len > 0 && i == len;
+    }
+    if (idx >= MF_MAX_FIELDS)
+        return;
+    int role;
+    switch (r->colmap[idx]) {
+    case MF_FIELD_BUCKET: role = ROLE_BUCKET; break;
+    case MF_FIELD_KEY: role = ROLE_KEY; break;
+    case MF_FIELD_VERSION_ID: role = ROLE_VERSION; break;
+    default: return;
+    }
+    /* Fits: each role appears once and each field is < MF__FIELD_MAX_BYTES (libcsv cap). */
+    r->off[role] = r->row_len;
+    r->len[role] = len;
+    memcpy(r->row + r->row_len, data, len);
+    r->row[r->row_len + len] = '\0';
+    r->row_len += len + 1;
+}
+
+static void reset_row(mf_reader *r)
+{
+    r->nf = 0;
+    r->row_len = 0;
+    r->first_field_blank = 0;
+}
+
+static s3_slice role_slice(const mf_reader *r, int role)
+{
+    s3_slice s = {r->row + r->off[role], r->len[role]};
+    return s;
+}
+
+/* Checks a complete row; on success fills r->entry and sets r->ready. */
+static void take_row(mf_reader *r, uint64_t line)
+{
+    size_t n = r->nf;
+    if (r->fields_given) {
+        if (n != r->n_cols) {
+            fail(r, MF_E_INVALID_CONTENT, line, "expected %zu fields (%s), found %zu",
+                 r->n_cols, r->cols_text, n);
+            return;
+        }
+    } else if (r->n_cols == 0) { /* the first row decides */
+        if (n != 2 && n != 3) {
+            fail(r, MF_E_INVALID_CONTENT, line,
+                 "expected 2 fields (Bucket,Key) or 3 (Bucket,Key,VersionId), found %zu", n);
+            return;
+        }
+        r->n_cols = n;
+        r->has_version = n == 3;
+        r->first_row_line = line;
+        snprintf(r->cols_text, sizeof r->cols_text, "%s",
+                 n == 3 ? "Bucket,Key,VersionId" : "Bucket,Key");
+    } else if (n != r->n_cols) {
+        if (n == 2 || n == 3) {
+            fail(r, MF_E_INVALID_CONTENT, line,
+                 "version IDs on some rows only: this row has %s but row %llu has %s",
+                 n == 3 ? "one" : "none", (unsigned long long)r->first_row_line,
+                 r->has_version ? "one" : "none");
+        } else {
+            fail(r, MF_E_INVALID_CONTENT, line, "expected %zu fields (%s), found %zu",
+                 r->n_cols, r->cols_text, n);
+        }
+        return;
+    }
+    if (r->len[ROLE_BUCKET] == 0) {
+        fail(r, MF_E_INVALID_CONTENT, line, "field Bucket: empty");
+        return;
+    }
+    if (r->len[ROLE_KEY] == 0) {
+        fail(r, MF_E_INVALID_CONTENT, line, "field Key: empty");
+        return;
+    }
+
+    s3_slice raw = role_slice(r, ROLE_KEY);
+    memcpy(r->keybuf, raw.ptr, raw.len);
+    size_t bad_at = 0;
+    long klen = s3_uri_decode_inplace(r->keybuf, raw.len, 0, &bad_at);
+    if (klen < 0) {
+        char ex[32] = "";
+        if (bad_at < raw.len)
+            excerpt(raw.ptr + bad_at, raw.len - bad_at, ex, sizeof ex);
+        fail(r, MF_E_INVALID_CONTENT, line, "field Key: invalid %%-escape at byte %zu (\"%s\")",
+             bad_at + 1, ex);
+        return;
+    }
+    r->keybuf[klen] = '\0';
+    const char *nul = memchr(r->keybuf, '\0', (size_t)klen);
+    if (nul) {
+        fail(r, MF_E_INVALID_CONTENT, line,
+             "field Key: decodes to a NUL byte (%%00) at byte %zu of the decoded key; an S3 "
+             "key cannot hold one",
+             (size_t)(nul - r->keybuf) + 1);
+        return;
+    }
+
+    mf_entry *e = &r->entry;
+    e->seq = r->seq++;
+    e->line = line;
+    e->bucket = role_slice(r, ROLE_BUCKET);
+    e->key_raw = raw;
+    e->key.ptr = r->keybuf;
+    e->key.len = (size_t)klen;
+    e->has_version = r->has_version;
+    if (r->has_version) {
+        e->version_id = role_slice(r, ROLE_VERSION);
+    } else {
+        e->version_id.ptr = "";
+        e->version_id.len = 0;
+    }
+    r->ready = 1;
+}
+
+static void on_row(int c, void *user)
+{
+    mf_reader *r = user;
+    r->rows_ended++;
+    if (r->err)
+        return;
+    if (r->nf == 0) { /* nothing between two line ends */
+        if (r->after_cr && c == '\n') {
+            r->after_cr = 0; /* the LF of a CRLF */
+            return;
+        }
+        if (r->after_cr)
+            bare_cr(r);
+        else
+            fail(r, MF_E_INVALID_CONTENT, r->line, "empty line");
+        return;
+    }
+    uint64_t line = r->line;
+    if (r->nf == 1 && r->first_field_blank) {
+        fail(r, MF_E_INVALID_CONTENT, line, "empty line (only spaces or tabs)");
+        return;
+    }
+    take_row(r, line);
+    reset_row(r);
+    if (c == '\r' || c == '\n')
+        r->line++;
+    r->after_cr = c == '\r';
+}
+
+/* ---- open / next / close ----------------------------------------------------------------- */
+
+static int setup_columns(mf_reader *r, const mf_csv_opts *opts, char *err, size_t err_len)
+{
+    for (size_t i = 0; i < MF_MAX_FIELDS; i++)
+        r->colmap[i] = MF_FIELD_IGNORE;
+    if (!opts || opts->n_fields == 0) {
+        r->colmap[0] = MF_FIELD_BUCKET;
+        r->colmap[1] = MF_FIELD_KEY;
+        r->colmap[2] = MF_FIELD_VERSION_ID;
+        return 0;
+    }
+    if (opts->n_fields > MF_MAX_FIELDS) {
+        snprintf(err, err_len, "%s: Fields: %zu columns, at most %d are supported", r->display,
+                 opts->n_fields, MF_MAX_FIELDS);
+        return -MF_E_INVALID_SPEC;
+    }
+    unsigned seen[4] = {0, 0, 0, 0};
+    size_t o = 0;
+    for (size_t i = 0; i < opts->n_fields; i++) {
+        mf_field f = opts->fields[i];
+        if ((int)f < 0 || f > MF_FIELD_VERSION_ID) {
+            snprintf(err, err_len, "%s: Fields: column %zu has an unknown value %d", r->display,
+                     i + 1, (int)f);
+            return -MF_E_INVALID_SPEC;
+        }
+        if (f != MF_FIELD_IGNORE && seen[f]++) {
+            snprintf(err, err_len, "%s: Fields: %s appears more than once", r->display,
+                     FIELD_NAMES[f]);
+            return -MF_E_INVALID_SPEC;
+        }
+        r->colmap[i] = f;
+        o += (size_t)snprintf(r->cols_text + o, sizeof r->cols_text - o, "%s%s", i ? "," : "",
+                              FIELD_NAMES[f]);
+    }
+    if (!seen[MF_FIELD_BUCKET] || !seen[MF_FIELD_KEY]) {
+        snprintf(err, err_len, "%s: Fields: must name a Bucket and a Key column (got %s)",
+                 r->display, r->cols_text);
+        return -MF_E_INVALID_SPEC;
+    }
+    r->fields_given = 1;
+    r->n_cols = opts->n_fields;
+    r->has_version = seen[MF_FIELD_VERSION_ID] != 0;
+    return 0;
+}
+
+mf_reader *mf_open_csv(const char *path, const char *display_name, const mf_csv_opts *opts,
+                       char *err, size_t err_len)
+{
+    mf_reader *r = calloc(1, sizeof *r);
+    if (!r) {
+        snprintf(err, err_len, "%s: out of memory", path);
+        return NULL;
+    }
+    r->src.fd = -1;
+    snprintf(r->display, sizeof r->display, "%s", display_name ? display_name : path);
+    if (setup_columns(r, opts, err, err_len) < 0) {
+        free(r);
+        return NULL;
+    }
+    r->row = malloc(ROW_BUF_BYTES);
+    r->keybuf = malloc(MF__FIELD_MAX_BYTES + 1);
+    if (!r->row || !r->keybuf) {
+        snprintf(err, err_len, "%s: out of memory", r->display);
+        mf_close(r);
+        return NULL;
+    }
+    if (csv_init(&r->csv, CSV_STRICT | CSV_STRICT_FINI | CSV_REPALL_NL) != 0) {
+        snprintf(err, err_len, "%s: cannot start the CSV parser", r->display);
+        mf_close(r);
+        return NULL;
+    }
+    r->csv_live = 1;
+    csv_set_space_func(&r->csv, no_space);
+    csv_set_realloc_func(&r->csv, capped_realloc);
+    csv_set_blk_size(&r->csv, 4096);
+    char serr[512];
+    if (mf__source_open(&r->src, path, serr, sizeof serr) < 0) {
+        snprintf(err, err_len, "%s", serr);
+        mf_close(r);
+        return NULL;
+    }
+    r->line = 1;
+    return r;
+}
+
+/* A csv_parse call stopped early: a strict-mode quoting error or the field cap. */
+static void parse_stopped(mf_reader *r)
+{
+    char lbl[32];
+    const char *col = col_label(r, r->nf, lbl, sizeof lbl);
+    int e = csv_error(&r->csv);
+    if (e == CSV_EPARSE) {
+        fail(r, MF_E_INVALID_CONTENT, r->line,
+             "field %s: stray '\"' (a quote inside an unquoted field or text after a closing "
+             "quote); quote the whole field and double the quotes inside it",
+             col);
+    } else if (e == CSV_ENOMEM && csv_get_buffer_size(&r->csv) >= MF__FIELD_MAX_BYTES) {
+        fail(r, MF_E_INVALID_CONTENT, r->line, "field %s: longer than %u bytes", col,
+             MF__FIELD_MAX_BYTES - 1);
+    } else {
+        fail(r, e == CSV_ENOMEM ? MF_E_NOMEM : MF_E_INVALID_CONTENT, r->line,
+             "CSV parser: %s", csv_strerror(e));
+    }
+}
+
+#define NOT_SEARCHED SIZE_MAX
+
+/* Positions of the next LF and CR at or after chunk_pos (chunk_len: none), searched once
+   per occurrence, so a chunk is scanned O(n) times in all even when CRs are rare. */
+static void find_breaks(mf_reader *r)
+{
+    const unsigned char *p = r->chunk + r->chunk_pos;
+    size_t left = r->chunk_len - r->chunk_pos;
+    if (r->next_lf == NOT_SEARCHED || r->next_lf < r->chunk_pos) {
+        const unsigned char *q = memchr(p, '\n', left);
+        r->next_lf = q ? (size_t)(q - r->chunk) : r->chunk_len;
+    }
+    if (r->next_cr == NOT_SEARCHED || r->next_cr < r->chunk_pos) {
+        const unsigned char *q = memchr(p, '\r', left);
+        r->next_cr = q ? (size_t)(q - r->chunk) : r->chunk_len;
+    }
+}
+
+/* Feeds libcsv up to and including the next CR or LF of the current chunk. */
+static void feed(mf_reader *r)
+{
+    find_breaks(r);
+    size_t end = r->next_lf < r->next_cr ? r->next_lf : r->next_cr;
+    int ends_line = end < r->chunk_len;
+    size_t n = (ends_line ? end + 1 : r->chunk_len) - r->chunk_pos;
+    r->rows_ended = 0;
+    size_t used = csv_parse(&r->csv, r->chunk + r->chunk_pos, n, on_field, on_row, r);
+    r->chunk_pos += n;
+    if (r->err)
+        return;
+    if (used < n) {
+        parse_stopped(r);
+        return;
+    }
+    if (ends_line && r->rows_ended == 0) {
+        char lbl[32];
+        fail(r, MF_E_INVALID_CONTENT, r->line,
+             "field %s: line break inside a quoted field (fields must not span lines)",
+             col_label(r, r->nf, lbl, sizeof lbl));
+    }
+}
+
+static void next_chunk(mf_reader *r)
+{
+    char problem[512];
+    int rc = mf__source_read(&r->src, &r->chunk, &r->chunk_len, problem, sizeof problem);
+    r->chunk_pos = 0;
+    r->next_lf = r->next_cr = NOT_SEARCHED;
+    if (rc < 0) {
+        r->chunk_len = 0;
+        fail(r, -rc, r->line, "%s", problem);
+        return;
+    }
+    if (rc == 0) {
+        r->chunk_len = 0;
+        r->src_eof = 1;
+        return;
+    }
+    if (!r->first_chunk_seen) {
+        r->first_chunk_seen = 1;
+        if (r->chunk_len >= 3 && memcmp(r->chunk, "\xEF\xBB\xBF", 3) == 0)
+            fail(r, MF_E_INVALID_CONTENT, 1,
+                 "starts with a UTF-8 byte-order mark; save it without BOM");
+    }
+}
+
+static void finish(mf_reader *r)
+{
+    r->rows_ended = 0;
+    if (csv_fini(&r->csv, on_field, on_row, r) != 0 && !r->err) {
+        char lbl[32];
+        fail(r, MF_E_INVALID_CONTENT, r->line,
+             "field %s: quoted field not closed before the end of the file",
+             col_label(r, r->nf, lbl, sizeof lbl));
+    }
+    r->done = 1;
+}
+
+int mf_next(mf_reader *r, mf_entry *out, char *err, size_t err_len)
+{
+    for (;;) {
+        if (r->ready) {
+            r->ready = 0;
+            *out = r->entry;
+            return 1;
+        }
+        if (r->err) {
+            snprintf(err, err_len, "%s", r->msg);
+            return -r->err;
+        }
+        if (r->done)
+            return 0;
+        if (r->chunk_pos < r->chunk_len)
+            feed(r);
+        else if (!r->src_eof)
+            next_chunk(r);
+        else
+            finish(r);
+    }
+}
+
+void mf_close(mf_reader *r)
+{
+    if (!r)
+        return;
+    if (r->csv_live)
+        csv_free(&r->csv);
+    mf__source_close(&r->src);
+    free(r->row);
+    free(r->keybuf);
+    free(r);
+}

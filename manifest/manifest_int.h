@@ -1,0 +1,58 @@
+/*
+ * manifest_int.h — internals shared by the files of manifest/. Never included from outside
+ * this folder.
+ *
+ * source.c turns a local file (plain, gzip or zstd, told apart by magic bytes) into chunks of
+ * decompressed bytes; csv_reader.c parses those chunks into entries.
+ */
+#ifndef BATCHREP_MANIFEST_INT_H
+#define BATCHREP_MANIFEST_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <zlib.h>
+#include <zstd.h>
+
+/* 1 MiB reads: about 10-25k manifest rows per read(2) and per inflate/ZSTD call, so the
+   per-call cost disappears; it is also the whole input budget (plus as much again for the
+   decompressed side of gzip/zstd). */
+#define MF__READ_BUF_BYTES (1u << 20)
+
+/* The longest field we accept, in bytes as written (a 1,024-byte key fully %-encoded is
+   3,072 bytes; version IDs are far shorter). libcsv's field buffer is capped here, so a
+   runaway quoted field cannot eat memory either. */
+#define MF__FIELD_MAX_BYTES (64u << 10)
+
+typedef enum mf__codec { MF__CODEC_PLAIN = 0, MF__CODEC_GZIP, MF__CODEC_ZSTD } mf__codec;
+
+typedef struct mf__source {
+    int fd;
+    mf__codec codec;
+    unsigned char *raw;      /* file bytes; for plain files also the output */
+    size_t raw_len, raw_pos;
+    int raw_eof;
+    unsigned char *out;      /* decompressed bytes (gzip/zstd) */
+    z_stream z;
+    int z_live;              /* inflateInit2 done */
+    int z_member_done;       /* the last gzip member ended at Z_STREAM_END */
+    ZSTD_DStream *zd;
+    size_t zstd_hint;        /* last ZSTD_decompressStream return: 0 = frame complete */
+    int pending_err;         /* -MF_E_* to return on the next call (after handing out data) */
+    char pending_msg[256];
+} mf__source;
+
+/* Opens path and detects the codec. 0 or -MF_E_IO / -MF_E_NOMEM (message in err). */
+int mf__source_open(mf__source *s, const char *path, char *err, size_t err_len);
+
+/*
+ * Hands out the next chunk of decompressed bytes, filled as far as the buffer allows (so the
+ * first chunk holds at least the first 3 bytes, if the file has them). *out stays valid until
+ * the next call. Returns 1 with data, 0 at the end, or -MF_E_IO / -MF_E_INVALID_CONTENT /
+ * -MF_E_NOMEM with the problem (no file/line prefix) in problem.
+ */
+int mf__source_read(mf__source *s, const unsigned char **out, size_t *out_len, char *problem,
+                    size_t problem_len);
+
+void mf__source_close(mf__source *s);
+
+#endif
