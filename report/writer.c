@@ -1,0 +1,532 @@
+/*
+ * writer.c — the completion report on local disk: two results files filled as tasks finish,
+ * then manifest.json and manifest.json.md5 (../shared/aws-formats.md §5.1-5.2).
+ *
+ * Layout under opts->root_dir (the same relative keys are used in the report bucket):
+ *   [<prefix>/]job-<id>/results/<sha1("<id>/succeeded")>.csv
+ *   [<prefix>/]job-<id>/results/<sha1("<id>/failed")>.csv
+ *   [<prefix>/]job-<id>/manifest.json, manifest.json.md5
+ * AWS's results names are 40 lowercase hex digits of undocumented origin; ours are the SHA-1
+ * of a fixed text so that a resumed run reopens the same files. A trailing '/' on the prefix
+ * is not doubled ("reports/" and "reports" give the same keys) [Inferred].
+ *
+ * Rows are formatted into a 256 KiB buffer per file and written with one write(2) when it is
+ * full: about 2,500 rows per system call. rpt_writer_sync writes what is buffered and
+ * fdatasyncs, and returns the file sizes: a checkpoint stores them, and on resume
+ * rpt_writer_open cuts the files back to them, dropping rows written after the checkpoint
+ * (their tasks run again). With FailedTasksOnly the succeeded file is never created.
+ *
+ * manifest.json is written with jansson, keys in AWS's order (Format, ReportCreationDate,
+ * Results, ReportSchema; Results entries TaskExecutionStatus, Bucket, MD5Checksum, Key),
+ * indented by 4 like AWS's example, with no newline after the closing brace; a results file
+ * with no rows is left out of Results. manifest.json.md5 holds its MD5 as 32 hex digits and
+ * "\n". Both are written to a temporary name, fsynced and renamed, so a crash leaves either
+ * the old file or the new one.
+ */
+#include "report/report.h"
+
+#include <csv.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FLUSH_BYTES (256u << 10)
+/* The buffer's hard cap: a flush is due at FLUSH_BYTES, so this leaves room for one row of
+   up to 4 MiB (keys are <= 3 KiB encoded, S3 error messages a few hundred bytes). */
+#define BUF_MAX_BYTES (FLUSH_BYTES + (4u << 20))
+#define MD5_READ_BYTES (1u << 20)
+
+enum { F_SUCCEEDED = 0, F_FAILED = 1 };
+
+typedef struct results_file {
+    int fd;                 /* -1: not created (succeeded file with FailedTasksOnly) */
+    char path[4096];
+    char key[1200];
+    s3_buf buf;
+    uint64_t bytes_on_disk; /* written (not necessarily synced) */
+    uint64_t rows;          /* rows added in this run */
+    int rows_before_unknown; /* resumed over existing rows: count them when finishing */
+} results_file;
+
+struct rpt_writer {
+    rpt_scope scope;
+    char bucket[256];
+    char job_key[1100];     /* [<prefix>/]job-<id> */
+    char job_dir[4096];     /* root_dir/job_key */
+    results_file f[2];
+    uint64_t succeeded_not_written; /* FailedTasksOnly */
+    int io_err;             /* sticky: after a failed write the file's end is unknown */
+    int io_errno;
+};
+
+static const char *const STATUS[2] = {"succeeded", "failed"};
+
+static void set_err(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t err_len, const char *fmt, ...)
+{
+    if (!err || err_len == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+}
+
+/* Formats into a fixed buffer; nonzero when the text did not fit. */
+static int fmt_fits(char *dst, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fmt_fits(char *dst, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(dst, cap, fmt, ap);
+    va_end(ap);
+    return n < 0 || (size_t)n >= cap;
+}
+
+/* mkdir -p: creates every missing directory of path. */
+static int mkdir_p(const char *path, char *err, size_t err_len)
+{
+    char buf[4096];
+    if (fmt_fits(buf, sizeof buf, "%s", path)) {
+        set_err(err, err_len, "path too long: %s", path);
+        return -1;
+    }
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+                set_err(err, err_len, "cannot create directory %s: %s", buf, strerror(errno));
+                return -1;
+            }
+            *p = c;
+            if (c == '\0')
+                break;
+        }
+    }
+    return 0;
+}
+
+static void hex(const unsigned char *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+/* 40 lowercase hex digits of SHA-1("<job_id>/<status>"). */
+static int results_name(const char *job_id, const char *status, char out[41])
+{
+    char text[512];
+    if (fmt_fits(text, sizeof text, "%s/%s", job_id, status))
+        return -1;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    if (!EVP_Digest(text, strlen(text), md, &md_len, EVP_sha1(), NULL) || md_len != 20)
+        return -1;
+    hex(md, 20, out);
+    return 0;
+}
+
+static int open_results(results_file *f, const rpt_opts *opts,
+                        uint64_t resume_bytes, char *err, size_t err_len)
+{
+    if (!opts->resume) {
+        f->fd = open(f->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+        if (f->fd < 0) {
+            set_err(err, err_len, "cannot create %s: %s", f->path, strerror(errno));
+            return -RPT_E_IO;
+        }
+        return 0;
+    }
+    f->fd = open(f->path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+    struct stat st;
+    if (f->fd < 0 || fstat(f->fd, &st) != 0) {
+        set_err(err, err_len, "cannot open %s to resume: %s", f->path, strerror(errno));
+        return -RPT_E_IO;
+    }
+    if ((uint64_t)st.st_size < resume_bytes) {
+        set_err(err, err_len,
+                "cannot resume: %s has %llu bytes but the checkpoint recorded %llu (the file "
+                "was changed or lost)",
+                f->path, (unsigned long long)st.st_size, (unsigned long long)resume_bytes);
+        return -RPT_E_IO;
+    }
+    if (ftruncate(f->fd, (off_t)resume_bytes) != 0 ||
+        lseek(f->fd, (off_t)resume_bytes, SEEK_SET) < 0) {
+        set_err(err, err_len, "cannot cut %s back to %llu bytes: %s", f->path,
+                (unsigned long long)resume_bytes, strerror(errno));
+        return -RPT_E_IO;
+    }
+    f->bytes_on_disk = resume_bytes;
+    f->rows_before_unknown = resume_bytes > 0;
+    return 0;
+}
+
+rpt_writer *rpt_writer_open(const rpt_opts *opts, char *err, size_t err_len)
+{
+    if (!opts || !opts->root_dir || !*opts->root_dir || !opts->bucket || !*opts->bucket ||
+        !opts->job_id || !*opts->job_id) {
+        set_err(err, err_len, "report: root_dir, bucket and job_id are required");
+        return NULL;
+    }
+    if (strchr(opts->job_id, '/')) {
+        set_err(err, err_len, "report: job id \"%s\" contains '/'", opts->job_id);
+        return NULL;
+    }
+    rpt_writer *w = calloc(1, sizeof *w);
+    if (!w) {
+        set_err(err, err_len, "report: out of memory");
+        return NULL;
+    }
+    w->f[0].fd = w->f[1].fd = -1;
+    s3_buf_init(&w->f[0].buf, BUF_MAX_BYTES);
+    s3_buf_init(&w->f[1].buf, BUF_MAX_BYTES);
+    w->scope = opts->scope;
+
+    const char *prefix = opts->prefix ? opts->prefix : "";
+    size_t plen = strlen(prefix);
+    while (plen > 0 && prefix[plen - 1] == '/')
+        plen--;
+    int too_long = fmt_fits(w->bucket, sizeof w->bucket, "%s", opts->bucket);
+    if (plen > 0)
+        too_long |= fmt_fits(w->job_key, sizeof w->job_key, "%.*s/job-%s", (int)plen, prefix,
+                             opts->job_id);
+    else
+        too_long |= fmt_fits(w->job_key, sizeof w->job_key, "job-%s", opts->job_id);
+    too_long |= fmt_fits(w->job_dir, sizeof w->job_dir, "%s/%s", opts->root_dir, w->job_key);
+    char results_dir[4096];
+    too_long |= fmt_fits(results_dir, sizeof results_dir, "%s/results", w->job_dir);
+    for (int i = 0; i < 2 && !too_long; i++) {
+        char name[41];
+        if (results_name(opts->job_id, STATUS[i], name) != 0) {
+            set_err(err, err_len, "report: cannot compute SHA-1 (OpenSSL)");
+            rpt_writer_destroy(w);
+            return NULL;
+        }
+        too_long |= fmt_fits(w->f[i].key, sizeof w->f[i].key, "%s/results/%s.csv",
+                             w->job_key, name);
+        too_long |= fmt_fits(w->f[i].path, sizeof w->f[i].path, "%s/%s", opts->root_dir,
+                             w->f[i].key);
+    }
+    if (too_long) {
+        set_err(err, err_len, "report: bucket, prefix, job id or root directory too long");
+        rpt_writer_destroy(w);
+        return NULL;
+    }
+    if (mkdir_p(results_dir, err, err_len) != 0) {
+        rpt_writer_destroy(w);
+        return NULL;
+    }
+    int rc = 0;
+    if (w->scope != RPT_SCOPE_FAILED_ONLY)
+        rc = open_results(&w->f[F_SUCCEEDED], opts, opts->resume_succeeded_bytes, err,
+                          err_len);
+    if (rc == 0)
+        rc = open_results(&w->f[F_FAILED], opts, opts->resume_failed_bytes, err, err_len);
+    if (rc != 0) {
+        rpt_writer_destroy(w);
+        return NULL;
+    }
+    return w;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static int flush_file(rpt_writer *w, results_file *f)
+{
+    if (f->buf.len == 0)
+        return 0;
+    if (write_all(f->fd, f->buf.ptr, f->buf.len) != 0) {
+        w->io_err = RPT_E_IO;
+        w->io_errno = errno;
+        return -RPT_E_IO;
+    }
+    f->bytes_on_disk += f->buf.len;
+    s3_buf_reset(&f->buf);
+    return 0;
+}
+
+int rpt_writer_add(rpt_writer *w, const rpt_row *row)
+{
+    if (w->io_err)
+        return -w->io_err;
+    if (row->succeeded && w->scope == RPT_SCOPE_FAILED_ONLY) {
+        w->succeeded_not_written++;
+        return 0;
+    }
+    results_file *f = &w->f[row->succeeded ? F_SUCCEEDED : F_FAILED];
+    int rc = rpt_format_row(&f->buf, row);
+    if (rc != 0)
+        return rc;
+    f->rows++;
+    return f->buf.len >= FLUSH_BYTES ? flush_file(w, f) : 0;
+}
+
+int rpt_writer_sync(rpt_writer *w, uint64_t *out_succeeded_bytes, uint64_t *out_failed_bytes)
+{
+    if (w->io_err)
+        return -w->io_err;
+    for (int i = 0; i < 2; i++) {
+        results_file *f = &w->f[i];
+        if (f->fd < 0)
+            continue;
+        if (flush_file(w, f) != 0)
+            return -RPT_E_IO;
+        if (fdatasync(f->fd) != 0) {
+            w->io_err = RPT_E_IO;
+            w->io_errno = errno;
+            return -RPT_E_IO;
+        }
+    }
+    if (out_succeeded_bytes)
+        *out_succeeded_bytes = w->f[F_SUCCEEDED].bytes_on_disk;
+    if (out_failed_bytes)
+        *out_failed_bytes = w->f[F_FAILED].bytes_on_disk;
+    return 0;
+}
+
+static void count_row(int c, void *user)
+{
+    (void)c;
+    (*(uint64_t *)user)++;
+}
+
+/* MD5 of a file, streamed (results files can be GBs); when rows is not NULL also counts its
+   CSV rows with libcsv (rows may hold quoted line breaks, so lines are not rows). */
+static int md5_file(const char *path, char out_hex[33], uint64_t *rows, char *err,
+                    size_t err_len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        set_err(err, err_len, "cannot read %s: %s", path, strerror(errno));
+        return -RPT_E_IO;
+    }
+    unsigned char *buf = malloc(MD5_READ_BYTES);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    struct csv_parser csv;
+    int csv_live = rows && csv_init(&csv, 0) == 0;
+    int rc = -RPT_E_NOMEM;
+    if (!buf || !ctx || (rows && !csv_live) || !EVP_DigestInit_ex(ctx, EVP_md5(), NULL)) {
+        set_err(err, err_len, "out of memory computing the MD5 of %s", path);
+        goto out;
+    }
+    if (rows)
+        *rows = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, MD5_READ_BYTES);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            set_err(err, err_len, "cannot read %s: %s", path, strerror(errno));
+            rc = -RPT_E_IO;
+            goto out;
+        }
+        if (n == 0)
+            break;
+        EVP_DigestUpdate(ctx, buf, (size_t)n);
+        if (rows && csv_parse(&csv, buf, (size_t)n, NULL, count_row, rows) != (size_t)n) {
+            set_err(err, err_len, "cannot count the rows of %s: %s", path,
+                    csv_strerror(csv_error(&csv)));
+            rc = -RPT_E_IO;
+            goto out;
+        }
+    }
+    if (rows)
+        csv_fini(&csv, NULL, count_row, rows);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    if (!EVP_DigestFinal_ex(ctx, md, &md_len) || md_len != 16) {
+        set_err(err, err_len, "MD5 of %s failed (OpenSSL)", path);
+        rc = -RPT_E_IO;
+        goto out;
+    }
+    hex(md, 16, out_hex);
+    rc = 0;
+out:
+    if (csv_live)
+        csv_free(&csv);
+    EVP_MD_CTX_free(ctx);
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+/* Writes data to path through path.tmp + fsync + rename. */
+static int write_file_atomic(const char *path, const char *data, size_t len, char *err,
+                             size_t err_len)
+{
+    char tmp[4200];
+    if (fmt_fits(tmp, sizeof tmp, "%s.tmp", path)) {
+        set_err(err, err_len, "path too long: %s", path);
+        return -RPT_E_IO;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        set_err(err, err_len, "cannot create %s: %s", tmp, strerror(errno));
+        return -RPT_E_IO;
+    }
+    int bad = write_all(fd, data, len) != 0 || fdatasync(fd) != 0;
+    int saved = errno;
+    if (close(fd) != 0 && !bad) {
+        bad = 1;
+        saved = errno;
+    }
+    if (bad || rename(tmp, path) != 0) {
+        set_err(err, err_len, "cannot write %s: %s", path, strerror(bad ? saved : errno));
+        unlink(tmp);
+        return -RPT_E_IO;
+    }
+    return 0;
+}
+
+/* ISO-8601 UTC with milliseconds, as in AWS's example: 2019-04-05T17:48:39.725Z. */
+static void creation_date(char out[32])
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+/* Sets key to a string; jansson refuses text that is not UTF-8 (a prefix could be). */
+static int set_str(json_t *obj, const char *key, const char *val)
+{
+    json_t *s = json_string(val);
+    return s ? json_object_set_new(obj, key, s) : -1;
+}
+
+static int write_manifest(rpt_writer *w, rpt_summary *out, char *err, size_t err_len)
+{
+    char date[32];
+    creation_date(date);
+    json_t *root = json_object();
+    json_t *results = json_array();
+    int bad = !root || !results;
+    bad = bad || set_str(root, "Format", RPT_FORMAT) || set_str(root, "ReportCreationDate", date);
+    for (size_t i = 0; !bad && i < out->n_files; i++) {
+        const rpt_result_file *rf = &out->files[i];
+        json_t *o = json_object();
+        /* appended first: the array owns o whatever fails next */
+        bad = !o || json_array_append_new(results, o) ||
+              set_str(o, "TaskExecutionStatus", rf->status) ||
+              set_str(o, "Bucket", w->bucket) || set_str(o, "MD5Checksum", rf->md5_hex) ||
+              set_str(o, "Key", rf->key);
+    }
+    if (!bad) {
+        bad = json_object_set_new(root, "Results", results);
+        results = NULL; /* owned by root now, even when the call failed */
+    }
+    bad = bad || set_str(root, "ReportSchema", RPT_SCHEMA);
+    /* JSON_PRESERVE_ORDER is the default since jansson 2.8; said anyway, order matters. */
+    char *text = bad ? NULL : json_dumps(root, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
+    json_decref(results);
+    json_decref(root);
+    if (!text) {
+        set_err(err, err_len,
+                "cannot build manifest.json (a bucket or key that is not UTF-8, or no memory)");
+        return -RPT_E_IO;
+    }
+    size_t len = strlen(text);
+    char md5[33];
+    char md5_line[34];
+    s3_md5_hex(text, len, md5);
+    snprintf(md5_line, sizeof md5_line, "%s\n", md5);
+    int rc = write_file_atomic(out->manifest_path, text, len, err, err_len);
+    if (rc == 0)
+        rc = write_file_atomic(out->manifest_md5_path, md5_line, 33, err, err_len);
+    free(text);
+    return rc;
+}
+
+int rpt_writer_finish(rpt_writer *w, rpt_summary *out, char *err, size_t err_len)
+{
+    memset(out, 0, sizeof *out);
+    int rc = rpt_writer_sync(w, NULL, NULL);
+    if (rc != 0)
+        set_err(err, err_len, "cannot write the results files under %s: %s", w->job_dir,
+                strerror(w->io_errno));
+    for (int i = 0; i < 2; i++) {
+        results_file *f = &w->f[i];
+        if (f->fd >= 0 && close(f->fd) != 0 && rc == 0) {
+            set_err(err, err_len, "cannot close %s: %s", f->path, strerror(errno));
+            rc = -RPT_E_IO;
+        }
+        f->fd = -1;
+    }
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        results_file *f = &w->f[i];
+        if (f->bytes_on_disk == 0)
+            continue; /* no rows: not listed (never the succeeded file with FailedTasksOnly) */
+        rpt_result_file *rf = &out->files[out->n_files++];
+        snprintf(rf->status, sizeof rf->status, "%s", STATUS[i]);
+        snprintf(rf->key, sizeof rf->key, "%s", f->key);
+        snprintf(rf->local_path, sizeof rf->local_path, "%s", f->path);
+        rf->rows = f->rows;
+        rc = md5_file(f->path, rf->md5_hex, f->rows_before_unknown ? &rf->rows : NULL, err,
+                      err_len);
+    }
+    if (rc == 0 &&
+        (fmt_fits(out->manifest_key, sizeof out->manifest_key, "%s/manifest.json", w->job_key) ||
+         fmt_fits(out->manifest_path, sizeof out->manifest_path, "%s/manifest.json",
+                  w->job_dir) ||
+         fmt_fits(out->manifest_md5_path, sizeof out->manifest_md5_path, "%s/manifest.json.md5",
+                  w->job_dir))) {
+        set_err(err, err_len, "report: path too long under %s", w->job_dir);
+        rc = -RPT_E_IO;
+    }
+    if (rc == 0)
+        rc = write_manifest(w, out, err, err_len);
+    if (rc == 0) {
+        /* make the renames durable */
+        int dfd = open(w->job_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+    }
+    rpt_writer_destroy(w);
+    return rc;
+}
+
+void rpt_writer_destroy(rpt_writer *w)
+{
+    if (!w)
+        return;
+    for (int i = 0; i < 2; i++) {
+        if (w->f[i].fd >= 0)
+            close(w->f[i].fd);
+        s3_buf_cleanup(&w->f[i].buf);
+    }
+    free(w);
+}
