@@ -127,10 +127,17 @@ int mf_fetch_object(const s3_endpoint *ep, const char *bucket, const char *key,
     s3_buf_cleanup(&resp.body);
 
     int ret = 0;
-    if (rc != 0 || oc.http_status != 200) {
-        if (oc.http_status == 0)
+    if (rc == S3_E_IO) { /* the answer was fine, writing it here was not */
+        snprintf(err, err_len, "%s: cannot write %s: %s", arn, tmp,
+                 strerror(werr ? werr : EIO));
+        ret = -MF_E_IO;
+    } else if (rc != 0 || oc.http_status / 100 != 2) {
+        if (oc.http_status == 0 && oc.curl_code != 0)
             snprintf(err, err_len, "%s: GetObject failed: no HTTP response (curl error %d: %s)",
                      arn, oc.curl_code, curl_easy_strerror((CURLcode)oc.curl_code));
+        else if (oc.http_status == 0)
+            snprintf(err, err_len, "%s: GetObject not sent (s3 error %d: bad bucket or key?)",
+                     arn, rc);
         else
             snprintf(err, err_len, "%s: GetObject failed: HTTP %ld%s%s%s%s%s", arn,
                      oc.http_status, oc.code[0] ? " " : "", oc.code,

@@ -57,9 +57,13 @@ static int put_file(const s3_endpoint *ep, const char *bucket, const char *key,
     if (len > 0)
         munmap(data, len);
     if (rc != 0 || oc.http_status / 100 != 2) {
-        if (oc.http_status == 0)
-            snprintf(err, err_len, "s3://%s/%s: PutObject failed: no HTTP response (curl error %d: %s)",
+        if (oc.http_status == 0 && oc.curl_code != 0)
+            snprintf(err, err_len,
+                     "s3://%s/%s: PutObject failed: no HTTP response (curl error %d: %s)",
                      bucket, key, oc.curl_code, curl_easy_strerror((CURLcode)oc.curl_code));
+        else if (oc.http_status == 0)
+            snprintf(err, err_len, "s3://%s/%s: PutObject not sent (s3 error %d)", bucket, key,
+                     rc);
         else
             snprintf(err, err_len, "s3://%s/%s: PutObject failed: HTTP %ld%s%s%s%s%s", bucket,
                      key, oc.http_status, oc.code[0] ? " " : "", oc.code,
