@@ -60,7 +60,9 @@ int mf_field_parse(const char *name);
 
 /*
  * One manifest row. All slices are borrowed from the reader and valid until the next
- * mf_next / mf_close call: copy what must live longer.
+ * mf_next / mf_close call: copy what must live longer. Each slice is also NUL-terminated
+ * (ptr[len] == '\0'), and key never holds a NUL byte (%00 is rejected), so ptr can be used
+ * as a C string.
  */
 typedef struct mf_entry {
     uint64_t seq;         /* 0-based index of this data row */
@@ -81,7 +83,8 @@ typedef struct mf_reader mf_reader;
 mf_reader *mf_open_csv(const char *path, const char *display_name, const mf_csv_opts *opts,
                        char *err, size_t err_len);
 
-/* 1: *out holds the next entry; 0: end of manifest; <0: -MF_E_* and err says file:line: what. */
+/* 1: *out holds the next entry; 0: end of manifest; <0: -MF_E_* and err says file:line: what.
+   An error is final: later calls return it again. Byte positions in messages are 1-based. */
 int mf_next(mf_reader *r, mf_entry *out, char *err, size_t err_len);
 
 void mf_close(mf_reader *r); /* NULL is a no-op */

@@ -61,7 +61,7 @@ typedef struct rpt_row {
     s3_slice key;            /* as written in the manifest */
     s3_slice version_id;     /* empty when the manifest had none */
     int succeeded;
-    int http_status;
+    int http_status;         /* <= 0 (no HTTP answer): written as an empty field */
     const char *error_code;  /* "" or NULL on success */
     const char *message;     /* "success" on success */
 } rpt_row;
@@ -73,7 +73,8 @@ int rpt_writer_add(rpt_writer *w, const rpt_row *row);      /* 0 or -RPT_E_* */
 /* Writes buffered rows and fdatasyncs; out sizes may be NULL. */
 int rpt_writer_sync(rpt_writer *w, uint64_t *out_succeeded_bytes, uint64_t *out_failed_bytes);
 
-/* Formats one row (with its "\n") into out; used by the writer and the benchmarks. */
+/* Appends one row (with its "\n") to out; used by the writer and the benchmarks. On failure
+   (-RPT_E_NOMEM: out's cap reached) out is left exactly as it was. */
 int rpt_format_row(s3_buf *out, const rpt_row *row);
 
 typedef struct rpt_result_file {
@@ -81,11 +82,11 @@ typedef struct rpt_result_file {
     char key[1200];          /* full key in the report bucket */
     char local_path[4096];
     char md5_hex[33];
-    uint64_t rows;
+    uint64_t rows;           /* rows in the file (after a resume, counted from the file) */
 } rpt_result_file;
 
 typedef struct rpt_summary {
-    rpt_result_file files[2];
+    rpt_result_file files[2]; /* files[0..n_files): the listed ones, succeeded first */
     size_t n_files;           /* files listed in manifest.json: a file with no rows is left
                                  out (so never a succeeded file with FailedTasksOnly) */
     char manifest_key[1200];  /* [<prefix>/]job-<id>/manifest.json */
@@ -93,7 +94,8 @@ typedef struct rpt_summary {
     char manifest_md5_path[4096];
 } rpt_summary;
 
-/* Syncs, closes the results files, writes manifest.json (+ .md5). Frees w. */
+/* Syncs, closes the results files, writes manifest.json (+ .md5). Frees w, also when it
+   fails (then err says why). */
 int rpt_writer_finish(rpt_writer *w, rpt_summary *out, char *err, size_t err_len);
 void rpt_writer_destroy(rpt_writer *w); /* abandon without finishing; NULL is a no-op */
 
