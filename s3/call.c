@@ -93,6 +93,37 @@ size_t s3__body_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+enum hfield {
+    H_ETAG,
+    H_RETRY_AFTER,
+    H_AMZ_RETRY_AFTER,
+    H_CONTENT_TYPE,
+    H_LAST_MODIFIED,
+    H_CONTENT_LENGTH,
+    H_VERSION_ID,
+    H_STORAGE_CLASS,
+    H_DELETE_MARKER,
+    H_COPY_SOURCE_VERSION_ID,
+};
+
+#define HNAME(s) s, sizeof s - 1
+static const struct {
+    const char *name; /* lower-case */
+    size_t len;
+    enum hfield field;
+} captured[] = {
+    {HNAME("etag"), H_ETAG},
+    {HNAME("retry-after"), H_RETRY_AFTER},
+    {HNAME("x-amz-retry-after"), H_AMZ_RETRY_AFTER},
+    {HNAME("content-type"), H_CONTENT_TYPE},
+    {HNAME("last-modified"), H_LAST_MODIFIED},
+    {HNAME("content-length"), H_CONTENT_LENGTH},
+    {HNAME("x-amz-version-id"), H_VERSION_ID},
+    {HNAME("x-amz-storage-class"), H_STORAGE_CLASS},
+    {HNAME("x-amz-delete-marker"), H_DELETE_MARKER},
+    {HNAME("x-amz-copy-source-version-id"), H_COPY_SOURCE_VERSION_ID},
+};
+
 static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
 {
     s3_call *c = userdata;
@@ -123,52 +154,48 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
                        end[-1] == '\t'))
         end--;
     size_t vlen = (size_t)(end - v);
-    switch (nlen) { /* dispatch on length first: most headers are not ours */
-    case 4:
-        if (s3__ieq(buf, nlen, "etag"))
+    for (size_t i = 0; i < sizeof captured / sizeof captured[0]; i++) {
+        if (captured[i].len != nlen || !s3__ieq(buf, nlen, captured[i].name))
+            continue; /* the length test rejects most headers without a byte compared */
+        switch (captured[i].field) {
+        case H_ETAG:
             s3__copy_str(r->etag, sizeof r->etag, v, vlen);
-        break;
-    case 11:
-        if (s3__ieq(buf, nlen, "retry-after"))
+            break;
+        case H_RETRY_AFTER:
             s3__copy_str(r->retry_after, sizeof r->retry_after, v, vlen);
-        break;
-    case 12:
-        if (s3__ieq(buf, nlen, "content-type"))
+            break;
+        case H_AMZ_RETRY_AFTER:
+            if (!r->retry_after[0])
+                s3__copy_str(r->retry_after, sizeof r->retry_after, v, vlen);
+            break;
+        case H_CONTENT_TYPE:
             s3__copy_str(r->content_type, sizeof r->content_type, v, vlen);
-        break;
-    case 13:
-        if (s3__ieq(buf, nlen, "last-modified"))
+            break;
+        case H_LAST_MODIFIED:
             s3__copy_str(r->last_modified, sizeof r->last_modified, v, vlen);
-        break;
-    case 14:
-        if (s3__ieq(buf, nlen, "content-length")) {
+            break;
+        case H_CONTENT_LENGTH: {
             long long cl = 0;
-            size_t i = 0;
-            for (; i < vlen && v[i] >= '0' && v[i] <= '9' && cl < (1LL << 60); i++)
-                cl = cl * 10 + (v[i] - '0');
-            r->content_length = (i == vlen && vlen > 0) ? cl : -1;
+            size_t k = 0;
+            for (; k < vlen && v[k] >= '0' && v[k] <= '9' && cl < (1LL << 60); k++)
+                cl = cl * 10 + (v[k] - '0');
+            r->content_length = (k == vlen && vlen > 0) ? cl : -1;
+            break;
         }
-        break;
-    case 16:
-        if (s3__ieq(buf, nlen, "x-amz-version-id"))
+        case H_VERSION_ID:
             s3__copy_str(r->version_id, sizeof r->version_id, v, vlen);
-        break;
-    case 18:
-        if (s3__ieq(buf, nlen, "x-amz-storage-class"))
+            break;
+        case H_STORAGE_CLASS:
             s3__copy_str(r->storage_class, sizeof r->storage_class, v, vlen);
-        else if (s3__ieq(buf, nlen, "x-amz-retry-after") && !r->retry_after[0])
-            s3__copy_str(r->retry_after, sizeof r->retry_after, v, vlen);
-        break;
-    case 19:
-        if (s3__ieq(buf, nlen, "x-amz-delete-marker"))
+            break;
+        case H_DELETE_MARKER:
             r->delete_marker = s3__ieq(v, vlen, "true");
-        break;
-    case 28:
-        if (s3__ieq(buf, nlen, "x-amz-copy-source-version-id"))
+            break;
+        case H_COPY_SOURCE_VERSION_ID:
             s3__copy_str(r->copy_source_version_id, sizeof r->copy_source_version_id, v,
                          vlen);
-        break;
-    default:
+            break;
+        }
         break;
     }
     return n;

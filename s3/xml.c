@@ -113,9 +113,9 @@ static void XMLCALL err_start(void *ud, const XML_Char *name, const XML_Char **a
     e->x.depth++;
     if (e->x.depth == 1) {
         e->saw_root = 1;
+        /* Another root: keep parsing anyway, a caller expecting a result needs to know
+           whether the whole document is well-formed (a copy cut mid-body). */
         e->root_is_error = strcmp(n, "Error") == 0;
-        if (!e->root_is_error)
-            XML_StopParser(e->x.p, XML_FALSE);
     } else if (e->x.depth == 2) {
         e->field = strcmp(n, "Code") == 0 ? 1 : strcmp(n, "Message") == 0 ? 2 : 0;
         if (e->field)
