@@ -280,7 +280,13 @@ static int add_raw(s3_call *c, const char *line)
 static int add_header(s3_call *c, const char *name, size_t nlen, const char *value)
 {
     char stack[4096];
+    /* Sent without leading/trailing blanks: the signature covers the trimmed value, and
+       not every server strips them (werkzeug keeps a trailing space in x-amz-meta-*). */
+    while (*value == ' ' || *value == '\t')
+        value++;
     size_t vlen = strlen(value);
+    while (vlen && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
+        vlen--;
     size_t need = nlen + 2 + vlen + 1;
     char *line = need <= sizeof stack ? stack : malloc(need);
     if (!line)
