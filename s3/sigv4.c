@@ -77,9 +77,11 @@ static int sha256_2(EVP_MD_CTX *ctx, const void *a, size_t an, const void *b, si
            EVP_DigestFinal_ex(ctx, out, NULL);
 }
 
-/* RFC 2104 HMAC-SHA256. */
+/* RFC 2104 HMAC-SHA256. wipe: clear the key material on the stack afterwards (when it
+   derives from the secret key; the per-request HMAC uses the signing key, which the
+   s3_signer keeps anyway, and skips that cost). */
 static int hmac_sha256(EVP_MD_CTX *ctx, const void *key, size_t key_len, const void *msg,
-                       size_t msg_len, unsigned char out[32])
+                       size_t msg_len, unsigned char out[32], int wipe)
 {
     unsigned char k[64] = {0}, pad[64], inner[32];
     int ok = 1;
@@ -93,8 +95,10 @@ static int hmac_sha256(EVP_MD_CTX *ctx, const void *key, size_t key_len, const v
     for (size_t i = 0; i < sizeof pad; i++)
         pad[i] = k[i] ^ 0x5c;
     ok = ok && sha256_2(ctx, pad, sizeof pad, inner, sizeof inner, out);
-    OPENSSL_cleanse(k, sizeof k);
-    OPENSSL_cleanse(pad, sizeof pad);
+    if (wipe) {
+        OPENSSL_cleanse(k, sizeof k);
+        OPENSSL_cleanse(pad, sizeof pad);
+    }
     return ok;
 }
 
@@ -150,31 +154,28 @@ static inline void put_c(writer *w, char c)
     w->len++;
 }
 
-static inline void put_lower(writer *w, const char *s, size_t n)
-{
-    if (n <= w->cap && w->len <= w->cap - n) {
-        char *d = w->p + w->len;
-        for (size_t i = 0; i < n; i++) {
-            char c = s[i];
-            d[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-        }
-    }
-    w->len += n;
-}
-
 /* Python's str.split() whitespace in the ASCII range, which botocore's trim uses. */
-static inline int is_ws(unsigned char c)
-{
-    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
-}
+static const unsigned char ws_tab[256] = {
+    [' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\v'] = 1, ['\f'] = 1, ['\r'] = 1,
+    [0x1c] = 1, [0x1d] = 1, [0x1e] = 1, [0x1f] = 1,
+};
 
 /* Trimall: no leading/trailing whitespace, inner runs become one space. */
 static void put_trimmed(writer *w, const char *v)
 {
     const unsigned char *s = (const unsigned char *)v;
+    size_t n = strlen(v);
+    /* The usual value has no blank at either end and only single inner spaces: one copy. */
+    int simple = n == 0 || (!ws_tab[s[0]] && !ws_tab[s[n - 1]]);
+    for (size_t i = 1; simple && i < n; i++)
+        simple = !ws_tab[s[i]] || (s[i] == ' ' && !ws_tab[s[i - 1]]);
+    if (simple) {
+        put(w, v, n);
+        return;
+    }
     int pending_space = 0, any = 0;
     for (; *s; s++) {
-        if (is_ws(*s)) {
+        if (ws_tab[*s]) {
             pending_space = any;
             continue;
         }
@@ -182,9 +183,8 @@ static void put_trimmed(writer *w, const char *v)
             put_c(w, ' ');
         pending_space = 0;
         any = 1;
-        /* copy the run of non-space bytes at once */
-        const unsigned char *e = s;
-        while (e[1] && !is_ws(e[1]))
+        const unsigned char *e = s; /* copy the run of non-blank bytes at once */
+        while (e[1] && !ws_tab[e[1]])
             e++;
         put(w, (const char *)s, (size_t)(e - s + 1));
         s = e;
@@ -216,36 +216,43 @@ static int qent_cmp(const qent *a, const qent *b)
 }
 
 typedef struct hent {
-    const char *name; /* as given; compared and written lower-case */
+    const char *name; /* lower-case: the caller's own, or a lower-cased copy */
     size_t name_len;
     const char *value;
 } hent;
 
-static int lower(int c)
-{
-    return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-}
-
 static int hname_cmp(const hent *a, const hent *b)
 {
-    size_t n = a->name_len < b->name_len ? a->name_len : b->name_len;
-    for (size_t i = 0; i < n; i++) {
-        int x = lower((unsigned char)a->name[i]), y = lower((unsigned char)b->name[i]);
-        if (x != y)
-            return x - y;
-    }
-    return a->name_len < b->name_len ? -1 : a->name_len > b->name_len;
+    return cmp_bytes(a->name, a->name_len, b->name, b->name_len);
 }
 
-/* Names the signer adds itself; a caller's header of the same name is ignored. */
+/* Names the signer adds itself (name lower-case); a caller's header of the same name is
+   ignored. */
 static int is_signer_header(const char *name, size_t n)
 {
-    return s3__ieq(name, n, "host") || s3__ieq(name, n, "x-amz-date") ||
-           s3__ieq(name, n, "x-amz-content-sha256") || s3__ieq(name, n, "x-amz-security-token");
+    switch (n) {
+    case 4:
+        return memcmp(name, "host", 4) == 0;
+    case 10:
+        return memcmp(name, "x-amz-date", 10) == 0;
+    case 20:
+        return memcmp(name, "x-amz-content-sha256", 20) == 0 ||
+               memcmp(name, "x-amz-security-token", 20) == 0;
+    default:
+        return 0;
+    }
 }
+
+/* The last second formatted, per thread: gmtime_r was 2% of a signature. */
+static _Thread_local time_t date_cache_t = (time_t)-1;
+static _Thread_local char date_cache[17];
 
 static void format_amz_date(time_t now, char out[17])
 {
+    if (now == date_cache_t) {
+        memcpy(out, date_cache, 17);
+        return;
+    }
     struct tm tm;
     gmtime_r(&now, &tm);
     unsigned y = (unsigned)(tm.tm_year + 1900);
@@ -264,6 +271,8 @@ static void format_amz_date(time_t now, char out[17])
     }
     *p++ = 'Z';
     *p = '\0';
+    memcpy(date_cache, out, 17);
+    date_cache_t = now;
 }
 
 static int derive_key(s3_signer *s, EVP_MD_CTX *ctx, const char *date8)
@@ -273,10 +282,10 @@ static int derive_key(s3_signer *s, EVP_MD_CTX *ctx, const char *date8)
     memcpy(k0, "AWS4", 4);
     memcpy(k0 + 4, s->secret_key, sk);
     unsigned char a[32], b[32];
-    int ok = hmac_sha256(ctx, k0, 4 + sk, date8, 8, a) &&
-             hmac_sha256(ctx, a, 32, s->region, strlen(s->region), b) &&
-             hmac_sha256(ctx, b, 32, "s3", 2, a) &&
-             hmac_sha256(ctx, a, 32, "aws4_request", 12, s->key);
+    int ok = hmac_sha256(ctx, k0, 4 + sk, date8, 8, a, 1) &&
+             hmac_sha256(ctx, a, 32, s->region, strlen(s->region), b, 1) &&
+             hmac_sha256(ctx, b, 32, "s3", 2, a, 1) &&
+             hmac_sha256(ctx, a, 32, "aws4_request", 12, s->key, 1);
     OPENSSL_cleanse(k0, sizeof k0);
     OPENSSL_cleanse(a, sizeof a);
     OPENSSL_cleanse(b, sizeof b);
@@ -313,8 +322,8 @@ static void write_canonical(writer *w, writer *sh, const s3_sign_input *in, cons
                 put_c(w, '\n');
                 put_c(sh, ';');
             }
-            put_lower(w, h[i].name, h[i].name_len);
-            put_lower(sh, h[i].name, h[i].name_len);
+            put(w, h[i].name, h[i].name_len);
+            put(sh, h[i].name, h[i].name_len);
             put_c(w, ':');
         }
         put_trimmed(w, h[i].value);
@@ -373,6 +382,8 @@ int s3_sign(s3_signer *s, const s3_sign_input *in, char *out_auth, size_t auth_c
     /* Headers: the caller's plus the four the signer owns, sorted by name only. */
     hent h[MAX_SIGN_HEADERS];
     size_t nh = 0;
+    char lnames[2048]; /* lower-cased copies of names given with capitals */
+    size_t lnames_len = 0;
     hent own[4] = {
         {"host", 4, in->host},
         {"x-amz-content-sha256", 20, in->payload_sha256},
@@ -389,6 +400,22 @@ int s3_sign(s3_signer *s, const s3_sign_input *in, char *out_auth, size_t auth_c
             e.name = sh->name;
             e.name_len = strlen(sh->name);
             e.value = sh->value ? sh->value : "";
+            size_t k = 0;
+            while (k < e.name_len && !(e.name[k] >= 'A' && e.name[k] <= 'Z'))
+                k++;
+            if (k < e.name_len) {
+                if (e.name_len > sizeof lnames - lnames_len) {
+                    if (qscratch != qstack)
+                        free(qscratch);
+                    return S3_E_TOO_BIG;
+                }
+                char *d = lnames + lnames_len;
+                for (k = 0; k < e.name_len; k++)
+                    d[k] = (e.name[k] >= 'A' && e.name[k] <= 'Z') ? (char)(e.name[k] + 32)
+                                                                  : e.name[k];
+                e.name = d;
+                lnames_len += e.name_len;
+            }
             if (is_signer_header(e.name, e.name_len))
                 continue;
         }
@@ -456,7 +483,7 @@ int s3_sign(s3_signer *s, const s3_sign_input *in, char *out_auth, size_t auth_c
     if (t.len > t.cap)
         return S3_E_ARG;
     unsigned char sig[32];
-    if (!hmac_sha256(ctx, s->key, 32, t.p, t.len, sig))
+    if (!hmac_sha256(ctx, s->key, 32, t.p, t.len, sig, 0))
         return S3_E_NOMEM;
     s3__hex(sig, 32, hex);
 
