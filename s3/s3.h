@@ -113,7 +113,8 @@ int s3_endpoint_load(s3_endpoint *out, const char *profile, char *err, size_t er
 /* Appends the encoding of src; '/' stays when keep_slash (object key in a path). */
 int s3_uri_encode(s3_buf *out, s3_slice src, int keep_slash);
 /* Percent-decodes in place ("%2F" -> '/'); when plus_is_space, '+' -> ' ' (Inventory CSV).
-   Returns the new length, or -1 on a malformed escape (stores its offset in *bad_at). */
+   Returns the new length, or -1 on a malformed escape (stores its offset in *bad_at).
+   Writes a NUL at the new length only when the text got shorter. */
 long s3_uri_decode_inplace(char *s, size_t len, int plus_is_space, size_t *bad_at);
 /* Replaces out's content with an x-amz-copy-source value: "bucket/key" percent-encoded with
    '/' kept (botocore's safe chars -._~/, so '+' -> %2B, space -> %20), then
@@ -161,7 +162,11 @@ typedef struct s3_sign_input {
     time_t now;
 } s3_sign_input;
 
-/* Writes the Authorization header value and x-amz-date (YYYYMMDDTHHMMSSZ, 17 bytes). */
+/* Writes the Authorization header value and x-amz-date (YYYYMMDDTHHMMSSZ, 17 bytes).
+   Not thread-safe for one s3_signer (it caches the signing key): one per thread. Caller
+   headers named host / x-amz-date / x-amz-content-sha256 / x-amz-security-token are
+   ignored; names may have capitals (signed lower-case). S3_E_ARG past 60 headers or 64
+   query parameters, S3_E_TOO_BIG when auth_cap is too small. */
 int s3_sign(s3_signer *s, const s3_sign_input *in, char *out_auth, size_t auth_cap,
             char out_amz_date[17]);
 
@@ -256,7 +261,12 @@ typedef struct s3_outcome {
 void s3_outcome_classify(const s3_call *c, int curl_code, int expect_xml_result,
                          s3_outcome *out);
 
-/* Blocking one-shot requests on a private easy handle (manifests, reports, tests). */
+/* Blocking one-shot requests on a private easy handle (manifests, reports, tests); safe from
+   any thread. They return 0 for a 2xx answer, S3_E_HTTP for any other outcome (details in
+   *out_outcome, which may be NULL), S3_E_IO when writing the FILE failed, S3_E_ARG/NOMEM
+   when the request could not be built. A retryable outcome is retried (3 attempts, 0.2 s
+   then 0.4 s apart; a GET to a FILE only while nothing was written). s3_perform classifies
+   with expect_xml_result = 0. *out_resp is always initialised (cleanup is always safe). */
 int s3_get_to_file(const s3_endpoint *ep, const char *bucket, const char *key,
                    const char *version_id, FILE *out, s3_response *out_resp,
                    s3_outcome *out_outcome);
@@ -269,7 +279,9 @@ void s3_response_cleanup(s3_response *r);
 
 /* ---- XML --------------------------------------------------------------------------- */
 
-/* <Error><Code>..</Code><Message>..</Message></Error>. Returns 1 when the root is Error. */
+/* <Error><Code>..</Code><Message>..</Message></Error>. Returns 1 when the root is Error (also
+   when the body is cut short after it), 0 for a well-formed document with another root,
+   -1 for an empty or malformed body. code/msg are "" when absent; msg is cut to msg_cap. */
 int s3_xml_parse_error(s3_slice body, char *code, size_t code_cap, char *msg, size_t msg_cap);
 
 /* One element of ListVersionsResult (<Version> or <DeleteMarker>). */
@@ -295,11 +307,16 @@ typedef struct s3_list_versions_page {
     unsigned n_entries;
 } s3_list_versions_page;
 
-/* Streams each <Version>/<DeleteMarker> to cb in document order. first_pos numbers them. */
+/* Streams each <Version>/<DeleteMarker> to cb in document order. first_pos numbers them.
+   Keys are as sent (URL-encoded when the request said encoding-type=url). 0 (also when cb
+   stopped it), S3_E_XML (malformed, wrong root, an entry without Key/VersionId, a bad date),
+   S3_E_TOO_BIG (a field longer than its array). The entry passed to cb is borrowed. */
 int s3_xml_parse_list_versions(s3_slice body, unsigned first_pos, s3_version_cb cb,
                                void *user, s3_list_versions_page *out_page);
 
-/* <InitiateMultipartUploadResult><UploadId>; <CopyPartResult>/<CopyObjectResult><ETag>. */
+/* <InitiateMultipartUploadResult><UploadId>; <CopyPartResult>/<CopyObjectResult><ETag>.
+   Text of the first element of that local name, as sent (an ETag keeps its quotes).
+   0, S3_E_XML (absent or malformed), S3_E_TOO_BIG (does not fit out_cap). */
 int s3_xml_find_text(s3_slice body, const char *element, char *out, size_t out_cap);
 
 /* Generic XML -> JSON for configuration documents (GetBucketReplication, GetObjectTagging):
