@@ -2,6 +2,10 @@
  * unit.c — the per-key state machine: every manifest row of one source key, replayed on each
  * destination oldest version first.
  *
+ *   HEAD   a unit of one row: HeadObject?versionId= tells whether the version exists, its
+ *          storage class and size, and whether it is a delete marker (405 with
+ *          x-amz-delete-marker); a 404 is ambiguous (no such version, no such key, and RGW
+ *          answers 404 for a delete-marker version), so the unit falls back to LIST.
  *   LIST   ListObjectVersions?prefix=<key> (paged until another key shows up). One request
  *          tells, for every listed version of the key, whether it exists, whether it is a
  *          delete marker, its LastModified (ms on AWS), storage class, size and listing
@@ -29,7 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum phase { PH_LIST = 0, PH_TAGS, PH_APPLY, PH_DONE };
+enum phase { PH_HEAD = 0, PH_LIST, PH_TAGS, PH_APPLY, PH_DONE };
 
 #define LIST_PAGE_KEYS "1000"
 
@@ -47,7 +51,6 @@ struct eng__unit {
     unsigned list_pos;
     char key_marker[1100];
     char vid_marker[256];
-    int list_more;
     size_t cur;                  /* index into order */
     size_t cur_dest;             /* next destination to consider for order[cur] */
     int *rule_for_dest;          /* per destination, for order[cur] */
@@ -174,7 +177,7 @@ eng__unit *eng__unit_builder_take(eng__unit_builder *b)
     qsort(u->by_vid, n, sizeof *u->by_vid, cmp_vid);
     cmp_tasks = NULL;
     s3_buf_init(&u->scratch, 16384);
-    u->list_more = 1;
+    u->phase = n == 1 ? PH_HEAD : PH_LIST;
     b->n_ents = 0;
     s3_buf_reset(&b->mem);
     return u;
@@ -499,6 +502,17 @@ int eng__unit_next(eng__unit *u, const eng__rules *rules, s3_request *req, int *
     }
     for (;;) {
         switch (u->phase) {
+        case PH_HEAD: {
+            const eng__task *t = &u->tasks[0];
+            if (t->has_version && t->version_id.len == 0) {
+                u->phase = PH_LIST; /* LIST's bookkeeping fails the row */
+                continue;
+            }
+            req_init(req, "HEAD", u);
+            if (t->has_version)
+                add_query(req, "versionId", t->version_id.ptr);
+            return 1;
+        }
         case PH_LIST:
             req_init(req, "GET", u);
             req->key = NULL;
@@ -511,8 +525,11 @@ int eng__unit_next(eng__unit *u, const eng__rules *rules, s3_request *req, int *
             }
             return 1;
         case PH_TAGS:
+            /* delete markers have no tags; archived versions are not eligible anyway (and
+               S3 refuses to read their tags: InvalidObjectState) */
             while (u->cur < u->n_order &&
-                   u->tasks[u->order[u->cur]].is_delete_marker)
+                   (u->tasks[u->order[u->cur]].is_delete_marker ||
+                    archived(u->tasks[u->order[u->cur]].storage_class)))
                 u->cur++;
             if (u->cur >= u->n_order || !rules->needs_tags) {
                 u->phase = PH_APPLY;
@@ -546,6 +563,33 @@ int eng__unit_next(eng__unit *u, const eng__rules *rules, s3_request *req, int *
 }
 
 /* ---- responses ------------------------------------------------------------------------ */
+
+static void on_head(eng__unit *u, const s3_call *c, const s3_outcome *oc)
+{
+    eng__task *t = &u->tasks[0];
+    const s3_response *r = &c->resp;
+    if (oc->http_status == 200 || (oc->http_status == 405 && r->delete_marker)) {
+        t->found = 1;
+        t->is_latest = 1; /* alone in its unit: nothing to order */
+        t->is_delete_marker = oc->http_status == 405;
+        t->size = r->content_length;
+        snprintf(t->storage_class, sizeof t->storage_class, "%s",
+                 r->storage_class[0] ? r->storage_class : "STANDARD");
+        if (!t->has_version)
+            snprintf(t->resolved_vid, sizeof t->resolved_vid, "%s", r->version_id);
+        u->saw_key = 1;
+        finish_listing(u);
+        u->phase = PH_TAGS;
+    } else if (oc->http_status == 403) {
+        fail_from_outcome(t, oc, "SrcHeadObjectNotPermitted");
+        u->phase = PH_DONE;
+    } else if (oc->http_status == 404 || oc->http_status == 400 || oc->http_status == 405) {
+        u->phase = PH_LIST; /* which 404 is it? the listing tells */
+    } else {
+        fail_from_outcome(t, oc, NULL);
+        u->phase = PH_DONE;
+    }
+}
 
 static void on_list(eng__unit *u, const s3_call *c, const s3_outcome *oc)
 {
@@ -631,6 +675,9 @@ void eng__unit_on_response(eng__unit *u, const eng__rules *rules, const s3_call 
                            const s3_outcome *oc)
 {
     switch (u->phase) {
+    case PH_HEAD:
+        on_head(u, c, oc);
+        break;
     case PH_LIST:
         on_list(u, c, oc);
         break;

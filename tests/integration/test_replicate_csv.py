@@ -34,6 +34,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
@@ -163,18 +164,25 @@ def main():
             h.make_bucket(s3, b)
         h.make_bucket(s3, "dstunv", versioned=False)
 
-        # source versions, oldest first; remember ids, ETags and placeholders
-        made = {}  # key -> [(vid, is_dm, etag, kw)]
-        for key, items in plan.items():
-            out = []
-            for body, kw in items:
+        # Source versions, created in rounds (round r makes item r of every key) so that a
+        # delete marker never shares a LastModified second with a neighbouring version of its
+        # key: moto stamps to the second and lists versions before delete markers, so only
+        # distinct seconds make the order readable (harness.put_versions explains).
+        made = {key: [] for key in plan}  # key -> [(vid, is_dm, etag, kw)]
+        prev_had_dm = False
+        for rnd in range(max(len(v) for v in plan.values())):
+            items = [(key, plan[key][rnd]) for key in plan if rnd < len(plan[key])]
+            has_dm = any(body is None for _, (body, _kw) in items)
+            if rnd and (has_dm or prev_had_dm):
+                time.sleep(1.05)
+            for key, (body, kw) in items:
                 r = h.put_versions(s3, "src", key, [body], separate_s=False, **kw)[0]
-                out.append((r["VersionId"], r["IsDeleteMarker"], r["ETag"], kw))
-            made[key] = out
+                made[key].append((r["VersionId"], r["IsDeleteMarker"], r["ETag"], kw))
+            prev_had_dm = has_dm
         placeholder = {}
         for key, vers in made.items():
             for n, (vid, *_rest) in enumerate(vers):
-                placeholder[vid] = f"<{key}#{n}>"
+                placeholder[vid] = f"<{h.url_encode_key(key)}#{n}>"
         placeholder["0000-no-such-version"] = "<missing-version>"
         placeholder["1111-no-such-key"] = "<missing-key>"
 
@@ -214,9 +222,11 @@ def main():
                           encoding="utf-8", newline="") as f:
                     f.write(golden_lines(exp[st]))
 
+        t0 = time.monotonic()
         res = h.run_batchrep(["run", job_path, "--replication-config", rules_path,
                               "--state-dir", os.path.join(tmp, "state"), "--no-progress"],
                              h.batchrep_env(moto.url))
+        t.diag(f"batchrep run: {time.monotonic() - t0:.1f} s for {len(rows)} tasks")
         t.eq(res.returncode, 0, "batchrep run exits 0 (job Complete)")
         if res.returncode != 0:
             t.diag(res.stderr[-3000:])
