@@ -68,6 +68,9 @@ RULES = {
 DEST_ORDER = ["dst1", "dst2", "dstunv", "nosuchbucket"]  # as rules name them first
 DEST_STATE = {"dst1": "ok", "dst2": "ok", "dstunv": "unversioned", "nosuchbucket": "missing"}
 
+# Written in the manifest as is (CSV-quoted, not URL-encoded): the report must echo it with
+# RFC 4180 quoting (aws-formats.md §5.4).
+RAW_KEY = 'rawq/a,b "c"'
 SPECIAL_KEYS = ["sp ace/a b.txt", "plus+key", "pct%41literal", "comma,key", 'quote"key',
                 "utf8/ключ-日本語", "long/" + "x" * 995]
 
@@ -96,6 +99,7 @@ def source_plan():
     for k in SPECIAL_KEYS:
         plan[k] = [(f"{k} one", {"ContentType": "text/plain"}),
                    (f"{k} two", {"Metadata": {"x": "y"}})]
+    plan[RAW_KEY] = [("raw one", {}), ("raw two", {})]
     plan["docs/readme"] = [("docs 1", {}), ("docs 2", {}), (None, {})]
     plan["cold/archived"] = [("cold 1", {}), ("cold 2", {"StorageClass": "GLACIER"})]
     plan["unver/x"] = [("unver 1", {})]
@@ -151,7 +155,7 @@ def csv_field(s):
 
 
 def golden_lines(rows):
-    return "".join(",".join(csv_field(f) for f in r) + "\n" for r in sorted(rows))
+    return "".join(sorted(",".join(csv_field(f) for f in r) + "\n" for r in rows))
 
 
 def main():
@@ -193,7 +197,10 @@ def main():
                 rows.append(("src", key, vid))
         rows.append(("src", "plain/k000", "0000-no-such-version"))
         rows.append(("src", "no/such key", "1111-no-such-key"))
-        manifest_arn, etag = h.upload_manifest(s3, "manifests", "jobs/m1.csv", rows)
+        data = h.manifest_csv([r for r in rows if r[1] != RAW_KEY])
+        data += "".join(f'src,"{RAW_KEY.replace(chr(34), chr(34) * 2)}",{vid}\n'
+                        for _b, k, vid in rows if k == RAW_KEY).encode()
+        manifest_arn, etag = h.upload_manifest(s3, "manifests", "jobs/m1.csv", data)
         job = h.job_document(manifest_arn, etag, h.bucket_arn("reports"), prefix="reports/run1")
         job_path = h.write_json(os.path.join(tmp, "job.json"), job)
         rules_path = h.write_json(os.path.join(tmp, "replication.json"), RULES)
@@ -202,7 +209,7 @@ def main():
         exp = {"succeeded": [], "failed": []}
         dest_expect = {}  # (dest, key) -> [(is_dm, etag)] oldest first
         for key, vers in made.items():
-            enc = h.url_encode_key(key)
+            enc = key if key == RAW_KEY else h.url_encode_key(key)
             for vid, is_dm, etag_v, kw in vers:
                 ok, http, code, msg, best = expected_row(key, kw, is_dm)
                 exp["succeeded" if ok else "failed"].append(
