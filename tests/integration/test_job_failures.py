@@ -107,6 +107,29 @@ def main():
         t.eq([v["ETag"] for v in reversed(h.list_versions(s3, "dst", key="a/key"))],
              [v["ETag"] for v in vers], "local manifest: both versions replicated oldest first")
 
+        # ---- rules from the source bucket (GetBucketReplication) and FailedTasksOnly ----
+        h.make_bucket(s3, "dst-b")
+        s3.put_bucket_replication(Bucket="src", ReplicationConfiguration={
+            "Role": "arn:aws:iam::123456789012:role/r",
+            "Rules": [{"ID": "b", "Priority": 1, "Status": "Enabled", "Filter": {"Prefix": ""},
+                       "DeleteMarkerReplication": {"Status": "Disabled"},
+                       "Destination": {"Bucket": "arn:aws:s3:::dst-b"}}]})
+        rows_b = good_rows + [("src", "a/key", "no-such-version")]
+        marn, metag = h.upload_manifest(s3, "manifests", "from-bucket.csv", rows_b)
+        job_path = h.write_json(os.path.join(tmp, "bucket-rules.json"), h.job_document(
+            marn, metag, h.bucket_arn("reports"), prefix="fto", scope="FailedTasksOnly"))
+        res = h.run_batchrep(["run", job_path, "--state-dir", os.path.join(tmp, "state"),
+                              "--no-progress"], env)
+        t.eq(res.returncode, 0, "rules read from the bucket (GetBucketReplication): exit 0")
+        d = json.loads(res.stdout)["Job"]
+        t.eq([v["ETag"] for v in reversed(h.list_versions(s3, "dst-b", key="a/key"))],
+             [v["ETag"] for v in vers], "the bucket's rule replicated both versions to dst-b")
+        rep = h.read_report(s3, "reports", "fto", d["JobId"])
+        t.eq([r["TaskExecutionStatus"] for r in rep["results"]], ["failed"],
+             "FailedTasksOnly: manifest.json lists only the failed results file")
+        t.eq([r[5] for r in rep["rows"]["failed"]], ["SrcVersionNotFound"],
+             "FailedTasksOnly: the one failed row")
+
         # ---- failure threshold: at least 1,000 tasks ran and more than half failed ----
         rows = [("src", f"t/{i:04d}", "no-such-version-%d" % i) for i in range(1100)]
         for i in range(100):
