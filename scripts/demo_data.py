@@ -32,9 +32,13 @@ if "--show" in sys.argv:
     for b in ("demo-dst", "demo-dst-tagged"):
         print(f"--- versions now in {b} (newest first):")
         page = s3.list_object_versions(Bucket=b)
-        items = [(v["Key"], "version", v["VersionId"][:8], v["IsLatest"]) for v in page.get("Versions", [])]
-        items += [(d["Key"], "delete marker", d["VersionId"][:8], d["IsLatest"]) for d in page.get("DeleteMarkers", [])]
-        for k, kind, vid, latest in sorted(items):
+        items = [(v["Key"], "version", v["VersionId"][:8], v["IsLatest"], v["LastModified"])
+                 for v in page.get("Versions", [])]
+        items += [(d["Key"], "delete marker", d["VersionId"][:8], d["IsLatest"], d["LastModified"])
+                  for d in page.get("DeleteMarkers", [])]
+        # newest first within a key; moto stamps to the second, so the current one leads ties
+        items.sort(key=lambda i: (i[0], -i[4].timestamp(), not i[3]))
+        for k, kind, vid, latest, _ in items:
             print(f"    {k:24} {kind:14} {vid}…{'  (current)' if latest else ''}")
     sys.exit(0)
 
