@@ -201,6 +201,44 @@ void eng__unit_abandon(eng__unit *u);
 int64_t eng__unit_not_before_ms(const eng__unit *u);
 void eng__unit_set_not_before_ms(eng__unit *u, int64_t ms);
 
+/* ---- copy strategies: how one version reaches one destination ---------------------- */
+
+/* One version on its way to one destination. The unit owns it; a strategy keeps its own
+   progress in `step` (0 at the start) and may use scratch for strings that must live until
+   the request has been prepared. */
+typedef struct eng__apply {
+    eng__task *task;
+    const eng__rule *rule;
+    const eng__dest *dest;
+    const char *src_bucket;
+    const char *key;              /* decoded, same on both sides */
+    const char *src_version;      /* the version ID to read */
+    s3_buf *scratch;
+    int step;
+} eng__apply;
+
+/* A strategy is a small table of functions (aws-c-s3's meta-request vtable): `next` builds
+   the next request and returns 1, or returns 0 when this destination is done (a failure is
+   recorded on the task with eng__task_fail); `on_response` takes the final outcome of that
+   request (retries already spent). Adding a strategy does not touch the others. */
+typedef struct eng__strategy {
+    const char *name;
+    int (*next)(eng__apply *a, s3_request *req, int *expect_xml);
+    void (*on_response)(eng__apply *a, const s3_call *c, const s3_outcome *oc);
+} eng__strategy;
+
+extern const eng__strategy eng__strategy_copy;          /* CopyObject */
+extern const eng__strategy eng__strategy_delete_marker; /* DELETE on the destination key */
+
+/* The strategy for this task and destination. */
+const eng__strategy *eng__strategy_for(const eng__task *t, const eng__rule *r,
+                                       const eng__dest *d);
+
+/* Records a failure (the first failure of a task is what its row reports). */
+void eng__task_fail(eng__task *t, int http_status, const char *code, const char *message);
+/* Records a failure from an S3 outcome: code (NULL: S3's own code) and S3's message. */
+void eng__task_fail_outcome(eng__task *t, const s3_outcome *oc, const char *code);
+
 /* Accessors for the report writer. */
 size_t eng__unit_n_tasks(const eng__unit *u);
 const eng__task *eng__unit_task(const eng__unit *u, size_t i);

@@ -13,11 +13,9 @@
  *          version would cost a round trip each and give Last-Modified in whole seconds.
  *   TAGS   GetObjectTagging?versionId= per version, only when an enabled rule filters on
  *          tags.
- *   APPLY  per version (oldest first) and per destination its rule selects: CopyObject with
- *          x-amz-copy-source: bucket/key?versionId= (metadata, Content-Type and tags copied by
- *          the COPY directives; storage class from the rule, else the source's), or, for a
- *          delete marker whose rule enables DeleteMarkerReplication, DELETE of the
- *          destination key (which writes a delete marker there).
+ *   APPLY  per version (oldest first) and per destination its rule selects, the copy
+ *          strategy of strategy.c (CopyObject, or DELETE for a delete marker whose rule
+ *          enables DeleteMarkerReplication).
  *   DONE   every task has an outcome; the worker hands the unit to the report writer.
  *
  * Order: LastModified ascending, the source's current version (IsLatest) always last, ties
@@ -36,6 +34,8 @@
 enum phase { PH_HEAD = 0, PH_LIST, PH_TAGS, PH_APPLY, PH_DONE };
 
 #define LIST_PAGE_KEYS "1000"
+
+static const char *const phase_names[] = {"HEAD", "LIST", "TAGS", "APPLY", "DONE"};
 
 struct eng__unit {
     uint64_t hash;
@@ -56,9 +56,25 @@ struct eng__unit {
     int *rule_for_dest;          /* per destination, for order[cur] */
     int selected;                /* rule_for_dest is valid for order[cur] */
     int64_t not_before_ms;
+    const eng__strategy *strat;  /* for order[cur] -> destination cur_dest; NULL: none yet */
+    eng__apply apply;
     s3_buf scratch;              /* copy source, query values */
     char list_key_marker_q[1100];
 };
+
+/* The one place a unit changes phase; BATCHREP_TRACE=1 prints every change on stderr
+   (curl's mstate()). */
+static int trace_on = -1;
+
+static void set_phase(eng__unit *u, enum phase p)
+{
+    if (trace_on < 0)
+        trace_on = getenv("BATCHREP_TRACE") && *getenv("BATCHREP_TRACE") == '1';
+    if (trace_on && u->phase != p)
+        fprintf(stderr, "batchrep: unit s3://%s/%s: %s -> %s\n", u->bucket.ptr, u->key.ptr,
+                phase_names[u->phase], phase_names[p]);
+    u->phase = p;
+}
 
 /* ---- building ------------------------------------------------------------------------ */
 
@@ -177,7 +193,7 @@ eng__unit *eng__unit_builder_take(eng__unit_builder *b)
     qsort(u->by_vid, n, sizeof *u->by_vid, cmp_vid);
     cmp_tasks = NULL;
     s3_buf_init(&u->scratch, 16384);
-    u->phase = n == 1 ? PH_HEAD : PH_LIST;
+    set_phase(u, n == 1 ? PH_HEAD : PH_LIST);
     b->n_ents = 0;
     s3_buf_reset(&b->mem);
     return u;
@@ -225,8 +241,7 @@ static void set_result(eng__task *t, int ok, int http, const char *code, const c
     snprintf(t->message, sizeof t->message, "%s", msg);
 }
 
-/* The first failure (of any destination) is what the row reports. */
-static void fail_task(eng__task *t, int http, const char *code, const char *msg)
+void eng__task_fail(eng__task *t, int http, const char *code, const char *msg)
 {
     if (!t->done)
         set_result(t, 0, http, code, msg);
@@ -240,12 +255,12 @@ void eng__unit_abandon(eng__unit *u)
             u->tasks[i].not_run = 1;
         }
     }
-    u->phase = PH_DONE;
+    set_phase(u, PH_DONE);
 }
 
 /* An S3 failure that outlived its retries, or a permanent one we have no reason code for:
    the row carries S3's own code and the HTTP status seen (500 when there was no answer). */
-static void fail_from_outcome(eng__task *t, const s3_outcome *oc, const char *code)
+void eng__task_fail_outcome(eng__task *t, const s3_outcome *oc, const char *code)
 {
     char msg[160];
     int http = oc->http_status ? (int)oc->http_status : 500;
@@ -257,7 +272,7 @@ static void fail_from_outcome(eng__task *t, const s3_outcome *oc, const char *co
     if (oc->error_in_200)
         http = 500; /* a 200 carrying <Error> is a failure, not a success */
     const char *c = code ? code : (oc->code[0] ? oc->code : "InternalError");
-    fail_task(t, http, c, msg);
+    eng__task_fail(t, http, c, msg);
 }
 
 /* ---- LIST ---------------------------------------------------------------------------- */
@@ -343,13 +358,13 @@ static void finish_listing(eng__unit *u)
     for (size_t i = 0; i < u->n_tasks; i++) {
         eng__task *t = &u->tasks[i];
         if (t->has_version && t->version_id.len == 0) {
-            fail_task(t, 400, "SrcVersionNotFound",
+            eng__task_fail(t, 400, "SrcVersionNotFound",
                       "The manifest row has an empty version ID (use null for a null version)");
         } else if (!t->found) {
             if (u->saw_key)
-                fail_task(t, 404, "SrcVersionNotFound", "Source version not found");
+                eng__task_fail(t, 404, "SrcVersionNotFound", "Source version not found");
             else
-                fail_task(t, 404, "SrcKeyNotFound", "Source key not found");
+                eng__task_fail(t, 404, "SrcKeyNotFound", "Source key not found");
         } else {
             u->order[u->n_order++] = i;
         }
@@ -386,11 +401,6 @@ static void add_query(s3_request *req, const char *name, const char *value)
     req->query[req->n_query++] = (s3_query_param){name, value};
 }
 
-static void add_header(s3_request *req, const char *name, const char *value)
-{
-    req->headers[req->n_headers++] = (s3_header){name, value};
-}
-
 static const char *task_vid(const eng__task *t)
 {
     return t->has_version ? t->version_id.ptr : t->resolved_vid;
@@ -416,24 +426,43 @@ static void select_dests(eng__unit *u, const eng__rules *rules)
         n = eng__rules_select(rules, u->key, t->tags, t->n_tags, t->is_delete_marker,
                               u->rule_for_dest);
     if (n == 0)
-        fail_task(t, 500, "SrcObjectNotEligible", "Object is not eligible for replication");
+        eng__task_fail(t, 500, "SrcObjectNotEligible", "Object is not eligible for replication");
 }
 
 static void dest_unusable(eng__task *t, const eng__dest *d)
 {
     switch (d->state) {
     case ENG__DEST_MISSING:
-        fail_task(t, 404, "DstBucketNotFound", "Destination bucket not found");
+        eng__task_fail(t, 404, "DstBucketNotFound", "Destination bucket not found");
         break;
     case ENG__DEST_UNVERSIONED:
-        fail_task(t, 400, "DstBucketUnversioned",
+        eng__task_fail(t, 400, "DstBucketUnversioned",
                   "Versioning is not enabled on the destination bucket");
         break;
     default:
-        fail_task(t, d->http_status ? d->http_status : 403, "DstPutObjectNotPermitted",
+        eng__task_fail(t, d->http_status ? d->http_status : 403, "DstPutObjectNotPermitted",
                   "Access denied to the destination bucket");
         break;
     }
+}
+
+/* Starts order[cur] -> destination cur_dest; 0 when there is nothing to send there. */
+static int start_apply(eng__unit *u, const eng__rules *rules, eng__task *t)
+{
+    int ri = u->rule_for_dest[u->cur_dest];
+    if (ri < 0)
+        return 0;
+    const eng__rule *r = &rules->rules[ri];
+    const eng__dest *d = &rules->dests[u->cur_dest];
+    if (d->state != ENG__DEST_OK) {
+        dest_unusable(t, d);
+        return 0;
+    }
+    u->apply = (eng__apply){.task = t, .rule = r, .dest = d, .src_bucket = u->bucket.ptr,
+                            .key = u->key.ptr, .src_version = task_vid(t),
+                            .scratch = &u->scratch};
+    u->strat = eng__strategy_for(t, r, d);
+    return 1;
 }
 
 static int next_apply(eng__unit *u, const eng__rules *rules, s3_request *req, int *expect_xml)
@@ -443,43 +472,14 @@ static int next_apply(eng__unit *u, const eng__rules *rules, s3_request *req, in
         if (!u->selected)
             select_dests(u, rules);
         while (u->cur_dest < rules->n_dests) {
-            int ri = u->rule_for_dest[u->cur_dest];
-            if (ri < 0) {
+            if (!u->strat && !start_apply(u, rules, t)) {
                 u->cur_dest++;
                 continue;
             }
-            const eng__rule *r = &rules->rules[ri];
-            const eng__dest *d = &rules->dests[u->cur_dest];
-            if (d->state != ENG__DEST_OK) {
-                dest_unusable(t, d);
-                u->cur_dest++;
-                continue;
-            }
-            memset(req, 0, sizeof *req);
-            req->bucket = d->bucket;
-            req->key = u->key.ptr;
-            if (t->is_delete_marker) {
-                req->method = "DELETE";
-                *expect_xml = 0;
+            if (u->strat->next(&u->apply, req, expect_xml))
                 return 1;
-            }
-            req->method = "PUT";
-            s3_buf_reset(&u->scratch);
-            if (s3_copy_source(&u->scratch, u->bucket.ptr, u->key.ptr, task_vid(t)) != 0) {
-                fail_task(t, 400, "InvalidRequest", "cannot encode the copy source");
-                u->cur_dest++;
-                continue;
-            }
-            add_header(req, "x-amz-copy-source", u->scratch.ptr);
-            add_header(req, "x-amz-metadata-directive", "COPY");
-            add_header(req, "x-amz-tagging-directive", "COPY");
-            const char *sc = r->storage_class;
-            if (!sc && t->storage_class[0] && strcmp(t->storage_class, "STANDARD") != 0)
-                sc = t->storage_class; /* a replica keeps the source's class (§7.1) */
-            if (sc)
-                add_header(req, "x-amz-storage-class", sc);
-            *expect_xml = 1;
-            return 1;
+            u->strat = NULL;
+            u->cur_dest++;
         }
         if (!t->done)
             set_result(t, 1, 200, "", "success");
@@ -496,7 +496,7 @@ int eng__unit_next(eng__unit *u, const eng__rules *rules, s3_request *req, int *
         u->rule_for_dest = calloc(rules->n_dests ? rules->n_dests : 1, sizeof(int));
         if (!u->rule_for_dest) {
             for (size_t i = 0; i < u->n_tasks; i++)
-                fail_task(&u->tasks[i], 500, "InternalError", "out of memory");
+                eng__task_fail(&u->tasks[i], 500, "InternalError", "out of memory");
             return 0;
         }
     }
@@ -505,7 +505,7 @@ int eng__unit_next(eng__unit *u, const eng__rules *rules, s3_request *req, int *
         case PH_HEAD: {
             const eng__task *t = &u->tasks[0];
             if (t->has_version && t->version_id.len == 0) {
-                u->phase = PH_LIST; /* LIST's bookkeeping fails the row */
+                set_phase(u, PH_LIST); /* LIST's bookkeeping fails the row */
                 continue;
             }
             req_init(req, "HEAD", u);
@@ -532,7 +532,7 @@ int eng__unit_next(eng__unit *u, const eng__rules *rules, s3_request *req, int *
                     archived(u->tasks[u->order[u->cur]].storage_class)))
                 u->cur++;
             if (u->cur >= u->n_order || !rules->needs_tags) {
-                u->phase = PH_APPLY;
+                set_phase(u, PH_APPLY);
                 u->cur = 0;
                 continue;
             }
@@ -543,7 +543,7 @@ int eng__unit_next(eng__unit *u, const eng__rules *rules, s3_request *req, int *
         case PH_APPLY:
             if (next_apply(u, rules, req, expect_xml))
                 return 1;
-            u->phase = PH_DONE;
+            set_phase(u, PH_DONE);
             continue;
         case PH_DONE:
             for (size_t i = 0; i < u->n_tasks; i++) {
@@ -579,15 +579,15 @@ static void on_head(eng__unit *u, const s3_call *c, const s3_outcome *oc)
             snprintf(t->resolved_vid, sizeof t->resolved_vid, "%s", r->version_id);
         u->saw_key = 1;
         finish_listing(u);
-        u->phase = PH_TAGS;
+        set_phase(u, PH_TAGS);
     } else if (oc->http_status == 403) {
-        fail_from_outcome(t, oc, "SrcHeadObjectNotPermitted");
-        u->phase = PH_DONE;
+        eng__task_fail_outcome(t, oc, "SrcHeadObjectNotPermitted");
+        set_phase(u, PH_DONE);
     } else if (oc->http_status == 404 || oc->http_status == 400 || oc->http_status == 405) {
-        u->phase = PH_LIST; /* which 404 is it? the listing tells */
+        set_phase(u, PH_LIST); /* which 404 is it? the listing tells */
     } else {
-        fail_from_outcome(t, oc, NULL);
-        u->phase = PH_DONE;
+        eng__task_fail_outcome(t, oc, NULL);
+        set_phase(u, PH_DONE);
     }
 }
 
@@ -600,8 +600,8 @@ static void on_list(eng__unit *u, const s3_call *c, const s3_outcome *oc)
         else if (oc->http_status == 403)
             code = "SrcHeadObjectNotPermitted";
         for (size_t i = 0; i < u->n_tasks; i++)
-            fail_from_outcome(&u->tasks[i], oc, code);
-        u->phase = PH_DONE;
+            eng__task_fail_outcome(&u->tasks[i], oc, code);
+        set_phase(u, PH_DONE);
         return;
     }
     list_ctx lc = {.u = u};
@@ -613,8 +613,8 @@ static void on_list(eng__unit *u, const s3_call *c, const s3_outcome *oc)
         snprintf(bad.message, sizeof bad.message, "malformed ListObjectVersions answer");
         bad.http_status = 500;
         for (size_t i = 0; i < u->n_tasks; i++)
-            fail_from_outcome(&u->tasks[i], &bad, NULL);
-        u->phase = PH_DONE;
+            eng__task_fail_outcome(&u->tasks[i], &bad, NULL);
+        set_phase(u, PH_DONE);
         return;
     }
     u->list_pos += page.n_entries;
@@ -624,7 +624,7 @@ static void on_list(eng__unit *u, const s3_call *c, const s3_outcome *oc)
         return; /* next page */
     }
     finish_listing(u);
-    u->phase = PH_TAGS;
+    set_phase(u, PH_TAGS);
 }
 
 static void on_tags(eng__unit *u, const s3_call *c, const s3_outcome *oc)
@@ -634,7 +634,7 @@ static void on_tags(eng__unit *u, const s3_call *c, const s3_outcome *oc)
         const char *code = oc->http_status == 403 ? "SrcGetTaggingNotPermitted"
                            : oc->http_status == 404 ? "SrcVersionNotFound"
                                                     : NULL;
-        fail_from_outcome(t, oc, code);
+        eng__task_fail_outcome(t, oc, code);
     } else {
         json_t *doc = s3_xml_to_json((s3_slice){c->resp.body.ptr, c->resp.body.len});
         json_t *set = json_object_get(doc, "TagSet");
@@ -653,24 +653,6 @@ static void on_tags(eng__unit *u, const s3_call *c, const s3_outcome *oc)
     u->cur++;
 }
 
-static void on_apply(eng__unit *u, const eng__rules *rules, const s3_outcome *oc)
-{
-    eng__task *t = &u->tasks[u->order[u->cur]];
-    int ok = t->is_delete_marker ? (oc->http_status == 204 || oc->http_status == 200)
-                                 : (oc->http_status == 200 && !oc->error_in_200);
-    if (!ok) {
-        const char *code = NULL;
-        if (strcmp(oc->code, "NoSuchBucket") == 0)
-            code = "DstBucketNotFound"; /* the listing just proved the source bucket exists */
-        else if (strcmp(oc->code, "NoSuchVersion") == 0 || strcmp(oc->code, "NoSuchKey") == 0)
-            code = "SrcVersionNotFound";
-        else if (oc->http_status == 403)
-            code = t->is_delete_marker ? "DstDelObjNotPermitted" : "DstPutObjectNotPermitted";
-        fail_from_outcome(t, oc, code);
-    }
-    u->cur_dest++;
-}
-
 void eng__unit_on_response(eng__unit *u, const eng__rules *rules, const s3_call *c,
                            const s3_outcome *oc)
 {
@@ -685,7 +667,7 @@ void eng__unit_on_response(eng__unit *u, const eng__rules *rules, const s3_call 
         on_tags(u, c, oc);
         break;
     case PH_APPLY:
-        on_apply(u, rules, oc);
+        u->strat->on_response(&u->apply, c, oc);
         break;
     case PH_DONE:
         break;
