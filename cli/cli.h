@@ -6,12 +6,50 @@
 #ifndef BATCHREP_CLI_H
 #define BATCHREP_CLI_H
 
+#include <getopt.h>
+
+#include "engine/engine.h"
+
 enum { CLI_EXIT_OK = 0, CLI_EXIT_ERROR = 1, CLI_EXIT_USAGE = 2, CLI_EXIT_FAILED = 3,
        CLI_EXIT_CANCELLED = 4 };
 
 int cli_run(int argc, char **argv);
+int cli_worker(int argc, char **argv);
+int cli_create_job(int argc, char **argv);
+int cli_describe_job(int argc, char **argv);
+int cli_list_jobs(int argc, char **argv);
+int cli_update_job_priority(int argc, char **argv);
+int cli_update_job_status(int argc, char **argv);
 
-/* Parses a non-negative decimal int for option `name`; prints the error and returns -1. */
+/* Parses a decimal int for option `name`; prints the error and returns -1. */
 int cli_parse_int(const char *name, const char *value, int min, int max, int *out);
+
+/* The options `run` and `worker` share (how jobs run). Their getopt codes start here. */
+enum { CLI_OPT_RUN_BASE = 1000 };
+#define CLI_RUN_LONGOPTS                                                                   \
+    {"concurrency", required_argument, NULL, CLI_OPT_RUN_BASE + 0},                        \
+        {"workers", required_argument, NULL, CLI_OPT_RUN_BASE + 1},                        \
+        {"max-attempts", required_argument, NULL, CLI_OPT_RUN_BASE + 2},                   \
+        {"retry-base-ms", required_argument, NULL, CLI_OPT_RUN_BASE + 3},                  \
+        {"retry-cap-ms", required_argument, NULL, CLI_OPT_RUN_BASE + 4},                   \
+        {"progress", no_argument, NULL, CLI_OPT_RUN_BASE + 5},                             \
+        {"no-progress", no_argument, NULL, CLI_OPT_RUN_BASE + 6},                          \
+        {"metrics-addr", required_argument, NULL, CLI_OPT_RUN_BASE + 7}
+#define CLI_RUN_HELP                                                                       \
+    "  --concurrency N            requests in flight in total (default 64)\n"             \
+    "  --workers N                worker threads (default: number of cores)\n"            \
+    "  --max-attempts N           tries per request, the first included (default 8)\n"    \
+    "  --retry-base-ms N          backoff base; delay = rand(0, min(cap, base*2^(n-1)))\n" \
+    "                             (default 100)\n"                                         \
+    "  --retry-cap-ms N           backoff cap (default 20000)\n"                           \
+    "  --progress / --no-progress live progress line on stderr (default: when stderr is\n" \
+    "                             a terminal)\n"                                           \
+    "  --metrics-addr HOST:PORT   serve Prometheus metrics at http://HOST:PORT/metrics\n"
+
+/* 1: c was one of the shared options (applied to o); 0: not one; -1: bad value. */
+int cli_run_option(int c, const char *arg, eng_options *o);
+
+/* Prints JSON on stdout, AWS CLI style (4-space indent). */
+void cli_print_json(json_t *j);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * main.c — batchrep's entry point: dispatches to the verb named first on the command line.
+ * main.c — batchrep's entry point: dispatches to the verb named first on the command line,
+ * and the helpers the verbs share.
  */
 #include "cli/cli.h"
 
@@ -14,18 +15,30 @@ static const char usage[] =
     "\n"
     "Usage: batchrep VERB [OPTIONS]\n"
     "\n"
-    "Verbs:\n"
-    "  run JOB.json     create a job from a CreateJob document and run it in the foreground\n"
-    "  help             this text; `batchrep VERB --help` tells a verb's options\n"
-    "  version          print the version\n"
+    "Verbs (named like `aws s3control`'s; JSON output with AWS's field names):\n"
+    "  run JOB.json             create a job and run it in the foreground to its end\n"
+    "  create-job JOB.json      queue a job; prints {\"JobId\": ...}\n"
+    "  describe-job --job-id ID the job's DescribeJob JSON, with live progress\n"
+    "  list-jobs                the jobs, newest first [--job-statuses S ...]\n"
+    "  update-job-priority --job-id ID --priority N\n"
+    "  update-job-status --job-id ID --requested-job-status Ready|Cancelled\n"
+    "                        [--status-update-reason TEXT]\n"
+    "  worker                   run queued jobs by priority [--until-idle]\n"
+    "  help                     this text; `batchrep VERB --help` tells a verb's options\n"
+    "  version                  print the version\n"
+    "\n"
+    "Every verb takes --state-dir DIR (default $BATCHREP_STATE_DIR, else\n"
+    "$XDG_STATE_HOME/batchrep, else ~/.local/state/batchrep): the job catalogue and each\n"
+    "job's checkpoint and report live there.\n"
     "\n"
     "Endpoint and credentials follow the AWS CLI: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL,\n"
     "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION,\n"
     "AWS_DEFAULT_REGION, AWS_PROFILE, AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE,\n"
     "AWS_CA_BUNDLE and endpoint_url / addressing_style in a profile.\n"
     "\n"
-    "Exit status: 0 the job reached Complete (tasks may have failed: the report says which),\n"
-    "3 Failed, 4 Cancelled, 2 invalid arguments or job document, 1 any other error.\n";
+    "Exit status: 0 success (for run: the job reached Complete; tasks may have failed, the\n"
+    "report says which), 3 the job Failed, 4 Cancelled, 2 invalid arguments or job\n"
+    "document, 1 any other error.\n";
 
 int cli_parse_int(const char *name, const char *value, int min, int max, int *out)
 {
@@ -41,6 +54,41 @@ int cli_parse_int(const char *name, const char *value, int min, int max, int *ou
     return 0;
 }
 
+int cli_run_option(int c, const char *arg, eng_options *o)
+{
+    switch (c - CLI_OPT_RUN_BASE) {
+    case 0: return cli_parse_int("--concurrency", arg, 1, 4096, &o->concurrency) ? -1 : 1;
+    case 1: return cli_parse_int("--workers", arg, 1, 256, &o->workers) ? -1 : 1;
+    case 2: return cli_parse_int("--max-attempts", arg, 1, 100, &o->max_attempts) ? -1 : 1;
+    case 3: return cli_parse_int("--retry-base-ms", arg, 1, 600000, &o->retry_base_ms) ? -1 : 1;
+    case 4: return cli_parse_int("--retry-cap-ms", arg, 1, 3600000, &o->retry_cap_ms) ? -1 : 1;
+    case 5: o->progress = 1; return 1;
+    case 6: o->progress = 0; return 1;
+    case 7: o->metrics_addr = arg; return 1;
+    default: return 0;
+    }
+}
+
+void cli_print_json(json_t *j)
+{
+    json_dumpf(j, stdout, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
+    fputc('\n', stdout);
+    fflush(stdout);
+}
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+} verbs[] = {
+    {"run", cli_run},
+    {"worker", cli_worker},
+    {"create-job", cli_create_job},
+    {"describe-job", cli_describe_job},
+    {"list-jobs", cli_list_jobs},
+    {"update-job-priority", cli_update_job_priority},
+    {"update-job-status", cli_update_job_status},
+};
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -53,17 +101,17 @@ int main(int argc, char **argv)
         return CLI_EXIT_OK;
     }
     if (strcmp(verb, "version") == 0 || strcmp(verb, "--version") == 0) {
-        puts("batchrep 0.1.0");
+        puts("batchrep 0.2.0");
         return CLI_EXIT_OK;
     }
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    int rc;
-    if (strcmp(verb, "run") == 0) {
-        rc = cli_run(argc - 1, argv + 1);
-    } else {
-        fprintf(stderr, "batchrep: unknown verb \"%s\"\n\n%s", verb, usage);
-        rc = CLI_EXIT_USAGE;
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
+        if (strcmp(verb, verbs[i].name) == 0) {
+            curl_global_init(CURL_GLOBAL_DEFAULT);
+            int rc = verbs[i].fn(argc - 1, argv + 1);
+            curl_global_cleanup();
+            return rc;
+        }
     }
-    curl_global_cleanup();
-    return rc;
+    fprintf(stderr, "batchrep: unknown verb \"%s\"\n\n%s", verb, usage);
+    return CLI_EXIT_USAGE;
 }

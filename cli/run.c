@@ -1,116 +1,165 @@
 /*
- * run.c — `batchrep run JOB.json`: creates a job and runs it to a terminal status in the
- * foreground, then prints its DescribeJob JSON on stdout.
+ * run.c — the verbs that run jobs: `batchrep run JOB.json` (create a job and run it in the
+ * foreground, then print its DescribeJob JSON) and `batchrep worker` (run queued jobs).
  */
 #include "cli/cli.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/engine.h"
-
-static const char help[] =
+static const char run_help[] =
     "Usage: batchrep run JOB.json [OPTIONS]\n"
     "\n"
-    "Runs one S3 Batch Replication job in the foreground. JOB.json is the CreateJob request\n"
-    "JSON that `aws s3control create-job --cli-input-json` takes: Operation\n"
-    "{\"S3ReplicateObject\": {}}, a Manifest (S3BatchOperations_CSV_20180820, at an S3 ARN or a\n"
-    "local path) and a Report (bucket ARN or local directory). Every listed version is\n"
-    "replicated to the destinations its replication rules name, each key's versions oldest\n"
-    "first; the completion report is written in AWS's Report_CSV_20180820 format. At the\n"
-    "end the job's DescribeJob JSON ({\"Job\": {...}}) is printed on stdout.\n"
+    "Creates an S3 Batch Replication job and runs it in the foreground to its end. JOB.json\n"
+    "is the CreateJob request JSON that `aws s3control create-job --cli-input-json` takes:\n"
+    "Operation {\"S3ReplicateObject\": {}}, a Manifest (S3BatchOperations_CSV_20180820, at an\n"
+    "S3 ARN or a local path) and a Report (bucket ARN or local directory). Every listed\n"
+    "version is replicated to the destinations its replication rules name, each key's\n"
+    "versions oldest first; the completion report is written in AWS's Report_CSV_20180820\n"
+    "format. At the end the job's DescribeJob JSON ({\"Job\": {...}}) is printed on stdout.\n"
+    "\n"
+    "Running the same document again (same ClientRequestToken) continues the same job from\n"
+    "its last checkpoint: after a crash or kill nothing is lost and no task is reported twice.\n"
+    "A job with ConfirmationRequired is confirmed by running it.\n"
     "\n"
     "Options:\n"
     "  --replication-config FILE  the replication configuration, as PutBucketReplication\n"
     "                             JSON; default: GetBucketReplication on the source bucket\n"
-    "  --state-dir DIR            where jobs keep their state (default $BATCHREP_STATE_DIR,\n"
-    "                             else $XDG_STATE_HOME/batchrep, else\n"
-    "                             ~/.local/state/batchrep)\n"
-    "  --concurrency N            requests in flight in total (default 64)\n"
-    "  --workers N                worker threads (default: number of cores)\n"
-    "  --max-attempts N           tries per request, the first included (default 8)\n"
-    "  --retry-base-ms N          backoff base; delay = rand(0, min(cap, base*2^(n-1)))\n"
-    "                             (default 100)\n"
-    "  --retry-cap-ms N           backoff cap (default 20000)\n"
-    "  --progress / --no-progress live progress line on stderr (default: when stderr is a\n"
-    "                             terminal)\n"
+    "  --state-dir DIR            where jobs keep their state (see `batchrep help`)\n" CLI_RUN_HELP
     "  -h, --help                 this text\n"
     "\n"
     "Exit status: 0 the job reached Complete (tasks may have failed: the report says which),\n"
     "3 Failed, 4 Cancelled, 2 invalid arguments or job document, 1 any other error.\n";
 
-enum { OPT_REPL = 1000, OPT_STATE, OPT_CONC, OPT_WORKERS, OPT_ATTEMPTS, OPT_BASE, OPT_CAP,
-       OPT_PROGRESS, OPT_NO_PROGRESS };
+static const char worker_help[] =
+    "Usage: batchrep worker [OPTIONS]\n"
+    "\n"
+    "Runs the jobs of the state directory's catalogue: prepares New jobs (a job with\n"
+    "ConfirmationRequired then waits Suspended for `update-job-status --requested-job-status\n"
+    "Ready`), runs Ready ones several at a time with transfer slots going to the highest\n"
+    "priority first (equal priorities share), pauses lower-priority jobs while higher ones\n"
+    "need the slots, honours cancels and priority changes made by other processes within a\n"
+    "second, and takes over jobs whose worker died, from their last checkpoint. SIGINT or\n"
+    "SIGTERM stops it cleanly; its jobs continue at the next start.\n"
+    "\n"
+    "Options:\n"
+    "  --until-idle               return when no job is left to run (for cron, systemd\n"
+    "                             timers, Kubernetes CronJobs); default: run until stopped\n"
+    "  --state-dir DIR            where jobs keep their state (see `batchrep help`)\n" CLI_RUN_HELP
+    "  -h, --help                 this text\n"
+    "\n"
+    "Exit status: 0 stopped or idle, 2 invalid arguments, 1 any other error.\n";
 
-int cli_run(int argc, char **argv)
+enum { OPT_REPL = 1, OPT_STATE, OPT_UNTIL_IDLE };
+
+static int open_store(const char *state_dir, eng_store **st)
+{
+    char err[1024];
+    if (eng_store_open(state_dir, st, err, sizeof err) != 0) {
+        fprintf(stderr, "batchrep: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int run_or_worker(int argc, char **argv, int is_run)
 {
     static const struct option longopts[] = {
         {"replication-config", required_argument, NULL, OPT_REPL},
         {"state-dir", required_argument, NULL, OPT_STATE},
-        {"concurrency", required_argument, NULL, OPT_CONC},
-        {"workers", required_argument, NULL, OPT_WORKERS},
-        {"max-attempts", required_argument, NULL, OPT_ATTEMPTS},
-        {"retry-base-ms", required_argument, NULL, OPT_BASE},
-        {"retry-cap-ms", required_argument, NULL, OPT_CAP},
-        {"progress", no_argument, NULL, OPT_PROGRESS},
-        {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+        {"until-idle", no_argument, NULL, OPT_UNTIL_IDLE},
         {"help", no_argument, NULL, 'h'},
+        CLI_RUN_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     eng_options o;
     memset(&o, 0, sizeof o);
     o.progress = isatty(STDERR_FILENO);
+    const char *repl = NULL, *state = NULL;
     int c, bad = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        int r = cli_run_option(c, optarg, &o);
+        if (r < 0)
+            bad = 1;
+        if (r != 0)
+            continue;
         switch (c) {
-        case OPT_REPL: o.replication_config_path = optarg; break;
-        case OPT_STATE: o.state_dir = optarg; break;
-        case OPT_CONC: bad |= cli_parse_int("--concurrency", optarg, 1, 4096, &o.concurrency); break;
-        case OPT_WORKERS: bad |= cli_parse_int("--workers", optarg, 1, 256, &o.workers); break;
-        case OPT_ATTEMPTS: bad |= cli_parse_int("--max-attempts", optarg, 1, 100, &o.max_attempts); break;
-        case OPT_BASE: bad |= cli_parse_int("--retry-base-ms", optarg, 1, 600000, &o.retry_base_ms); break;
-        case OPT_CAP: bad |= cli_parse_int("--retry-cap-ms", optarg, 1, 3600000, &o.retry_cap_ms); break;
-        case OPT_PROGRESS: o.progress = 1; break;
-        case OPT_NO_PROGRESS: o.progress = 0; break;
-        case 'h': fputs(help, stdout); return CLI_EXIT_OK;
+        case OPT_REPL: repl = optarg; bad |= !is_run; break;
+        case OPT_STATE: state = optarg; break;
+        case OPT_UNTIL_IDLE: o.until_idle = 1; bad |= is_run; break;
+        case 'h': fputs(is_run ? run_help : worker_help, stdout); return CLI_EXIT_OK;
         default: bad = 1; break;
         }
     }
     if (bad)
         return CLI_EXIT_USAGE;
-    if (optind != argc - 1) {
-        fprintf(stderr, "batchrep run: expected exactly one JOB.json argument\n\n%s", help);
+    if (optind != argc - (is_run ? 1 : 0)) {
+        fprintf(stderr, "batchrep %s: %s\n\n%s", is_run ? "run" : "worker",
+                is_run ? "expected exactly one JOB.json argument" : "takes no arguments",
+                is_run ? run_help : worker_help);
         return CLI_EXIT_USAGE;
     }
-    o.job_path = argv[optind];
-
+    eng_store *st;
+    if (open_store(state, &st) != 0)
+        return CLI_EXIT_ERROR;
+    char err[2048], id[64] = "";
+    int rc;
+    if (is_run) {
+        json_t *created;
+        rc = eng_create_job(st, argv[optind], repl, &created, err, sizeof err);
+        if (rc) {
+            fprintf(stderr, "batchrep: %s\n", err);
+            eng_store_close(st);
+            return rc == -ENG_E_INVALID_JOB ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
+        }
+        snprintf(id, sizeof id, "%s", json_string_value(json_object_get(created, "JobId")));
+        json_decref(created);
+        o.only_job_id = id;
+    }
     eng_result res;
-    char err[2048];
-    int rc = eng_run_job(&o, &res, err, sizeof err);
+    rc = eng_worker(st, &o, &res, err, sizeof err);
     if (rc) {
         fprintf(stderr, "batchrep: %s\n", err);
+        eng_store_close(st);
         return rc == -ENG_E_INVALID_JOB ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
     }
-    json_dumpf(res.describe, stdout, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
-    fputc('\n', stdout);
-    json_t *job = json_object_get(res.describe, "Job");
-    json_t *fr = json_array_get(json_object_get(job, "FailureReasons"), 0);
-    if (fr)
-        fprintf(stderr, "batchrep: job %s: %s: %s\n",
-                json_string_value(json_object_get(job, "JobId")),
-                json_string_value(json_object_get(fr, "FailureCode")),
-                json_string_value(json_object_get(fr, "FailureReason")));
-    fprintf(stderr, "batchrep: job %s %s; %llu retries, %llu throttling answers\n",
-            json_string_value(json_object_get(job, "JobId")), eng_status_name(res.status),
-            (unsigned long long)res.retries, (unsigned long long)res.throttle_events);
-    json_decref(res.describe);
-    switch (res.status) {
-    case ENG_STATUS_COMPLETE: return CLI_EXIT_OK;
-    case ENG_STATUS_FAILED: return CLI_EXIT_FAILED;
-    case ENG_STATUS_CANCELLED: return CLI_EXIT_CANCELLED;
-    default: return CLI_EXIT_ERROR;
+    int exit_code = CLI_EXIT_OK;
+    if (is_run) {
+        json_t *d;
+        if (eng_describe_job(st, id, &d, err, sizeof err) != 0) {
+            fprintf(stderr, "batchrep: %s\n", err);
+            eng_store_close(st);
+            return CLI_EXIT_ERROR;
+        }
+        cli_print_json(d);
+        json_t *job = json_object_get(d, "Job");
+        const char *status = json_string_value(json_object_get(job, "Status"));
+        json_t *fr = json_array_get(json_object_get(job, "FailureReasons"), 0);
+        if (fr)
+            fprintf(stderr, "batchrep: job %s: %s: %s\n", id,
+                    json_string_value(json_object_get(fr, "FailureCode")),
+                    json_string_value(json_object_get(fr, "FailureReason")));
+        fprintf(stderr, "batchrep: job %s %s; %llu retries, %llu throttling answers\n", id,
+                status, (unsigned long long)res.retries,
+                (unsigned long long)res.throttle_events);
+        exit_code = strcmp(status, "Complete") == 0    ? CLI_EXIT_OK
+                    : strcmp(status, "Failed") == 0    ? CLI_EXIT_FAILED
+                    : strcmp(status, "Cancelled") == 0 ? CLI_EXIT_CANCELLED
+                                                       : CLI_EXIT_ERROR;
+        json_decref(d);
     }
+    eng_store_close(st);
+    return exit_code;
+}
+
+int cli_run(int argc, char **argv)
+{
+    return run_or_worker(argc, argv, 1);
+}
+
+int cli_worker(int argc, char **argv)
+{
+    return run_or_worker(argc, argv, 0);
 }

@@ -7,6 +7,8 @@
 
 #include "engine/engine.h"
 
+typedef struct eng_store eng_store;
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -78,9 +80,10 @@ typedef struct eng__rules {
 int eng__rules_from_json(eng__rules *out, json_t *root, const char *origin, char *err,
                          size_t err_len);
 int eng__rules_load_file(eng__rules *out, const char *path, char *err, size_t err_len);
-/* GetBucketReplication on the bucket (XML -> the same structure). */
+/* GetBucketReplication on the bucket (XML -> the same structure); *out_json (may be NULL)
+   receives the configuration as JSON text (caller frees). */
 int eng__rules_load_bucket(eng__rules *out, const s3_endpoint *ep, const char *bucket,
-                           char *err, size_t err_len);
+                           char **out_json, char *err, size_t err_len);
 void eng__rules_cleanup(eng__rules *r);
 
 /* Chooses, for one version, the rule per destination (highest priority among enabled rules
@@ -108,6 +111,7 @@ typedef struct eng__task {
     unsigned list_pos;
     int64_t size;
     char storage_class[24];
+    char etag[80];
     eng__tag *tags;              /* read only when a rule needs tags */
     size_t n_tags;
     /* result */
@@ -135,7 +139,6 @@ typedef struct eng__job eng__job;
 
 typedef struct eng__pool_cfg {
     const s3_endpoint *ep;
-    const eng__rules *rules;
     int workers;
     int concurrency;
     int max_attempts;
@@ -143,7 +146,7 @@ typedef struct eng__pool_cfg {
     int retry_cap_ms;
     eng__counters *counters;
     eng__queue *done_q;          /* finished units go here (the report writer's input) */
-    _Atomic int *stop;           /* set when the job fails or is cancelled */
+    int queue_depth;             /* units waiting per worker; small keeps priorities quick */
 } eng__pool_cfg;
 
 typedef struct eng__pool eng__pool;
@@ -181,8 +184,18 @@ size_t eng__unit_builder_len(const eng__unit_builder *b);
 /* 1 when e belongs to the group being built (same bucket and key), 0 otherwise. */
 int eng__unit_builder_same_key(const eng__unit_builder *b, const mf_entry *e);
 int eng__unit_builder_add(eng__unit_builder *b, const mf_entry *e);
-/* Turns the group into a unit (one allocation) and empties the builder. NULL: no memory. */
-eng__unit *eng__unit_builder_take(eng__unit_builder *b);
+/* Turns the group into a unit (one allocation) and empties the builder. NULL: no memory.
+   rules, stop and job are borrowed and must outlive the unit: the unit runs under those
+   rules, abandons its work when *stop becomes nonzero, and carries job for the writer. */
+eng__unit *eng__unit_builder_take(eng__unit_builder *b, const eng__rules *rules,
+                                  _Atomic int *stop, void *job);
+uint64_t eng__unit_first_seq(const eng__unit *u);
+const eng__rules *eng__unit_rules(const eng__unit *u);
+int eng__unit_stopped(const eng__unit *u);
+void *eng__unit_job(const eng__unit *u);
+/* Resumed work: before writing to a destination, list what it already holds and skip the
+   versions a run before the crash replicated (idempotent resume). */
+void eng__unit_set_recheck(eng__unit *u);
 
 /* The state machine, driven by a worker. eng__unit_next builds the unit's next request into
    *req (strings borrowed from the unit until the next call) and returns 1, or returns 0 when
@@ -246,14 +259,71 @@ s3_slice eng__unit_bucket(const eng__unit *u);
 uint64_t eng__unit_hash(const eng__unit *u);
 void eng__unit_destroy(eng__unit *u);
 
+/* ---- checkpoint (checkpoint.c) ------------------------------------------------------------ */
+
+typedef struct eng__ckpt {
+    uint64_t low;                /* every task with seq < low is done, its row durable */
+    uint64_t *iv;                /* done ranges above low: [iv[2i], iv[2i+1]), sorted */
+    size_t n_iv, cap_iv;
+    uint64_t succeeded_bytes, failed_bytes; /* results file sizes that hold those rows */
+    uint64_t succeeded, failed;  /* task counts of those rows */
+    uint64_t plan_limit;         /* no unit at or past this seq was handed out */
+} eng__ckpt;
+
+int eng__ckpt_add(eng__ckpt *c, uint64_t start, uint64_t end);
+int eng__ckpt_done(const eng__ckpt *c, uint64_t start, uint64_t end);
+int eng__ckpt_save(const char *path, const eng__ckpt *c);
+int eng__ckpt_load(const char *path, eng__ckpt *out); /* 0 loaded, 1 none, <0 error */
+void eng__ckpt_cleanup(eng__ckpt *c);
+
+/* ---- job catalogue (store.c) ----------------------------------------------------------- */
+
+/* A job as the catalogue keeps it. Strings owned (eng__job_row_cleanup). */
+typedef struct eng__job_row {
+    char id[40];
+    char token[80];
+    char *doc;                   /* the CreateJob JSON */
+    char *rules;                 /* replication configuration JSON, NULL: the bucket's */
+    eng_status status;
+    int priority;
+    uint64_t total, succeeded, failed;
+    int64_t created_ms, terminated_ms, active_ms;
+    char failure_code[64];
+    char failure_reason[1024];
+    char status_reason[300];
+    int64_t suspended_ms;
+    char suspended_cause[300];
+    char *generated_manifest;    /* GeneratedManifestDescriptor JSON, NULL: none */
+    int owner_pid;
+    int64_t owner_seen_ms;
+} eng__job_row;
+
+void eng__job_row_cleanup(eng__job_row *r);
+int eng__store_get(eng_store *s, const char *id, eng__job_row *out, char *err, size_t err_len);
+int eng__store_insert(eng_store *s, const eng__job_row *r, char *out_existing_id, char *err,
+                      size_t err_len);
+int eng__store_save(eng_store *s, const eng__job_row *r, char *err, size_t err_len);
+int eng__store_cas_status(eng_store *s, const char *id, eng_status from, eng_status to,
+                          const char *reason, char *err, size_t err_len);
+int eng__store_set_priority(eng_store *s, const char *id, int priority, char *err,
+                            size_t err_len);
+int eng__store_claim(eng_store *s, const char *id, char *err, size_t err_len);
+int eng__store_each(eng_store *s, const eng_status *statuses, size_t n_statuses,
+                    int (*cb)(const eng__job_row *r, void *user), void *user, char *err,
+                    size_t err_len);
+const char *eng__store_dir(const eng_store *s);
+int eng__mkdir_p(const char *path);
+void eng__state_root(const char *given, char *out, size_t cap);
+/* "Active" -> ENG_STATUS_ACTIVE; -1 when unknown. */
+int eng__status_parse(const char *name);
+
 /* ---- job document ---------------------------------------------------------------------- */
 
 struct eng__job {
-    json_t *doc;                 /* the CreateJob document, as given */
-    char id[40];
+    eng__job_row row;            /* id, status, counters, times, failure */
+    json_t *doc;                 /* the CreateJob document, parsed */
     char account_id[64];
     char arn[256];
-    int priority;
     int confirmation_required;
     /* manifest */
     int manifest_is_local;
@@ -271,18 +341,25 @@ struct eng__job {
     rpt_scope report_scope;
     /* state */
     char dir[4096];              /* <state>/jobs/<id> */
-    eng_status status;
-    char failure_code[64];
-    char failure_reason[512];
-    int64_t creation_ms, termination_ms;
-    double active_seconds;
-    uint64_t total_tasks;
 };
 
+/* Parses and validates a CreateJob document (job->row is left alone). */
 int eng__job_parse(eng__job *job, json_t *doc, const char *origin, char *err, size_t err_len);
+/* Loads a job from the catalogue row (takes ownership of *row's strings) and fills the
+   derived fields (ARN, directory) for the state root. */
+int eng__job_load(eng__job *job, eng__job_row *row, const char *state_root, const char *region,
+                  char *err, size_t err_len);
 void eng__job_cleanup(eng__job *job);
 /* {"Job": {...}} with AWS's field names. */
-json_t *eng__job_describe(const eng__job *job, uint64_t succeeded, uint64_t failed);
+json_t *eng__job_describe(const eng__job *job);
+void eng__job_fail(eng__job *job, const char *code, const char *reason);
+/* Preparing: manifest fetched, validated and counted, rules captured. -1: job Failed. */
+int eng__prepare(eng__job *job, const s3_endpoint *ep);
+/* The job's rules parsed, destinations checked. -1: job Failed. */
+int eng__attach_rules(eng__job *job, eng__rules *rules, const s3_endpoint *ep);
+mf_reader *eng__open_manifest(const eng__job *job, char *err, size_t err_len);
+/* JobListDescriptor (aws-formats.md §4.4). */
+json_t *eng__job_list_descriptor(const eng__job *job);
 void eng__uuid4(char out[37]);
 int64_t eng__now_ms(void);
 void eng__iso8601_ms(int64_t ms, char out[32]);

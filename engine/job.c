@@ -182,7 +182,9 @@ static int parse_report(eng__job *job, json_t *r, const char *origin, char *err,
 
 int eng__job_parse(eng__job *job, json_t *doc, const char *origin, char *err, size_t err_len)
 {
+    eng__job_row row = job->row;
     memset(job, 0, sizeof *job);
+    job->row = row;
     if (!json_is_object(doc))
         return bad(err, err_len, origin, "(document)", "must be a JSON object");
     job->doc = json_incref(doc);
@@ -199,12 +201,13 @@ int eng__job_parse(eng__job *job, json_t *doc, const char *origin, char *err, si
     if (!json_is_integer(prio) || json_integer_value(prio) < 0 ||
         json_integer_value(prio) > 2147483647)
         return bad(err, err_len, origin, "Priority", "required: an integer 0..2147483647");
-    job->priority = (int)json_integer_value(prio);
+    job->row.priority = (int)json_integer_value(prio);
 
     const char *token = get_str(doc, "ClientRequestToken");
     if (!token || !*token || strlen(token) > 64)
         return bad(err, err_len, origin, "ClientRequestToken",
                    "required: a string of 1 to 64 characters");
+    snprintf(job->row.token, sizeof job->row.token, "%s", token);
     const char *role = get_str(doc, "RoleArn");
     if (!role || !*role)
         return bad(err, err_len, origin, "RoleArn", "required (an IAM role ARN)");
@@ -235,12 +238,6 @@ int eng__job_parse(eng__job *job, json_t *doc, const char *origin, char *err, si
     return parse_report(job, json_object_get(doc, "Report"), origin, err, err_len);
 }
 
-void eng__job_cleanup(eng__job *job)
-{
-    json_decref(job->doc);
-    job->doc = NULL;
-}
-
 static void set_copy(json_t *dst, json_t *src, const char *name)
 {
     json_t *v = json_object_get(src, name);
@@ -248,43 +245,120 @@ static void set_copy(json_t *dst, json_t *src, const char *name)
         json_object_set(dst, name, v);
 }
 
-json_t *eng__job_describe(const eng__job *job, uint64_t succeeded, uint64_t failed)
+int eng__status_parse(const char *name)
+{
+#define XX(sym, str)                                                                       \
+    if (strcmp(name, str) == 0)                                                            \
+        return ENG_STATUS_##sym;
+    ENG_STATUS_MAP(XX)
+#undef XX
+    return -1;
+}
+
+int eng__job_load(eng__job *job, eng__job_row *row, const char *state_root, const char *region,
+                  char *err, size_t err_len)
+{
+    json_error_t je;
+    memset(job, 0, sizeof *job);
+    job->row = *row;
+    memset(row, 0, sizeof *row); /* the strings now belong to job->row */
+    json_t *doc = json_loads(job->row.doc ? job->row.doc : "", 0, &je);
+    if (!doc) {
+        snprintf(err, err_len, "job %s: stored document is not JSON: %s", job->row.id, je.text);
+        return -ENG_E_INVALID_JOB;
+    }
+    char origin[80];
+    snprintf(origin, sizeof origin, "job %s", job->row.id);
+    int rc = eng__job_parse(job, doc, origin, err, err_len);
+    json_decref(doc);
+    snprintf(job->arn, sizeof job->arn, "arn:aws:s3:%s:%s:job/%s", region, job->account_id,
+             job->row.id);
+    snprintf(job->dir, sizeof job->dir, "%s/jobs/%s", state_root, job->row.id);
+    if (!job->manifest_is_local)
+        snprintf(job->manifest_path, sizeof job->manifest_path, "%s/manifest.src", job->dir);
+    return rc;
+}
+
+void eng__job_cleanup(eng__job *job)
+{
+    json_decref(job->doc);
+    job->doc = NULL;
+    eng__job_row_cleanup(&job->row);
+}
+
+static json_t *progress_summary(const eng__job *job)
+{
+    const eng__job_row *r = &job->row;
+    json_t *ps = json_object();
+    json_object_set_new(ps, "TotalNumberOfTasks", json_integer((json_int_t)r->total));
+    json_object_set_new(ps, "NumberOfTasksSucceeded", json_integer((json_int_t)r->succeeded));
+    json_object_set_new(ps, "NumberOfTasksFailed", json_integer((json_int_t)r->failed));
+    json_t *timers = json_object();
+    json_object_set_new(timers, "ElapsedTimeInActiveSeconds",
+                        json_integer((json_int_t)((r->active_ms + 500) / 1000)));
+    json_object_set_new(ps, "Timers", timers);
+    return ps;
+}
+
+static void set_time(json_t *obj, const char *name, int64_t ms)
 {
     char t[32];
+    if (!ms)
+        return;
+    eng__iso8601_ms(ms, t);
+    json_object_set_new(obj, name, json_string(t));
+}
+
+json_t *eng__job_list_descriptor(const eng__job *job)
+{
     json_t *j = json_object();
-    json_object_set_new(j, "JobId", json_string(job->id));
+    json_object_set_new(j, "JobId", json_string(job->row.id));
+    set_copy(j, job->doc, "Description");
+    json_object_set_new(j, "Operation", json_string("S3ReplicateObject"));
+    json_object_set_new(j, "Priority", json_integer(job->row.priority));
+    json_object_set_new(j, "Status", json_string(eng_status_name(job->row.status)));
+    set_time(j, "CreationTime", job->row.created_ms);
+    set_time(j, "TerminationDate", job->row.terminated_ms);
+    json_object_set_new(j, "ProgressSummary", progress_summary(job));
+    return j;
+}
+
+json_t *eng__job_describe(const eng__job *job)
+{
+    const eng__job_row *r = &job->row;
+    json_t *j = json_object();
+    json_object_set_new(j, "JobId", json_string(r->id));
     json_object_set_new(j, "ConfirmationRequired", json_boolean(job->confirmation_required));
     set_copy(j, job->doc, "Description");
     json_object_set_new(j, "JobArn", json_string(job->arn));
-    json_object_set_new(j, "Status", json_string(eng_status_name(job->status)));
+    json_object_set_new(j, "Status", json_string(eng_status_name(r->status)));
     set_copy(j, job->doc, "Manifest");
+    set_copy(j, job->doc, "ManifestGenerator");
     set_copy(j, job->doc, "Operation");
-    json_object_set_new(j, "Priority", json_integer(job->priority));
-    json_t *ps = json_object();
-    json_object_set_new(ps, "TotalNumberOfTasks", json_integer((json_int_t)job->total_tasks));
-    json_object_set_new(ps, "NumberOfTasksSucceeded", json_integer((json_int_t)succeeded));
-    json_object_set_new(ps, "NumberOfTasksFailed", json_integer((json_int_t)failed));
-    json_t *timers = json_object();
-    json_object_set_new(timers, "ElapsedTimeInActiveSeconds",
-                        json_integer((json_int_t)(job->active_seconds + 0.5)));
-    json_object_set_new(ps, "Timers", timers);
-    json_object_set_new(j, "ProgressSummary", ps);
+    json_object_set_new(j, "Priority", json_integer(r->priority));
+    json_object_set_new(j, "ProgressSummary", progress_summary(job));
+    if (r->status_reason[0])
+        json_object_set_new(j, "StatusUpdateReason", json_string(r->status_reason));
     json_t *fr = json_array();
-    if (job->failure_code[0]) {
+    if (r->failure_code[0]) {
         json_t *f = json_object();
-        json_object_set_new(f, "FailureCode", json_string(job->failure_code));
-        json_object_set_new(f, "FailureReason", json_string(job->failure_reason));
+        json_object_set_new(f, "FailureCode", json_string(r->failure_code));
+        json_object_set_new(f, "FailureReason", json_string(r->failure_reason));
         json_array_append_new(fr, f);
     }
     json_object_set_new(j, "FailureReasons", fr);
     set_copy(j, job->doc, "Report");
-    eng__iso8601_ms(job->creation_ms, t);
-    json_object_set_new(j, "CreationTime", json_string(t));
-    if (job->termination_ms) {
-        eng__iso8601_ms(job->termination_ms, t);
-        json_object_set_new(j, "TerminationDate", json_string(t));
-    }
+    set_time(j, "CreationTime", r->created_ms);
+    set_time(j, "TerminationDate", r->terminated_ms);
     set_copy(j, job->doc, "RoleArn");
+    set_time(j, "SuspendedDate", r->suspended_ms);
+    if (r->suspended_cause[0])
+        json_object_set_new(j, "SuspendedCause", json_string(r->suspended_cause));
+    if (r->generated_manifest) {
+        json_t *g = json_loads(r->generated_manifest, 0, NULL);
+        if (g)
+            json_object_set_new(j, "GeneratedManifestDescriptor", g);
+    }
     json_t *root = json_object();
     json_object_set_new(root, "Job", j);
     return root;

@@ -110,10 +110,9 @@ static void advance(worker *w, slot *s)
 {
     eng__pool *p = w->pool;
     s3_request req;
-    if (atomic_load(p->cfg.stop)) {
+    if (eng__unit_stopped(s->unit))
         eng__unit_abandon(s->unit);
-    }
-    if (!eng__unit_next(s->unit, p->cfg.rules, &req, &s->expect_xml)) {
+    if (!eng__unit_next(s->unit, eng__unit_rules(s->unit), &req, &s->expect_xml)) {
         finish_unit(w, s);
         return;
     }
@@ -123,7 +122,7 @@ static void advance(worker *w, slot *s)
         oc.http_status = 400;
         snprintf(oc.code, sizeof oc.code, "InvalidRequest");
         snprintf(oc.message, sizeof oc.message, "cannot build the request");
-        eng__unit_on_response(s->unit, p->cfg.rules, &s->call, &oc);
+        eng__unit_on_response(s->unit, eng__unit_rules(s->unit), &s->call, &oc);
         advance(w, s);
         return;
     }
@@ -154,14 +153,14 @@ static void on_done(worker *w, slot *s, CURLcode code)
     } else if (!oc.retryable) {
         limiter_clean(p);
     }
-    if (oc.retryable && s->attempts + 1 < p->cfg.max_attempts && !atomic_load(p->cfg.stop)) {
+    if (oc.retryable && s->attempts + 1 < p->cfg.max_attempts && !eng__unit_stopped(s->unit)) {
         s->attempts++;
         atomic_fetch_add(&p->cfg.counters->retries, 1);
         eng__unit_set_not_before_ms(s->unit, now_ms() + backoff_ms(w, s->attempts));
         return; /* the loop re-sends it when the delay has passed */
     }
     s->attempts = 0;
-    eng__unit_on_response(s->unit, p->cfg.rules, &s->call, &oc);
+    eng__unit_on_response(s->unit, eng__unit_rules(s->unit), &s->call, &oc);
     advance(w, s);
 }
 
@@ -291,7 +290,7 @@ eng__pool *eng__pool_start(const eng__pool_cfg *cfg, char *err, size_t err_len)
         w->slots = calloc((size_t)w->n_slots, sizeof *w->slots);
         w->deferred = calloc((size_t)w->n_slots, sizeof *w->deferred);
         w->multi = curl_multi_init();
-        if (!w->slots || !w->deferred || !w->multi || eng__queue_init(&w->inq, 256))
+        if (!w->slots || !w->deferred || !w->multi || eng__queue_init(&w->inq, cfg->queue_depth > 0 ? (size_t)cfg->queue_depth : 64))
             goto fail;
         curl_multi_setopt(w->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)w->n_slots);
         s3_signer_init(&w->signer, &cfg->ep->creds, cfg->ep->region);

@@ -255,7 +255,7 @@ static void fix_int(json_t *obj, const char *name)
 }
 
 int eng__rules_load_bucket(eng__rules *out, const s3_endpoint *ep, const char *bucket,
-                           char *err, size_t err_len)
+                           char **out_json, char *err, size_t err_len)
 {
     s3_request req = {.method = "GET", .bucket = bucket, .n_query = 1};
     req.query[0] = (s3_query_param){"replication", ""};
@@ -289,7 +289,10 @@ int eng__rules_load_bucket(eng__rules *out, const s3_endpoint *ep, const char *b
         }
     }
     json_object_set_new(root, "Rules", rules);
+    json_object_del(root, "Rule");
     rc = eng__rules_from_json(out, root, origin, err, err_len);
+    if (rc == 0 && out_json)
+        *out_json = json_dumps(root, JSON_COMPACT);
     json_decref(root);
     return rc;
 }

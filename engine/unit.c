@@ -31,11 +31,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum phase { PH_HEAD = 0, PH_LIST, PH_TAGS, PH_APPLY, PH_DONE };
+enum phase { PH_HEAD = 0, PH_LIST, PH_TAGS, PH_RECHECK, PH_APPLY, PH_DONE };
 
 #define LIST_PAGE_KEYS "1000"
 
-static const char *const phase_names[] = {"HEAD", "LIST", "TAGS", "APPLY", "DONE"};
+static const char *const phase_names[] = {"HEAD", "LIST", "TAGS", "RECHECK", "APPLY", "DONE"};
 
 struct eng__unit {
     uint64_t hash;
@@ -59,7 +59,13 @@ struct eng__unit {
     const eng__strategy *strat;  /* for order[cur] -> destination cur_dest; NULL: none yet */
     eng__apply apply;
     s3_buf scratch;              /* copy source, query values */
-    char list_key_marker_q[1100];
+    const eng__rules *rules;     /* borrowed: the job's */
+    _Atomic int *stop;           /* borrowed: the job's stop flag */
+    void *job;                   /* borrowed: the writer's context */
+    uint64_t first_seq;
+    int recheck;                 /* resumed: skip what the destinations already hold */
+    size_t *skip;                /* per destination: leading versions already there */
+    size_t *sent;                /* per destination: versions handled so far */
 };
 
 /* The one place a unit changes phase; BATCHREP_TRACE=1 prints every change on stderr
@@ -162,7 +168,8 @@ static int cmp_vid(const void *pa, const void *pb)
     return (a->version_id.len > b->version_id.len) - (a->version_id.len < b->version_id.len);
 }
 
-eng__unit *eng__unit_builder_take(eng__unit_builder *b)
+eng__unit *eng__unit_builder_take(eng__unit_builder *b, const eng__rules *rules,
+                                  _Atomic int *stop, void *job)
 {
     size_t n = b->n_ents;
     size_t sz = sizeof(eng__unit) + n * sizeof(eng__task) + 2 * n * sizeof(size_t) + b->mem.len;
@@ -194,6 +201,10 @@ eng__unit *eng__unit_builder_take(eng__unit_builder *b)
     cmp_tasks = NULL;
     s3_buf_init(&u->scratch, 16384);
     set_phase(u, n == 1 ? PH_HEAD : PH_LIST);
+    u->rules = rules;
+    u->stop = stop;
+    u->job = job;
+    u->first_seq = n ? u->tasks[0].seq : 0;
     b->n_ents = 0;
     s3_buf_reset(&b->mem);
     return u;
@@ -212,6 +223,7 @@ void eng__unit_destroy(eng__unit *u)
         free(t->tags);
     }
     free(u->rule_for_dest);
+    free(u->skip);
     s3_buf_cleanup(&u->scratch);
     free(u);
 }
@@ -221,6 +233,11 @@ const eng__task *eng__unit_task(const eng__unit *u, size_t i) { return &u->tasks
 s3_slice eng__unit_bucket(const eng__unit *u) { return u->bucket; }
 uint64_t eng__unit_hash(const eng__unit *u) { return u->hash; }
 int64_t eng__unit_not_before_ms(const eng__unit *u) { return u->not_before_ms; }
+uint64_t eng__unit_first_seq(const eng__unit *u) { return u->first_seq; }
+const eng__rules *eng__unit_rules(const eng__unit *u) { return u->rules; }
+int eng__unit_stopped(const eng__unit *u) { return u->stop && atomic_load(u->stop); }
+void *eng__unit_job(const eng__unit *u) { return u->job; }
+void eng__unit_set_recheck(eng__unit *u) { u->recheck = 1; }
 void eng__unit_set_not_before_ms(eng__unit *u, int64_t ms) { u->not_before_ms = ms; }
 
 int eng__unit_same_key(const eng__unit *a, const eng__unit *b)
@@ -293,6 +310,7 @@ static void take_facts(eng__task *t, const s3_version_entry *v)
     t->list_pos = v->list_pos;
     t->size = v->size;
     snprintf(t->storage_class, sizeof t->storage_class, "%s", v->storage_class);
+    snprintf(t->etag, sizeof t->etag, "%s", v->etag);
 }
 
 static void note_version(eng__unit *u, const s3_version_entry *v)
@@ -425,8 +443,10 @@ static void select_dests(eng__unit *u, const eng__rules *rules)
     if (!archived(t->storage_class))
         n = eng__rules_select(rules, u->key, t->tags, t->n_tags, t->is_delete_marker,
                               u->rule_for_dest);
-    if (n == 0)
+    if (n == 0) {
         eng__task_fail(t, 500, "SrcObjectNotEligible", "Object is not eligible for replication");
+        u->cur_dest = rules->n_dests; /* rule_for_dest may hold another version's choice */
+    }
 }
 
 static void dest_unusable(eng__task *t, const eng__dest *d)
@@ -446,6 +466,101 @@ static void dest_unusable(eng__task *t, const eng__dest *d)
     }
 }
 
+/* ---- recheck after a crash ---------------------------------------------------------------
+ * The units a run may have started before a crash run again with recheck set. For each
+ * destination, the versions this unit sends there (in order) are S; the destination's
+ * versions of the key, oldest first, are D. The largest k for which the newest k entries of
+ * D equal the first k of S (delete marker for delete marker, else equal ETag) are the ones
+ * the earlier run wrote: they are skipped. Nothing else writes replicas of this key while
+ * the job runs, so what the earlier run wrote is exactly such a tail of D. */
+
+static int targets(const eng__unit *u, const eng__rules *rules, const eng__task *t, size_t d)
+{
+    if (t->done || archived(t->storage_class))
+        return 0;
+    size_t n = eng__rules_select(rules, u->key, t->tags, t->n_tags, t->is_delete_marker,
+                                 u->rule_for_dest);
+    return n > 0 && u->rule_for_dest[d] >= 0;
+}
+
+static int dest_targeted(const eng__unit *u, const eng__rules *rules, size_t d)
+{
+    for (size_t i = 0; i < u->n_order; i++)
+        if (targets(u, rules, &u->tasks[u->order[i]], d))
+            return 1;
+    return 0;
+}
+
+typedef struct dest_list {
+    const eng__unit *u;
+    s3_version_entry *v;
+    size_t n, cap;
+    int other_key_seen;
+} dest_list;
+
+static int on_dest_version(const s3_version_entry *v, void *user)
+{
+    dest_list *dl = user;
+    if (strlen(v->key) != dl->u->key.len || memcmp(v->key, dl->u->key.ptr, dl->u->key.len))
+        return 1;
+    if (dl->n == dl->cap) {
+        size_t nc = dl->cap ? dl->cap * 2 : 16;
+        s3_version_entry *nv = realloc(dl->v, nc * sizeof *nv);
+        if (!nv)
+            return 1;
+        dl->v = nv;
+        dl->cap = nc;
+    }
+    dl->v[dl->n++] = *v;
+    return 0;
+}
+
+static int cmp_entry_age(const void *pa, const void *pb)
+{
+    const s3_version_entry *a = pa, *b = pb;
+    if (a->is_latest != b->is_latest)
+        return a->is_latest - b->is_latest;
+    if (a->last_modified_ms != b->last_modified_ms)
+        return a->last_modified_ms < b->last_modified_ms ? -1 : 1;
+    return (a->list_pos < b->list_pos) - (a->list_pos > b->list_pos);
+}
+
+static void on_recheck(eng__unit *u, const eng__rules *rules, const s3_call *c,
+                       const s3_outcome *oc)
+{
+    size_t d = u->cur_dest++;
+    if (oc->http_status != 200)
+        return; /* nothing learnt: send everything (the copy reports its own failure) */
+    dest_list dl = {.u = u};
+    s3_list_versions_page page;
+    if (s3_xml_parse_list_versions((s3_slice){c->resp.body.ptr, c->resp.body.len}, 0,
+                                   on_dest_version, &dl, &page) != 0 || dl.n == 0) {
+        free(dl.v);
+        return;
+    }
+    qsort(dl.v, dl.n, sizeof *dl.v, cmp_entry_age);
+    size_t *seq = malloc(u->n_order * sizeof *seq), ns = 0;
+    for (size_t i = 0; seq && i < u->n_order; i++)
+        if (targets(u, rules, &u->tasks[u->order[i]], d))
+            seq[ns++] = u->order[i];
+    size_t best = 0;
+    for (size_t k = ns < dl.n ? ns : dl.n; seq && k > 0 && !best; k--) {
+        size_t j;
+        for (j = 0; j < k; j++) {
+            const s3_version_entry *e = &dl.v[dl.n - k + j];
+            const eng__task *t = &u->tasks[seq[j]];
+            if (e->is_delete_marker != t->is_delete_marker ||
+                (!t->is_delete_marker && strcmp(e->etag, t->etag) != 0))
+                break;
+        }
+        if (j == k)
+            best = k;
+    }
+    u->skip[d] = best;
+    free(seq);
+    free(dl.v);
+}
+
 /* Starts order[cur] -> destination cur_dest; 0 when there is nothing to send there. */
 static int start_apply(eng__unit *u, const eng__rules *rules, eng__task *t)
 {
@@ -458,6 +573,8 @@ static int start_apply(eng__unit *u, const eng__rules *rules, eng__task *t)
         dest_unusable(t, d);
         return 0;
     }
+    if (u->sent[u->cur_dest]++ < u->skip[u->cur_dest])
+        return 0; /* replicated before the crash: the destination holds it already */
     u->apply = (eng__apply){.task = t, .rule = r, .dest = d, .src_bucket = u->bucket.ptr,
                             .key = u->key.ptr, .src_version = task_vid(t),
                             .scratch = &u->scratch};
@@ -493,8 +610,12 @@ int eng__unit_next(eng__unit *u, const eng__rules *rules, s3_request *req, int *
 {
     *expect_xml = 0;
     if (!u->rule_for_dest) {
-        u->rule_for_dest = calloc(rules->n_dests ? rules->n_dests : 1, sizeof(int));
-        if (!u->rule_for_dest) {
+        size_t nd = rules->n_dests ? rules->n_dests : 1;
+        u->rule_for_dest = calloc(nd, sizeof(int));
+        u->skip = calloc(2 * nd, sizeof(size_t));
+        if (u->skip)
+            u->sent = u->skip + nd;
+        if (!u->rule_for_dest || !u->skip) {
             for (size_t i = 0; i < u->n_tasks; i++)
                 eng__task_fail(&u->tasks[i], 500, "InternalError", "out of memory");
             return 0;
@@ -532,13 +653,35 @@ int eng__unit_next(eng__unit *u, const eng__rules *rules, s3_request *req, int *
                     archived(u->tasks[u->order[u->cur]].storage_class)))
                 u->cur++;
             if (u->cur >= u->n_order || !rules->needs_tags) {
-                set_phase(u, PH_APPLY);
+                set_phase(u, u->recheck ? PH_RECHECK : PH_APPLY);
                 u->cur = 0;
+                u->cur_dest = 0;
                 continue;
             }
             req_init(req, "GET", u);
             add_query(req, "tagging", "");
             add_query(req, "versionId", task_vid(&u->tasks[u->order[u->cur]]));
+            return 1;
+        case PH_RECHECK:
+            while (u->cur_dest < rules->n_dests && !dest_targeted(u, rules, u->cur_dest))
+                u->cur_dest++;
+            if (u->cur_dest >= rules->n_dests ||
+                rules->dests[u->cur_dest].state != ENG__DEST_OK) {
+                if (u->cur_dest < rules->n_dests) {
+                    u->cur_dest++;
+                    continue;
+                }
+                set_phase(u, PH_APPLY);
+                u->cur = 0;
+                u->cur_dest = 0;
+                continue;
+            }
+            memset(req, 0, sizeof *req);
+            req->method = "GET";
+            req->bucket = rules->dests[u->cur_dest].bucket;
+            add_query(req, "versions", "");
+            add_query(req, "prefix", u->key.ptr);
+            add_query(req, "max-keys", LIST_PAGE_KEYS);
             return 1;
         case PH_APPLY:
             if (next_apply(u, rules, req, expect_xml))
@@ -575,6 +718,7 @@ static void on_head(eng__unit *u, const s3_call *c, const s3_outcome *oc)
         t->size = r->content_length;
         snprintf(t->storage_class, sizeof t->storage_class, "%s",
                  r->storage_class[0] ? r->storage_class : "STANDARD");
+        snprintf(t->etag, sizeof t->etag, "%s", r->etag);
         if (!t->has_version)
             snprintf(t->resolved_vid, sizeof t->resolved_vid, "%s", r->version_id);
         u->saw_key = 1;
@@ -665,6 +809,9 @@ void eng__unit_on_response(eng__unit *u, const eng__rules *rules, const s3_call 
         break;
     case PH_TAGS:
         on_tags(u, c, oc);
+        break;
+    case PH_RECHECK:
+        on_recheck(u, rules, c, oc);
         break;
     case PH_APPLY:
         u->strat->on_response(&u->apply, c, oc);

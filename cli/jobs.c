@@ -1,0 +1,222 @@
+/*
+ * jobs.c — the catalogue verbs: create-job, describe-job, list-jobs, update-job-priority,
+ * update-job-status. Each prints AWS's JSON shape on stdout; errors go to stderr with the
+ * exit codes of cli.h (NotFoundException and JobStatusException exit 1 and say so).
+ */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { OPT_STATE = 1, OPT_JOB_ID, OPT_PRIORITY, OPT_STATUS, OPT_REASON, OPT_REPL,
+       OPT_STATUSES };
+
+typedef struct args {
+    const char *state, *job_id, *requested, *reason, *repl;
+    const char *priority;
+    const char *statuses[16];
+    size_t n_statuses;
+    const char *positional;
+} args;
+
+static const char common_help[] =
+    "  --state-dir DIR            the state directory (see `batchrep help`)\n"
+    "  -h, --help                 this text\n";
+
+/* Parses the verb's options; returns -1 (usage) or 1 (help printed) or 0. */
+static int parse(int argc, char **argv, const char *help, int want_positional, args *a)
+{
+    static const struct option longopts[] = {
+        {"state-dir", required_argument, NULL, OPT_STATE},
+        {"job-id", required_argument, NULL, OPT_JOB_ID},
+        {"priority", required_argument, NULL, OPT_PRIORITY},
+        {"requested-job-status", required_argument, NULL, OPT_STATUS},
+        {"status-update-reason", required_argument, NULL, OPT_REASON},
+        {"replication-config", required_argument, NULL, OPT_REPL},
+        {"job-statuses", required_argument, NULL, OPT_STATUSES},
+        {"account-id", required_argument, NULL, 'a'}, /* accepted, as the AWS CLI wants it */
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(a, 0, sizeof *a);
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_STATE: a->state = optarg; break;
+        case OPT_JOB_ID: a->job_id = optarg; break;
+        case OPT_PRIORITY: a->priority = optarg; break;
+        case OPT_STATUS: a->requested = optarg; break;
+        case OPT_REASON: a->reason = optarg; break;
+        case OPT_REPL: a->repl = optarg; break;
+        case OPT_STATUSES:
+            /* --job-statuses Active Ready ... (AWS CLI list style) */
+            optind--;
+            while (optind < argc && argv[optind][0] != '-' && a->n_statuses < 16)
+                a->statuses[a->n_statuses++] = argv[optind++];
+            break;
+        case 'a': break;
+        case 'h': fputs(help, stdout); return 1;
+        default: return -1;
+        }
+    }
+    if (want_positional && optind == argc - 1)
+        a->positional = argv[optind];
+    else if (optind != argc) {
+        fprintf(stderr, "batchrep: unexpected argument \"%s\"\n\n%s", argv[optind], help);
+        return -1;
+    }
+    if (want_positional && !a->positional) {
+        fprintf(stderr, "batchrep: expected one JOB.json argument\n\n%s", help);
+        return -1;
+    }
+    return 0;
+}
+
+static int finish(eng_store *st, int rc, json_t *out, const char *err)
+{
+    eng_store_close(st);
+    if (rc) {
+        fprintf(stderr, "batchrep: %s\n", err);
+        return rc == -ENG_E_INVALID_JOB ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
+    }
+    cli_print_json(out);
+    json_decref(out);
+    return CLI_EXIT_OK;
+}
+
+static int need(const char *value, const char *name, const char *help)
+{
+    if (value)
+        return 0;
+    fprintf(stderr, "batchrep: %s is required\n\n%s", name, help);
+    return -1;
+}
+
+#define OPEN_STORE(a, st, err)                                                             \
+    do {                                                                                   \
+        if (eng_store_open((a).state, &(st), err, sizeof err) != 0) {                     \
+            fprintf(stderr, "batchrep: %s\n", err);                                        \
+            return CLI_EXIT_ERROR;                                                         \
+        }                                                                                  \
+    } while (0)
+
+int cli_create_job(int argc, char **argv)
+{
+    static const char help[] =
+        "Usage: batchrep create-job JOB.json [--replication-config FILE] [--state-dir DIR]\n"
+        "\n"
+        "Queues a job from a CreateJob request JSON (as `aws s3control create-job\n"
+        "--cli-input-json` takes) and prints {\"JobId\": ...}. The same ClientRequestToken\n"
+        "returns the same job. A `batchrep worker` runs it.\n"
+        "\n"
+        "Options:\n"
+        "  --replication-config FILE  PutBucketReplication JSON, captured with the job;\n"
+        "                             default: the source bucket's, read when it is prepared\n";
+    args a;
+    char err[2048], full[1400];
+    snprintf(full, sizeof full, "%s%s", help, common_help);
+    int p = parse(argc, argv, full, 1, &a);
+    if (p)
+        return p > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    eng_store *st;
+    OPEN_STORE(a, st, err);
+    json_t *out = NULL;
+    int rc = eng_create_job(st, a.positional, a.repl, &out, err, sizeof err);
+    return finish(st, rc, out, err);
+}
+
+int cli_describe_job(int argc, char **argv)
+{
+    static const char help[] =
+        "Usage: batchrep describe-job --job-id ID [--state-dir DIR]\n"
+        "\n"
+        "Prints the job's DescribeJob JSON ({\"Job\": {...}}), with the live ProgressSummary\n"
+        "of a job that another process is running.\n\nOptions:\n";
+    args a;
+    char err[2048], full[1400];
+    snprintf(full, sizeof full, "%s%s", help, common_help);
+    int p = parse(argc, argv, full, 0, &a);
+    if (p)
+        return p > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    if (need(a.job_id, "--job-id", full))
+        return CLI_EXIT_USAGE;
+    eng_store *st;
+    OPEN_STORE(a, st, err);
+    json_t *out = NULL;
+    int rc = eng_describe_job(st, a.job_id, &out, err, sizeof err);
+    return finish(st, rc, out, err);
+}
+
+int cli_list_jobs(int argc, char **argv)
+{
+    static const char help[] =
+        "Usage: batchrep list-jobs [--job-statuses STATUS ...] [--state-dir DIR]\n"
+        "\n"
+        "Prints {\"Jobs\": [JobListDescriptor, ...]}, newest first; with --job-statuses only\n"
+        "jobs in those statuses (New Preparing Suspended Ready Active Pausing Paused\n"
+        "Completing Complete Failing Failed Cancelling Cancelled).\n\nOptions:\n";
+    args a;
+    char err[2048], full[1400];
+    snprintf(full, sizeof full, "%s%s", help, common_help);
+    int p = parse(argc, argv, full, 0, &a);
+    if (p)
+        return p > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    eng_store *st;
+    OPEN_STORE(a, st, err);
+    json_t *out = NULL;
+    int rc = eng_list_jobs(st, a.statuses, a.n_statuses, &out, err, sizeof err);
+    return finish(st, rc, out, err);
+}
+
+int cli_update_job_priority(int argc, char **argv)
+{
+    static const char help[] =
+        "Usage: batchrep update-job-priority --job-id ID --priority N [--state-dir DIR]\n"
+        "\n"
+        "Sets the job's priority (0..2147483647, higher runs first) and prints {\"JobId\",\n"
+        "\"Priority\"}. A running worker applies it within a second.\n\nOptions:\n";
+    args a;
+    char err[2048], full[1400];
+    snprintf(full, sizeof full, "%s%s", help, common_help);
+    int p = parse(argc, argv, full, 0, &a);
+    if (p)
+        return p > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    int prio;
+    if (need(a.job_id, "--job-id", full) || need(a.priority, "--priority", full) ||
+        cli_parse_int("--priority", a.priority, 0, 2147483647, &prio))
+        return CLI_EXIT_USAGE;
+    eng_store *st;
+    OPEN_STORE(a, st, err);
+    json_t *out = NULL;
+    int rc = eng_update_job_priority(st, a.job_id, prio, &out, err, sizeof err);
+    return finish(st, rc, out, err);
+}
+
+int cli_update_job_status(int argc, char **argv)
+{
+    static const char help[] =
+        "Usage: batchrep update-job-status --job-id ID --requested-job-status Ready|Cancelled\n"
+        "                                 [--status-update-reason TEXT] [--state-dir DIR]\n"
+        "\n"
+        "Ready confirms a Suspended job (ConfirmationRequired). Cancelled cancels a job: one\n"
+        "that has not started becomes Cancelled at once; a running one becomes Cancelling,\n"
+        "and its worker stops it and writes the report of the tasks that ran. Other requests\n"
+        "fail with JobStatusException. Prints {\"JobId\", \"Status\", \"StatusUpdateReason\"}.\n"
+        "\nOptions:\n";
+    args a;
+    char err[2048], full[1600];
+    snprintf(full, sizeof full, "%s%s", help, common_help);
+    int p = parse(argc, argv, full, 0, &a);
+    if (p)
+        return p > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    if (need(a.job_id, "--job-id", full) ||
+        need(a.requested, "--requested-job-status", full))
+        return CLI_EXIT_USAGE;
+    eng_store *st;
+    OPEN_STORE(a, st, err);
+    json_t *out = NULL;
+    int rc = eng_update_job_status(st, a.job_id, a.requested, a.reason, &out, err, sizeof err);
+    return finish(st, rc, out, err);
+}

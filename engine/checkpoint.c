@@ -1,0 +1,158 @@
+/*
+ * checkpoint.c — crash-safe per-task progress of one job (<job dir>/checkpoint.json).
+ *
+ * Tasks finish out of order, so progress is a low-water mark (every task with a smaller
+ * sequence number is done and its report row is durable) plus the done ranges above it.
+ * A unit covers a contiguous range of sequence numbers (consecutive manifest rows), so the
+ * ranges stay few: about as many as units in flight. Order of writes, which is what makes
+ * "each task in the report exactly once" hold across kill -9:
+ *   1. the report writer appends the rows of finished units and fdatasyncs the results files;
+ *   2. this file is written to a temporary name, fsynced, renamed over the old one;
+ *   3. on resume the results files are cut back to the sizes recorded here, and every unit
+ *      not counted here runs again (its rows, if they reached the files, were cut off).
+ * plan_limit bounds what the planner may hand out before a checkpoint says so: after a crash,
+ * the units below it that are not done may have written to a destination already, so they
+ * run again in "recheck" mode (unit.c) and skip the versions already there.
+ */
+#include "engine/engine_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void eng__ckpt_cleanup(eng__ckpt *c)
+{
+    free(c->iv);
+    memset(c, 0, sizeof *c);
+}
+
+/* Adds the done range [start, end) and advances the low-water mark over it. */
+int eng__ckpt_add(eng__ckpt *c, uint64_t start, uint64_t end)
+{
+    if (end <= c->low)
+        return 0;
+    if (c->n_iv == c->cap_iv) {
+        size_t nc = c->cap_iv ? c->cap_iv * 2 : 64;
+        uint64_t *n = realloc(c->iv, nc * 2 * sizeof *n);
+        if (!n)
+            return -ENG_E_NOMEM;
+        c->iv = n;
+        c->cap_iv = nc;
+    }
+    size_t i = c->n_iv; /* insertion sort from the end: ranges mostly arrive in order */
+    while (i > 0 && c->iv[2 * (i - 1)] > start) {
+        c->iv[2 * i] = c->iv[2 * (i - 1)];
+        c->iv[2 * i + 1] = c->iv[2 * (i - 1) + 1];
+        i--;
+    }
+    c->iv[2 * i] = start;
+    c->iv[2 * i + 1] = end;
+    c->n_iv++;
+    /* merge touching ranges and fold the head into low */
+    size_t w = 0;
+    for (size_t r = 0; r < c->n_iv; r++) {
+        uint64_t s = c->iv[2 * r], e = c->iv[2 * r + 1];
+        if (w > 0 && s <= c->iv[2 * (w - 1) + 1]) {
+            if (e > c->iv[2 * (w - 1) + 1])
+                c->iv[2 * (w - 1) + 1] = e;
+            continue;
+        }
+        c->iv[2 * w] = s;
+        c->iv[2 * w + 1] = e;
+        w++;
+    }
+    c->n_iv = w;
+    if (c->n_iv > 0 && c->iv[0] <= c->low) {
+        if (c->iv[1] > c->low)
+            c->low = c->iv[1];
+        memmove(c->iv, c->iv + 2, (c->n_iv - 1) * 2 * sizeof *c->iv);
+        c->n_iv--;
+    }
+    return 0;
+}
+
+int eng__ckpt_done(const eng__ckpt *c, uint64_t start, uint64_t end)
+{
+    if (end <= c->low)
+        return 1;
+    for (size_t i = 0; i < c->n_iv; i++)
+        if (c->iv[2 * i] <= start && end <= c->iv[2 * i + 1])
+            return 1;
+    return 0;
+}
+
+int eng__ckpt_save(const char *path, const eng__ckpt *c)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "low", json_integer((json_int_t)c->low));
+    json_t *iv = json_array();
+    for (size_t i = 0; i < c->n_iv; i++)
+        json_array_append_new(iv, json_pack("[II]", (json_int_t)c->iv[2 * i],
+                                            (json_int_t)c->iv[2 * i + 1]));
+    json_object_set_new(j, "done", iv);
+    json_object_set_new(j, "succeeded_bytes", json_integer((json_int_t)c->succeeded_bytes));
+    json_object_set_new(j, "failed_bytes", json_integer((json_int_t)c->failed_bytes));
+    json_object_set_new(j, "succeeded", json_integer((json_int_t)c->succeeded));
+    json_object_set_new(j, "failed", json_integer((json_int_t)c->failed));
+    json_object_set_new(j, "plan_limit", json_integer((json_int_t)c->plan_limit));
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!text)
+        return -ENG_E_NOMEM;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int rc = -ENG_E_IO;
+    if (fd >= 0) {
+        size_t len = strlen(text), off = 0;
+        while (off < len) {
+            ssize_t n = write(fd, text + off, len - off);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            off += (size_t)n;
+        }
+        if (off == len && fsync(fd) == 0 && close(fd) == 0 && rename(tmp, path) == 0)
+            rc = 0;
+        else if (off != len)
+            close(fd);
+    }
+    free(text);
+    return rc;
+}
+
+static uint64_t get_u64(json_t *j, const char *name)
+{
+    json_t *v = json_object_get(j, name);
+    return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v)
+                                                            : 0;
+}
+
+int eng__ckpt_load(const char *path, eng__ckpt *out)
+{
+    memset(out, 0, sizeof *out);
+    if (access(path, F_OK) != 0)
+        return 1;
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    if (!j)
+        return -ENG_E_IO;
+    out->low = get_u64(j, "low");
+    out->succeeded_bytes = get_u64(j, "succeeded_bytes");
+    out->failed_bytes = get_u64(j, "failed_bytes");
+    out->succeeded = get_u64(j, "succeeded");
+    out->failed = get_u64(j, "failed");
+    out->plan_limit = get_u64(j, "plan_limit");
+    json_t *iv = json_object_get(j, "done");
+    for (size_t i = 0; i < json_array_size(iv); i++) {
+        json_t *p = json_array_get(iv, i);
+        eng__ckpt_add(out, (uint64_t)json_integer_value(json_array_get(p, 0)),
+                      (uint64_t)json_integer_value(json_array_get(p, 1)));
+    }
+    json_decref(j);
+    return 0;
+}

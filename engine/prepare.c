@@ -1,0 +1,145 @@
+/*
+ * prepare.c — the Preparing step of a job, and what a worker needs before running it.
+ *
+ * Preparing (as AWS, before any task runs): fetch the manifest object into the job's
+ * directory (ETag compared), read it once to validate every row and count
+ * TotalNumberOfTasks — a bad manifest fails the job here with InvalidManifestContent — and
+ * capture the replication configuration into the catalogue (the given file, or the source
+ * bucket's GetBucketReplication), so that a job resumed after a crash runs under the same
+ * rules it started with. Attaching (every time a worker takes the job): parse those rules
+ * and check each destination bucket once (GetBucketVersioning).
+ */
+#include "engine/engine_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void eng__job_fail(eng__job *job, const char *code, const char *reason)
+{
+    job->row.status = ENG_STATUS_FAILED;
+    snprintf(job->row.failure_code, sizeof job->row.failure_code, "%s", code);
+    snprintf(job->row.failure_reason, sizeof job->row.failure_reason, "%s", reason);
+}
+
+static const char *manifest_name(const eng__job *job)
+{
+    if (job->manifest_is_local)
+        return job->manifest_path;
+    json_t *loc = json_object_get(json_object_get(job->doc, "Manifest"), "Location");
+    return json_string_value(json_object_get(loc, "ObjectArn"));
+}
+
+mf_reader *eng__open_manifest(const eng__job *job, char *err, size_t err_len)
+{
+    return mf_open_csv(job->manifest_path, manifest_name(job), &job->csv, err, err_len);
+}
+
+/* Reads the whole manifest once: validates every row, counts the tasks, and tells the
+   first row's bucket (the source bucket whose replication configuration applies). */
+static int count_manifest(eng__job *job, char *first_bucket, size_t cap)
+{
+    char msg[1024];
+    mf_reader *r = eng__open_manifest(job, msg, sizeof msg);
+    if (!r) {
+        eng__job_fail(job, "ManifestNotReadable", msg);
+        return -1;
+    }
+    mf_entry e;
+    int rc;
+    uint64_t n = 0;
+    while ((rc = mf_next(r, &e, msg, sizeof msg)) == 1) {
+        if (n == 0)
+            snprintf(first_bucket, cap, "%.*s", (int)e.bucket.len, e.bucket.ptr);
+        n++;
+    }
+    mf_close(r);
+    if (rc < 0) {
+        eng__job_fail(job, rc == -MF_E_INVALID_CONTENT ? "InvalidManifestContent"
+                                                       : "ManifestNotReadable",
+                      msg);
+        return -1;
+    }
+    job->row.total = n;
+    return 0;
+}
+
+int eng__prepare(eng__job *job, const s3_endpoint *ep)
+{
+    char msg[1024], first_bucket[256] = "";
+    if (eng__mkdir_p(job->dir) != 0) {
+        eng__job_fail(job, "InternalError", "cannot create the job's state directory");
+        return -1;
+    }
+    if (!job->manifest_is_local) {
+        int rc = mf_fetch_object(ep, job->manifest_bucket, job->manifest_key,
+                                 job->manifest_version, job->manifest_etag, job->manifest_path,
+                                 msg, sizeof msg);
+        if (rc) {
+            eng__job_fail(job, rc == -MF_E_ETAG_MISMATCH ? "ManifestETagMismatch"
+                                                         : "ManifestNotReadable",
+                          msg);
+            return -1;
+        }
+    }
+    if (count_manifest(job, first_bucket, sizeof first_bucket) != 0)
+        return -1;
+    if (!job->row.rules && first_bucket[0]) {
+        eng__rules rules;
+        char *json = NULL;
+        if (eng__rules_load_bucket(&rules, ep, first_bucket, &json, msg, sizeof msg) != 0) {
+            eng__job_fail(job, "SrcBucketReplicationConfigMissing", msg);
+            return -1;
+        }
+        eng__rules_cleanup(&rules);
+        job->row.rules = json;
+    }
+    return 0;
+}
+
+/* GetBucketVersioning on each destination: a missing or unversioned destination fails its
+   tasks without sending a copy (CopyObject into an unversioned bucket would succeed). */
+static void check_destinations(eng__rules *rules, const s3_endpoint *ep)
+{
+    for (size_t i = 0; i < rules->n_dests; i++) {
+        eng__dest *d = &rules->dests[i];
+        s3_request req = {.method = "GET", .bucket = d->bucket, .n_query = 1};
+        req.query[0] = (s3_query_param){"versioning", ""};
+        s3_response resp;
+        s3_outcome oc;
+        int rc = s3_perform(ep, &req, &resp, &oc);
+        d->http_status = (int)oc.http_status;
+        if (rc == 0 && oc.http_status == 200) {
+            char status[32] = "";
+            s3_xml_find_text((s3_slice){resp.body.ptr, resp.body.len}, "Status", status,
+                             sizeof status);
+            d->state = strcmp(status, "Enabled") == 0 ? ENG__DEST_OK : ENG__DEST_UNVERSIONED;
+        } else if (oc.http_status == 404) {
+            d->state = ENG__DEST_MISSING;
+        } else if (oc.http_status == 403) {
+            d->state = ENG__DEST_DENIED;
+        } /* anything else: let each task find out */
+        s3_response_cleanup(&resp);
+    }
+}
+
+int eng__attach_rules(eng__job *job, eng__rules *rules, const s3_endpoint *ep)
+{
+    char msg[1024], origin[80];
+    json_error_t je;
+    snprintf(origin, sizeof origin, "job %s: replication configuration", job->row.id);
+    json_t *root = json_loads(job->row.rules ? job->row.rules : "", 0, &je);
+    if (!root) {
+        eng__job_fail(job, "SrcBucketReplicationConfigMissing",
+                      "no replication configuration was captured for this job");
+        return -1;
+    }
+    int rc = eng__rules_from_json(rules, root, origin, msg, sizeof msg);
+    json_decref(root);
+    if (rc) {
+        eng__job_fail(job, "InvalidReplicationConfiguration", msg);
+        return -1;
+    }
+    check_destinations(rules, ep);
+    return 0;
+}

@@ -1,0 +1,398 @@
+/*
+ * store.c — the job catalogue: one SQLite database in WAL mode, <state>/batchrep.db.
+ *
+ * WAL lets a running worker write progress while other processes (`describe-job`,
+ * `list-jobs`, `update-job-*`) read and write the same catalogue; every connection waits up
+ * to 10 s on a lock (busy_timeout) instead of failing. A row holds the CreateJob document as
+ * given, the replication configuration captured at creation (or NULL: read the source
+ * bucket's), status, priority, counters, timestamps, failure reason, and which worker owns
+ * the job (pid + heartbeat) so a job whose worker died — kill -9 — is taken over by the next
+ * worker. Per-task progress is not here: it is the checkpoint file next to the job's report
+ * (checkpoint.c), written far more often than a catalogue row would like.
+ */
+#include "engine/engine_int.h"
+
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define OWNER_STALE_MS 30000 /* a heartbeat older than this frees the job (other hosts) */
+
+struct eng_store {
+    sqlite3 *db;
+    char dir[4096];
+};
+
+static const char schema[] =
+    "PRAGMA journal_mode=WAL;"
+    "CREATE TABLE IF NOT EXISTS jobs ("
+    " id TEXT PRIMARY KEY,"
+    " token TEXT NOT NULL UNIQUE,"
+    " doc TEXT NOT NULL,"
+    " rules TEXT,"
+    " status TEXT NOT NULL,"
+    " priority INTEGER NOT NULL,"
+    " total INTEGER NOT NULL DEFAULT 0,"
+    " succeeded INTEGER NOT NULL DEFAULT 0,"
+    " failed INTEGER NOT NULL DEFAULT 0,"
+    " created_ms INTEGER NOT NULL,"
+    " terminated_ms INTEGER,"
+    " active_ms INTEGER NOT NULL DEFAULT 0,"
+    " failure_code TEXT, failure_reason TEXT,"
+    " status_reason TEXT,"
+    " suspended_ms INTEGER, suspended_cause TEXT,"
+    " generated_manifest TEXT,"
+    " owner_pid INTEGER, owner_seen_ms INTEGER);"
+    "CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, priority);";
+
+static int sql_fail(eng_store *s, char *err, size_t err_len, const char *what)
+{
+    snprintf(err, err_len, "%s/batchrep.db: %s: %s", s->dir, what, sqlite3_errmsg(s->db));
+    return -ENG_E_IO;
+}
+
+int eng__mkdir_p(const char *path)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        mkdir(tmp, 0755);
+        *p = '/';
+    }
+    struct stat st;
+    return (mkdir(tmp, 0755) == 0 || (stat(tmp, &st) == 0 && S_ISDIR(st.st_mode))) ? 0 : -1;
+}
+
+void eng__state_root(const char *given, char *out, size_t cap)
+{
+    const char *env;
+    if (given && *given)
+        snprintf(out, cap, "%s", given);
+    else if ((env = getenv("BATCHREP_STATE_DIR")) && *env)
+        snprintf(out, cap, "%s", env);
+    else if ((env = getenv("XDG_STATE_HOME")) && *env)
+        snprintf(out, cap, "%s/batchrep", env);
+    else
+        snprintf(out, cap, "%s/.local/state/batchrep", getenv("HOME") ? getenv("HOME") : ".");
+}
+
+int eng_store_open(const char *state_dir, eng_store **out, char *err, size_t err_len)
+{
+    eng_store *s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENG_E_NOMEM;
+    eng__state_root(state_dir, s->dir, sizeof s->dir);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/jobs", s->dir);
+    if (eng__mkdir_p(path) != 0) {
+        snprintf(err, err_len, "%s: cannot create the state directory", s->dir);
+        free(s);
+        return -ENG_E_IO;
+    }
+    snprintf(path, sizeof path, "%s/batchrep.db", s->dir);
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                          SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        sql_fail(s, err, err_len, "cannot open");
+        eng_store_close(s);
+        return -ENG_E_IO;
+    }
+    sqlite3_busy_timeout(s->db, 10000);
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, err_len, "%s: cannot create the job catalogue: %s", path,
+                 msg ? msg : "?");
+        sqlite3_free(msg);
+        eng_store_close(s);
+        return -ENG_E_IO;
+    }
+    *out = s;
+    return 0;
+}
+
+void eng_store_close(eng_store *s)
+{
+    if (!s)
+        return;
+    sqlite3_close(s->db);
+    free(s);
+}
+
+const char *eng__store_dir(const eng_store *s)
+{
+    return s->dir;
+}
+
+/* ---- rows ------------------------------------------------------------------------------ */
+
+static const char cols[] =
+    "id, token, doc, rules, status, priority, total, succeeded, failed, created_ms,"
+    " terminated_ms, active_ms, failure_code, failure_reason, status_reason, suspended_ms,"
+    " suspended_cause, generated_manifest, owner_pid, owner_seen_ms";
+
+static void copy_col(sqlite3_stmt *st, int i, char *out, size_t cap)
+{
+    const unsigned char *v = sqlite3_column_text(st, i);
+    snprintf(out, cap, "%s", v ? (const char *)v : "");
+}
+
+static char *dup_col(sqlite3_stmt *st, int i)
+{
+    const unsigned char *v = sqlite3_column_text(st, i);
+    return v ? strdup((const char *)v) : NULL;
+}
+
+static void read_row(sqlite3_stmt *st, eng__job_row *r)
+{
+    memset(r, 0, sizeof *r);
+    copy_col(st, 0, r->id, sizeof r->id);
+    copy_col(st, 1, r->token, sizeof r->token);
+    r->doc = dup_col(st, 2);
+    r->rules = dup_col(st, 3);
+    char status[32];
+    copy_col(st, 4, status, sizeof status);
+    r->status = eng__status_parse(status);
+    r->priority = sqlite3_column_int(st, 5);
+    r->total = (uint64_t)sqlite3_column_int64(st, 6);
+    r->succeeded = (uint64_t)sqlite3_column_int64(st, 7);
+    r->failed = (uint64_t)sqlite3_column_int64(st, 8);
+    r->created_ms = sqlite3_column_int64(st, 9);
+    r->terminated_ms = sqlite3_column_int64(st, 10);
+    r->active_ms = sqlite3_column_int64(st, 11);
+    copy_col(st, 12, r->failure_code, sizeof r->failure_code);
+    copy_col(st, 13, r->failure_reason, sizeof r->failure_reason);
+    copy_col(st, 14, r->status_reason, sizeof r->status_reason);
+    r->suspended_ms = sqlite3_column_int64(st, 15);
+    copy_col(st, 16, r->suspended_cause, sizeof r->suspended_cause);
+    r->generated_manifest = dup_col(st, 17);
+    r->owner_pid = sqlite3_column_int(st, 18);
+    r->owner_seen_ms = sqlite3_column_int64(st, 19);
+}
+
+void eng__job_row_cleanup(eng__job_row *r)
+{
+    free(r->doc);
+    free(r->rules);
+    free(r->generated_manifest);
+    r->doc = r->rules = r->generated_manifest = NULL;
+}
+
+/* 1 found, 0 not found, <0 error. */
+int eng__store_get(eng_store *s, const char *id, eng__job_row *out, char *err, size_t err_len)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT %s FROM jobs WHERE id = ?1", cols);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return sql_fail(s, err, err_len, "select");
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        read_row(st, out);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return sql_fail(s, err, err_len, "select");
+    return rc == SQLITE_ROW;
+}
+
+int eng__store_insert(eng_store *s, const eng__job_row *r, char *out_existing_id,
+                      char *err, size_t err_len)
+{
+    sqlite3_stmt *st;
+    out_existing_id[0] = '\0';
+    if (sqlite3_prepare_v2(s->db, "SELECT id FROM jobs WHERE token = ?1", -1, &st, NULL) !=
+        SQLITE_OK)
+        return sql_fail(s, err, err_len, "select");
+    sqlite3_bind_text(st, 1, r->token, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        copy_col(st, 0, out_existing_id, 40);
+    sqlite3_finalize(st);
+    if (out_existing_id[0])
+        return 0; /* same ClientRequestToken: the same job (CreateJob idempotency) */
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO jobs (id, token, doc, rules, status, priority, "
+                           "created_ms, total) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return sql_fail(s, err, err_len, "insert");
+    sqlite3_bind_text(st, 1, r->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->token, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, r->doc, -1, SQLITE_STATIC);
+    if (r->rules)
+        sqlite3_bind_text(st, 4, r->rules, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 4);
+    sqlite3_bind_text(st, 5, eng_status_name(r->status), -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 6, r->priority);
+    sqlite3_bind_int64(st, 7, r->created_ms);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_CONSTRAINT) { /* another process inserted the same token meanwhile */
+        return eng__store_insert(s, r, out_existing_id, err, err_len);
+    }
+    return rc == SQLITE_DONE ? 0 : sql_fail(s, err, err_len, "insert");
+}
+
+/* Writes what a running job changes: status, counters, timers, failure, owner heartbeat. */
+int eng__store_save(eng_store *s, const eng__job_row *r, char *err, size_t err_len)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(
+            s->db,
+            /* a status set by another process wins over the worker's: a job cancelled
+               meanwhile stays Cancelling, a terminal job stays terminal */
+            "UPDATE jobs SET status = CASE WHEN status IN ('Cancelled', 'Complete', "
+            "'Failed') THEN status WHEN status = 'Cancelling' AND ?2 NOT IN ('Cancelled', "
+            "'Complete', 'Failed') THEN status ELSE ?2 END, total = ?3, succeeded = ?4, failed = ?5, "
+            "terminated_ms = ?6, active_ms = ?7, failure_code = ?8, failure_reason = ?9, "
+            "suspended_ms = ?10, suspended_cause = ?11, generated_manifest = ?12, "
+            "owner_pid = ?13, owner_seen_ms = ?14, status_reason = ?15, rules = ?16 "
+            "WHERE id = ?1",
+            -1, &st, NULL) != SQLITE_OK)
+        return sql_fail(s, err, err_len, "update");
+    sqlite3_bind_text(st, 1, r->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, eng_status_name(r->status), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)r->total);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)r->succeeded);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)r->failed);
+    if (r->terminated_ms)
+        sqlite3_bind_int64(st, 6, r->terminated_ms);
+    else
+        sqlite3_bind_null(st, 6);
+    sqlite3_bind_int64(st, 7, r->active_ms);
+    sqlite3_bind_text(st, 8, r->failure_code, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 9, r->failure_reason, -1, SQLITE_STATIC);
+    if (r->suspended_ms)
+        sqlite3_bind_int64(st, 10, r->suspended_ms);
+    else
+        sqlite3_bind_null(st, 10);
+    sqlite3_bind_text(st, 11, r->suspended_cause, -1, SQLITE_STATIC);
+    if (r->generated_manifest)
+        sqlite3_bind_text(st, 12, r->generated_manifest, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 12);
+    sqlite3_bind_int(st, 13, r->owner_pid);
+    sqlite3_bind_int64(st, 14, r->owner_seen_ms);
+    sqlite3_bind_text(st, 15, r->status_reason, -1, SQLITE_STATIC);
+    if (r->rules)
+        sqlite3_bind_text(st, 16, r->rules, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 16);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : sql_fail(s, err, err_len, "update");
+}
+
+/* Compare-and-set of the status (for requests from other processes and claims). Returns 1
+   when the row had `from` and now has `to`, 0 when it did not have `from`. */
+int eng__store_cas_status(eng_store *s, const char *id, eng_status from, eng_status to,
+                          const char *reason, char *err, size_t err_len)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db,
+                           "UPDATE jobs SET status = ?3, status_reason = COALESCE(?4, "
+                           "status_reason), terminated_ms = CASE WHEN ?3 IN ('Cancelled', "
+                           "'Failed', 'Complete') THEN ?5 ELSE terminated_ms END "
+                           "WHERE id = ?1 AND status = ?2",
+                           -1, &st, NULL) != SQLITE_OK)
+        return sql_fail(s, err, err_len, "update");
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, eng_status_name(from), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, eng_status_name(to), -1, SQLITE_STATIC);
+    if (reason)
+        sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 4);
+    sqlite3_bind_int64(st, 5, eng__now_ms());
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return sql_fail(s, err, err_len, "update");
+    return sqlite3_changes(s->db) == 1;
+}
+
+int eng__store_set_priority(eng_store *s, const char *id, int priority, char *err,
+                            size_t err_len)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "UPDATE jobs SET priority = ?2 WHERE id = ?1", -1, &st,
+                           NULL) != SQLITE_OK)
+        return sql_fail(s, err, err_len, "update");
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, priority);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return sql_fail(s, err, err_len, "update");
+    return sqlite3_changes(s->db) == 1;
+}
+
+static int owner_alive(const eng__job_row *r)
+{
+    if (r->owner_pid <= 0)
+        return 0;
+    if (r->owner_pid == getpid())
+        return 1;
+    if (kill(r->owner_pid, 0) != 0)
+        return 0; /* that worker is gone (crashed or killed) */
+    return eng__now_ms() - r->owner_seen_ms < OWNER_STALE_MS;
+}
+
+/* Takes the job for this process when nobody alive owns it. 1 taken, 0 owned elsewhere. */
+int eng__store_claim(eng_store *s, const char *id, char *err, size_t err_len)
+{
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return sql_fail(s, err, err_len, "begin");
+    eng__job_row r;
+    int rc = eng__store_get(s, id, &r, err, err_len);
+    int taken = 0;
+    if (rc == 1) {
+        if (!owner_alive(&r) || r.owner_pid == getpid()) {
+            sqlite3_stmt *st;
+            if (sqlite3_prepare_v2(s->db,
+                                   "UPDATE jobs SET owner_pid = ?2, owner_seen_ms = ?3 "
+                                   "WHERE id = ?1",
+                                   -1, &st, NULL) == SQLITE_OK) {
+                sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+                sqlite3_bind_int(st, 2, getpid());
+                sqlite3_bind_int64(st, 3, eng__now_ms());
+                taken = sqlite3_step(st) == SQLITE_DONE;
+                sqlite3_finalize(st);
+            }
+        }
+        eng__job_row_cleanup(&r);
+    }
+    sqlite3_exec(s->db, taken || rc >= 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+    return rc < 0 ? rc : taken;
+}
+
+/* Calls cb for each job (all, or those whose status is in `statuses`), newest first. */
+int eng__store_each(eng_store *s, const eng_status *statuses, size_t n_statuses,
+                    int (*cb)(const eng__job_row *r, void *user), void *user, char *err,
+                    size_t err_len)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT %s FROM jobs ORDER BY created_ms DESC, id", cols);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return sql_fail(s, err, err_len, "select");
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        eng__job_row r;
+        read_row(st, &r);
+        int keep = n_statuses == 0;
+        for (size_t i = 0; i < n_statuses; i++)
+            keep |= r.status == statuses[i];
+        int stop = keep ? cb(&r, user) : 0;
+        eng__job_row_cleanup(&r);
+        if (stop)
+            break;
+    }
+    sqlite3_finalize(st);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : sql_fail(s, err, err_len, "select");
+}

@@ -1,0 +1,273 @@
+/*
+ * verbs.c — the job verbs of `batchrep`, named and shaped like `aws s3control`'s
+ * (../shared/aws-formats.md §3.1, §4.3, §4.4): CreateJob, DescribeJob, ListJobs,
+ * UpdateJobPriority, UpdateJobStatus. They read and write the catalogue only; a worker
+ * process picks the changes up within a tick (200 ms).
+ */
+#include "engine/engine_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+const char *eng_strerror(int err)
+{
+    switch (err < 0 ? -err : err) {
+#define XX(name, msg)                                                                      \
+    case ENG_E_##name:                                                                     \
+        return msg;
+        ENG_ERRNO_MAP(XX)
+#undef XX
+    }
+    return "unknown error";
+}
+
+const char *eng_errname(int err)
+{
+    switch (err < 0 ? -err : err) {
+#define XX(name, msg)                                                                      \
+    case ENG_E_##name:                                                                     \
+        return "ENG_E_" #name;
+        ENG_ERRNO_MAP(XX)
+#undef XX
+    }
+    return "ENG_E_UNKNOWN";
+}
+
+const char *eng_status_name(eng_status s)
+{
+    switch (s) {
+#define XX(name, str)                                                                      \
+    case ENG_STATUS_##name:                                                                \
+        return str;
+        ENG_STATUS_MAP(XX)
+#undef XX
+    }
+    return "Unknown";
+}
+
+static int is_terminal(eng_status s)
+{
+    return s == ENG_STATUS_COMPLETE || s == ENG_STATUS_FAILED || s == ENG_STATUS_CANCELLED;
+}
+
+int eng_create_job(eng_store *s, const char *job_path, const char *replication_config_path,
+                   json_t **out, char *err, size_t err_len)
+{
+    json_error_t je;
+    json_t *doc = json_load_file(job_path, 0, &je);
+    if (!doc) {
+        snprintf(err, err_len, "%s:%d:%d: not valid JSON: %s", job_path, je.line, je.column,
+                 je.text);
+        return -ENG_E_INVALID_JOB;
+    }
+    eng__job job;
+    memset(&job, 0, sizeof job);
+    int rc = eng__job_parse(&job, doc, job_path, err, err_len);
+    char *rules_text = NULL;
+    if (rc == 0 && replication_config_path) {
+        eng__rules rules;
+        json_t *rj = json_load_file(replication_config_path, 0, &je);
+        if (!rj) {
+            snprintf(err, err_len, "%s:%d:%d: not valid JSON: %s", replication_config_path,
+                     je.line, je.column, je.text);
+            rc = -ENG_E_INVALID_JOB;
+        } else if ((rc = eng__rules_from_json(&rules, rj, replication_config_path, err,
+                                              err_len)) == 0) {
+            eng__rules_cleanup(&rules);
+            rules_text = json_dumps(rj, JSON_COMPACT);
+        } else {
+            rc = -ENG_E_INVALID_JOB;
+        }
+        json_decref(rj);
+    }
+    if (rc == 0) {
+        /* a local manifest path is kept absolute: the worker may run elsewhere */
+        if (job.manifest_is_local && job.manifest_path[0] != '/') {
+            char *abs = realpath(job.manifest_path, NULL);
+            json_t *loc = json_object_get(json_object_get(doc, "Manifest"), "Location");
+            if (abs)
+                json_object_set_new(loc, "ObjectArn", json_string(abs));
+            free(abs);
+        }
+        json_t *rep = json_object_get(doc, "Report");
+        if (job.report_is_local && job.report_bucket[0] != '/') {
+            char cwd[4096];
+            if (getcwd(cwd, sizeof cwd)) {
+                char p[8200];
+                snprintf(p, sizeof p, "%s/%s", cwd, job.report_bucket);
+                json_object_set_new(rep, "Bucket", json_string(p));
+            }
+        }
+        eng__job_row row = job.row;
+        eng__uuid4(row.id);
+        row.doc = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        row.rules = rules_text;
+        row.status = ENG_STATUS_NEW;
+        row.created_ms = eng__now_ms();
+        char existing[40];
+        rc = eng__store_insert(s, &row, existing, err, err_len);
+        if (rc == 0) {
+            *out = json_pack("{s:s}", "JobId", existing[0] ? existing : row.id);
+        }
+        free(row.doc);
+        free(rules_text);
+        memset(&job.row, 0, sizeof job.row);
+    } else {
+        free(rules_text);
+    }
+    json_decref(doc);
+    eng__job_cleanup(&job);
+    return rc;
+}
+
+static int load(eng_store *s, const char *id, eng__job *job, char *err, size_t err_len)
+{
+    eng__job_row row;
+    int rc = eng__store_get(s, id, &row, err, err_len);
+    if (rc < 0)
+        return rc;
+    if (rc == 0) {
+        snprintf(err, err_len, "NotFoundException: no job with ID %s", id);
+        return -ENG_E_NOT_FOUND;
+    }
+    s3_endpoint ep;
+    char ignore[256];
+    const char *region = s3_endpoint_load(&ep, NULL, ignore, sizeof ignore) == 0 ? ep.region
+                                                                                 : "us-east-1";
+    eng__job_load(job, &row, eng__store_dir(s), region, err, err_len);
+    return 0;
+}
+
+int eng_describe_job(eng_store *s, const char *job_id, json_t **out, char *err, size_t err_len)
+{
+    eng__job job;
+    int rc = load(s, job_id, &job, err, err_len);
+    if (rc)
+        return rc;
+    *out = eng__job_describe(&job);
+    eng__job_cleanup(&job);
+    return 0;
+}
+
+typedef struct list_ctx {
+    eng_store *s;
+    json_t *jobs;
+} list_ctx;
+
+static int list_one(const eng__job_row *r, void *user)
+{
+    list_ctx *c = user;
+    eng__job job;
+    char err[256];
+    if (load(c->s, r->id, &job, err, sizeof err) == 0) {
+        json_array_append_new(c->jobs, eng__job_list_descriptor(&job));
+        eng__job_cleanup(&job);
+    }
+    return 0;
+}
+
+int eng_list_jobs(eng_store *s, const char *const *statuses, size_t n_statuses, json_t **out,
+                  char *err, size_t err_len)
+{
+    eng_status want[16];
+    if (n_statuses > 16)
+        n_statuses = 16;
+    for (size_t i = 0; i < n_statuses; i++) {
+        int v = eng__status_parse(statuses[i]);
+        if (v < 0) {
+            snprintf(err, err_len, "--job-statuses: \"%s\" is not a job status (one of New, "
+                                   "Preparing, Suspended, Ready, Active, Pausing, Paused, "
+                                   "Completing, Complete, Failing, Failed, Cancelling, "
+                                   "Cancelled)",
+                     statuses[i]);
+            return -ENG_E_INVALID_JOB;
+        }
+        want[i] = (eng_status)v;
+    }
+    list_ctx c = {.s = s, .jobs = json_array()};
+    int rc = eng__store_each(s, want, n_statuses, list_one, &c, err, err_len);
+    if (rc) {
+        json_decref(c.jobs);
+        return rc;
+    }
+    *out = json_pack("{s:o}", "Jobs", c.jobs);
+    return 0;
+}
+
+int eng_update_job_priority(eng_store *s, const char *job_id, long priority, json_t **out,
+                            char *err, size_t err_len)
+{
+    if (priority < 0 || priority > 2147483647L) {
+        snprintf(err, err_len, "--priority: must be 0..2147483647, got %ld", priority);
+        return -ENG_E_INVALID_JOB;
+    }
+    int rc = eng__store_set_priority(s, job_id, (int)priority, err, err_len);
+    if (rc < 0)
+        return rc;
+    if (rc == 0) {
+        snprintf(err, err_len, "NotFoundException: no job with ID %s", job_id);
+        return -ENG_E_NOT_FOUND;
+    }
+    *out = json_pack("{s:s,s:i}", "JobId", job_id, "Priority", (int)priority);
+    return 0;
+}
+
+/* UpdateJobStatus (§4.4): Ready only from Suspended; Cancelled from any non-terminal status
+   (a job not running yet becomes Cancelled at once, a running one Cancelling, and its worker
+   finishes the cancel). Anything else is AWS's JobStatusException. */
+int eng_update_job_status(eng_store *s, const char *job_id, const char *requested,
+                          const char *reason, json_t **out, char *err, size_t err_len)
+{
+    int want_ready = strcmp(requested, "Ready") == 0;
+    if (!want_ready && strcmp(requested, "Cancelled") != 0) {
+        snprintf(err, err_len, "--requested-job-status: must be Ready or Cancelled, got \"%s\"",
+                 requested);
+        return -ENG_E_INVALID_JOB;
+    }
+    for (int attempt = 0; attempt < 20; attempt++) {
+        eng__job_row row;
+        int rc = eng__store_get(s, job_id, &row, err, err_len);
+        if (rc < 0)
+            return rc;
+        if (rc == 0) {
+            snprintf(err, err_len, "NotFoundException: no job with ID %s", job_id);
+            return -ENG_E_NOT_FOUND;
+        }
+        eng_status cur = row.status, to;
+        eng__job_row_cleanup(&row);
+        if (want_ready) {
+            if (cur != ENG_STATUS_SUSPENDED) {
+                snprintf(err, err_len,
+                         "JobStatusException: job %s is %s; only a Suspended job can be "
+                         "confirmed (Ready)",
+                         job_id, eng_status_name(cur));
+                return -ENG_E_STATUS;
+            }
+            to = ENG_STATUS_READY;
+        } else {
+            if (is_terminal(cur) || cur == ENG_STATUS_CANCELLING) {
+                snprintf(err, err_len, "JobStatusException: job %s is already %s", job_id,
+                         eng_status_name(cur));
+                return -ENG_E_STATUS;
+            }
+            to = (cur == ENG_STATUS_NEW || cur == ENG_STATUS_SUSPENDED ||
+                  cur == ENG_STATUS_READY)
+                     ? ENG_STATUS_CANCELLED
+                     : ENG_STATUS_CANCELLING;
+        }
+        rc = eng__store_cas_status(s, job_id, cur, to, reason, err, err_len);
+        if (rc < 0)
+            return rc;
+        if (rc == 1) {
+            *out = json_pack("{s:s,s:s}", "JobId", job_id, "Status", eng_status_name(to));
+            if (reason)
+                json_object_set_new(*out, "StatusUpdateReason", json_string(reason));
+            return 0;
+        }
+        /* the status moved under us (a worker took the job): look again */
+    }
+    snprintf(err, err_len, "job %s: its status keeps changing; try again", job_id);
+    return -ENG_E_STATUS;
+}

@@ -1,0 +1,853 @@
+/*
+ * worker.c — runs the catalogue's jobs: several at once, highest priority first, resumable.
+ *
+ * Threads of a worker process (they meet only at bounded queues and a few atomics):
+ *   control (the caller's thread)  every 200 ms: reads the catalogue, prepares New jobs,
+ *            takes runnable ones (claim: pid + heartbeat; a dead owner's job is taken over),
+ *            applies other processes' requests (cancel, priority), decides which jobs are
+ *            Active and which are Paused, finishes jobs, writes progress and heartbeat;
+ *   feeder   reads the manifests of the Active jobs and hands units to the pool: always
+ *            from the highest priority, round-robin among equal ones. The pool's queues are
+ *            short (64 units a worker), so a change of priority shows within a second;
+ *   pool     N workers with curl multi handles (pool.c);
+ *   writer   writes each finished unit's report rows to its job's results files, counts,
+ *            checks the failure threshold, and every second syncs the files and writes the
+ *            job's checkpoint (checkpoint.c): rows durable first, then the checkpoint.
+ *
+ * Job states (../shared/aws-formats.md §4): New -> Preparing -> (Suspended) -> Ready ->
+ * Active <-> Pausing -> Paused, -> Completing -> Complete; Cancelling -> Cancelled; Failing
+ * -> Failed. A job left in any non-terminal state by a dead worker continues from its
+ * checkpoint: its results files are cut back to the checkpoint's sizes, done units are
+ * skipped and units that may have started are rechecked against the destinations.
+ */
+#include "engine/engine_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TICK_MS 200
+#define SAVE_INTERVAL_MS 1000
+#define CKPT_INTERVAL_MS 1000
+#define PLAN_WINDOW_ROWS 20000 /* rows the planner may run ahead of the last checkpoint */
+#define FAIL_THRESHOLD_MIN_TASKS 1000
+
+typedef struct jobrun {
+    eng__job job;
+    eng__rules rules;
+    rpt_writer *rpt;              /* NULL: report disabled */
+    rpt_opts ro;
+    char report_root[4096];
+    char ckpt_path[4200];
+    /* feeder thread only */
+    mf_reader *reader;
+    eng__unit_builder builder;
+    eng__unit *pending;           /* planned, waiting for plan_limit to allow it */
+    uint64_t feed_turn;
+    int feeding;                  /* guarded by sched.mu: the feeder is using this job */
+    /* shared */
+    _Atomic int waiting_limit;    /* a planned unit waits for the next checkpoint */
+    _Atomic int stop;             /* abandon work: cancelled or failed */
+    _Atomic int priority;
+    _Atomic int runnable;         /* the feeder may hand out units */
+    _Atomic int plan_done;        /* manifest read to its end (or failed) */
+    _Atomic int64_t units_out;    /* handed to the pool, not yet written */
+    _Atomic uint64_t planned_seq; /* next row the planner reads */
+    _Atomic uint64_t plan_limit;  /* durable: units must end at or below it */
+    _Atomic uint64_t succeeded, failed;
+    _Atomic int threshold_hit;
+    _Atomic int io_error;
+    char plan_error[512];         /* set by the feeder before plan_done */
+    /* writer thread only */
+    eng__ckpt ckpt;
+    eng__ckpt resume;             /* what the run started from */
+    int ckpt_dirty;
+    /* control thread only */
+    int64_t active_since_ms;
+    int detached;
+    struct jobrun *next;
+} jobrun;
+
+typedef struct sched {
+    pthread_mutex_t mu;           /* guards the list and `quit` */
+    jobrun *jobs;
+    int quit;
+    eng__pool *pool;
+    eng__queue done_q;
+    eng__counters counters;
+    const s3_endpoint *ep;
+    const eng_options *opts;
+    char state_root[4096];
+    int metrics_fd;
+} sched;
+
+static volatile sig_atomic_t g_signalled;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_signalled = 1;
+}
+
+/* ---- feeder ---------------------------------------------------------------------------- */
+
+/* Reads rows until the key changes; returns the finished unit (NULL at the end). */
+static eng__unit *plan_one(jobrun *jr)
+{
+    mf_entry e;
+    int rc;
+    char msg[512];
+    while ((rc = mf_next(jr->reader, &e, msg, sizeof msg)) == 1) {
+        atomic_store(&jr->planned_seq, e.seq + 1);
+        eng__unit *u = NULL;
+        if (eng__unit_builder_len(&jr->builder) > 0 &&
+            !eng__unit_builder_same_key(&jr->builder, &e))
+            u = eng__unit_builder_take(&jr->builder, &jr->rules, &jr->stop, jr);
+        if (eng__unit_builder_add(&jr->builder, &e) != 0) {
+            snprintf(jr->plan_error, sizeof jr->plan_error, "out of memory planning units");
+            eng__unit_destroy(u);
+            return NULL;
+        }
+        if (u)
+            return u;
+    }
+    if (rc < 0)
+        snprintf(jr->plan_error, sizeof jr->plan_error, "%s", msg);
+    if (eng__unit_builder_len(&jr->builder) > 0)
+        return eng__unit_builder_take(&jr->builder, &jr->rules, &jr->stop, jr);
+    return NULL;
+}
+
+/* The job the feeder serves next: highest priority, then the one served least recently. */
+static jobrun *pick(sched *s)
+{
+    jobrun *best = NULL;
+    for (jobrun *jr = s->jobs; jr; jr = jr->next) {
+        if (!atomic_load(&jr->runnable) || atomic_load(&jr->plan_done) ||
+            atomic_load(&jr->stop))
+            continue;
+        if (jr->pending && eng__unit_first_seq(jr->pending) + eng__unit_n_tasks(jr->pending) >
+                               atomic_load(&jr->plan_limit))
+            continue; /* waits for the writer's next checkpoint */
+        if (!best || atomic_load(&jr->priority) > atomic_load(&best->priority) ||
+            (atomic_load(&jr->priority) == atomic_load(&best->priority) &&
+             jr->feed_turn < best->feed_turn))
+            best = jr;
+    }
+    return best;
+}
+
+/* Hands the job's next unit to the pool (or parks it until the checkpoint allows it). */
+static void feed(sched *s, jobrun *jr)
+{
+    eng__unit *u = jr->pending;
+    jr->pending = NULL;
+    atomic_store(&jr->waiting_limit, 0);
+    if (!u) {
+        u = plan_one(jr);
+        if (!u) {
+            atomic_store(&jr->plan_done, 1);
+            return;
+        }
+    }
+    uint64_t first = eng__unit_first_seq(u), end = first + eng__unit_n_tasks(u);
+    if (eng__ckpt_done(&jr->resume, first, end)) {
+        eng__unit_destroy(u); /* done before the crash: its rows are in the report */
+        return;
+    }
+    if (end > atomic_load(&jr->plan_limit)) {
+        jr->pending = u;
+        atomic_store(&jr->waiting_limit, 1);
+        return;
+    }
+    if (first < jr->resume.plan_limit)
+        eng__unit_set_recheck(u); /* may have run before the crash */
+    atomic_fetch_add(&jr->units_out, 1);
+    if (eng__pool_submit(s->pool, u) != 0) {
+        atomic_fetch_sub(&jr->units_out, 1);
+        eng__unit_destroy(u);
+    }
+}
+
+static void *feeder_main(void *arg)
+{
+    sched *s = arg;
+    uint64_t turn = 0;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        int quit = s->quit;
+        jobrun *jr = quit ? NULL : pick(s);
+        if (jr) {
+            jr->feed_turn = ++turn;
+            jr->feeding = 1;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (quit)
+            break;
+        if (!jr) {
+            usleep(5000);
+            continue;
+        }
+        feed(s, jr);
+        pthread_mutex_lock(&s->mu);
+        jr->feeding = 0;
+        pthread_mutex_unlock(&s->mu);
+    }
+    return NULL;
+}
+
+/* ---- writer ---------------------------------------------------------------------------- */
+
+static void write_unit(jobrun *jr, eng__unit *u)
+{
+    int all_ran = 1;
+    s3_slice bucket = eng__unit_bucket(u);
+    for (size_t i = 0; i < eng__unit_n_tasks(u); i++) {
+        const eng__task *t = eng__unit_task(u, i);
+        if (t->not_run) {
+            all_ran = 0;
+            continue;
+        }
+        if (jr->rpt && !atomic_load(&jr->io_error)) {
+            rpt_row row = {.bucket = bucket, .key = t->key_raw, .version_id = t->version_id,
+                           .succeeded = t->succeeded, .http_status = t->http_status,
+                           .error_code = t->error_code, .message = t->message};
+            if (rpt_writer_add(jr->rpt, &row) != 0) {
+                atomic_store(&jr->io_error, 1);
+                atomic_store(&jr->stop, 1);
+            }
+        }
+        atomic_fetch_add(t->succeeded ? &jr->succeeded : &jr->failed, 1);
+        (t->succeeded ? jr->ckpt.succeeded++ : jr->ckpt.failed++);
+    }
+    if (all_ran) {
+        uint64_t first = eng__unit_first_seq(u);
+        eng__ckpt_add(&jr->ckpt, first, first + eng__unit_n_tasks(u));
+    }
+    jr->ckpt_dirty = 1;
+    uint64_t ok = atomic_load(&jr->succeeded), bad = atomic_load(&jr->failed);
+    if (ok + bad >= FAIL_THRESHOLD_MIN_TASKS && bad * 2 > ok + bad &&
+        !atomic_load(&jr->threshold_hit)) {
+        atomic_store(&jr->threshold_hit, 1);
+        atomic_store(&jr->stop, 1);
+    }
+}
+
+/* Rows first, then the checkpoint that counts them (checkpoint.c). */
+static void checkpoint(jobrun *jr)
+{
+    if (atomic_load(&jr->io_error))
+        return;
+    if (jr->rpt && rpt_writer_sync(jr->rpt, &jr->ckpt.succeeded_bytes,
+                                   &jr->ckpt.failed_bytes) != 0) {
+        atomic_store(&jr->io_error, 1);
+        atomic_store(&jr->stop, 1);
+        return;
+    }
+    uint64_t limit = atomic_load(&jr->planned_seq) + PLAN_WINDOW_ROWS;
+    if (limit < jr->ckpt.plan_limit)
+        limit = jr->ckpt.plan_limit;
+    jr->ckpt.plan_limit = limit;
+    if (eng__ckpt_save(jr->ckpt_path, &jr->ckpt) != 0) {
+        atomic_store(&jr->io_error, 1);
+        atomic_store(&jr->stop, 1);
+        return;
+    }
+    atomic_store(&jr->plan_limit, limit);
+    jr->ckpt_dirty = 0;
+}
+
+static void *writer_main(void *arg)
+{
+    sched *s = arg;
+    int64_t last = eng__now_ms();
+    for (;;) {
+        int closed = 0;
+        eng__unit *u = eng__queue_pop(&s->done_q, 50, &closed);
+        if (u) {
+            jobrun *jr = eng__unit_job(u);
+            write_unit(jr, u);
+            eng__unit_destroy(u);
+            atomic_fetch_sub(&jr->units_out, 1);
+        } else if (closed) {
+            break;
+        }
+        int64_t now = eng__now_ms();
+        pthread_mutex_lock(&s->mu);
+        for (jobrun *jr = s->jobs; jr; jr = jr->next) {
+            /* a job near its window's end gets its checkpoint at once, not after a second */
+            int starving = atomic_load(&jr->waiting_limit);
+            if ((jr->ckpt_dirty || starving) && (now - last >= CKPT_INTERVAL_MS || starving))
+                checkpoint(jr);
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (now - last >= CKPT_INTERVAL_MS)
+            last = now;
+    }
+    return NULL;
+}
+
+/* ---- metrics (Prometheus text format on 127.0.0.1:PORT) ---------------------------------- */
+
+static int metrics_listen(const char *addr, char *err, size_t err_len)
+{
+    char host[64];
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon - addr >= (long)sizeof host) {
+        snprintf(err, err_len, "--metrics-addr: expected HOST:PORT, got \"%s\"", addr);
+        return -1;
+    }
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_port = htons((uint16_t)strtol(colon + 1, NULL, 10));
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+        snprintf(err, err_len, "--metrics-addr: \"%s\" is not an IPv4 address", host);
+        return -1;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 16) != 0) {
+        snprintf(err, err_len, "--metrics-addr %s: %s", addr, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void metrics_serve(sched *s)
+{
+    int c = accept(s->metrics_fd, NULL, NULL);
+    if (c < 0)
+        return;
+    char req[1024];
+    struct pollfd pfd = {.fd = c, .events = POLLIN};
+    if (poll(&pfd, 1, 200) > 0)
+        (void)!read(c, req, sizeof req);
+    s3_buf b;
+    s3_buf_init(&b, 1u << 20);
+    char line[512];
+    const eng__counters *k = &s->counters;
+    snprintf(line, sizeof line,
+             "# TYPE batchrep_requests_total counter\nbatchrep_requests_total %llu\n"
+             "# TYPE batchrep_retries_total counter\nbatchrep_retries_total %llu\n"
+             "# TYPE batchrep_throttling_events_total counter\n"
+             "batchrep_throttling_events_total %llu\n"
+             "# TYPE batchrep_tasks_total counter\n",
+             (unsigned long long)atomic_load(&k->requests),
+             (unsigned long long)atomic_load(&k->retries),
+             (unsigned long long)atomic_load(&k->throttle_events));
+    s3_buf_append_str(&b, line);
+    uint64_t ok = 0, bad = 0;
+    int64_t inflight = 0;
+    s3_buf per;
+    s3_buf_init(&per, 1u << 20);
+    pthread_mutex_lock(&s->mu);
+    for (jobrun *jr = s->jobs; jr; jr = jr->next) {
+        uint64_t a = atomic_load(&jr->succeeded), f = atomic_load(&jr->failed);
+        ok += a;
+        bad += f;
+        inflight += atomic_load(&jr->units_out);
+        snprintf(line, sizeof line,
+                 "batchrep_job_tasks{job_id=\"%s\",status=\"%s\",outcome=\"succeeded\"} %llu\n"
+                 "batchrep_job_tasks{job_id=\"%s\",status=\"%s\",outcome=\"failed\"} %llu\n"
+                 "batchrep_job_tasks_total{job_id=\"%s\"} %llu\n",
+                 jr->job.row.id, eng_status_name(jr->job.row.status), (unsigned long long)a,
+                 jr->job.row.id, eng_status_name(jr->job.row.status), (unsigned long long)f,
+                 jr->job.row.id, (unsigned long long)jr->job.row.total);
+        s3_buf_append_str(&per, line);
+    }
+    pthread_mutex_unlock(&s->mu);
+    snprintf(line, sizeof line,
+             "batchrep_tasks_total{outcome=\"succeeded\"} %llu\n"
+             "batchrep_tasks_total{outcome=\"failed\"} %llu\n"
+             "# TYPE batchrep_units_in_flight gauge\nbatchrep_units_in_flight %lld\n"
+             "# TYPE batchrep_job_tasks gauge\n",
+             (unsigned long long)ok, (unsigned long long)bad, (long long)inflight);
+    s3_buf_append_str(&b, line);
+    s3_buf_append(&b, per.ptr ? per.ptr : "", per.len);
+    snprintf(line, sizeof line,
+             "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+             "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+             b.len);
+    (void)!write(c, line, strlen(line));
+    (void)!write(c, b.ptr ? b.ptr : "", b.len);
+    s3_buf_cleanup(&b);
+    s3_buf_cleanup(&per);
+    close(c);
+}
+
+/* ---- control ----------------------------------------------------------------------------- */
+
+static void save(sched *s, eng_store *st, jobrun *jr)
+{
+    char err[512];
+    eng__job_row *r = &jr->job.row;
+    r->succeeded = atomic_load(&jr->succeeded);
+    r->failed = atomic_load(&jr->failed);
+    r->owner_pid = getpid();
+    r->owner_seen_ms = eng__now_ms();
+    if (jr->active_since_ms) {
+        int64_t now = eng__now_ms();
+        r->active_ms += now - jr->active_since_ms;
+        jr->active_since_ms = now;
+    }
+    if (eng__store_save(st, r, err, sizeof err) != 0)
+        fprintf(stderr, "batchrep: %s\n", err);
+    (void)s;
+}
+
+static void set_status(jobrun *jr, eng_status st)
+{
+    eng__job_row *r = &jr->job.row;
+    if (r->status == st)
+        return;
+    if (st == ENG_STATUS_ACTIVE)
+        jr->active_since_ms = eng__now_ms();
+    else if (r->status == ENG_STATUS_ACTIVE && jr->active_since_ms) {
+        r->active_ms += eng__now_ms() - jr->active_since_ms;
+        jr->active_since_ms = 0;
+    }
+    r->status = st;
+}
+
+/* Takes a claimed job into the run: rules, checkpoint, report files, manifest reader. */
+static jobrun *attach(sched *s, eng__job_row *row, char *err, size_t err_len)
+{
+    jobrun *jr = calloc(1, sizeof *jr);
+    if (!jr)
+        return NULL;
+    if (eng__job_load(&jr->job, row, s->state_root, s->ep->region, err, err_len) != 0) {
+        eng__job_fail(&jr->job, "InvalidJobDocument", err);
+        return jr;
+    }
+    eng__unit_builder_init(&jr->builder);
+    atomic_store(&jr->priority, jr->job.row.priority);
+    if (eng__attach_rules(&jr->job, &jr->rules, s->ep) != 0)
+        return jr;
+    snprintf(jr->ckpt_path, sizeof jr->ckpt_path, "%s/checkpoint.json", jr->job.dir);
+    int loaded = eng__ckpt_load(jr->ckpt_path, &jr->resume);
+    if (loaded < 0) {
+        eng__job_fail(&jr->job, "CheckpointUnreadable", jr->ckpt_path);
+        return jr;
+    }
+    /* the writer's progress starts from the checkpoint: counts, sizes, done ranges */
+    eng__ckpt_load(jr->ckpt_path, &jr->ckpt);
+    atomic_store(&jr->succeeded, jr->ckpt.succeeded);
+    atomic_store(&jr->failed, jr->ckpt.failed);
+    if (jr->job.report_enabled) {
+        if (jr->job.report_is_local)
+            snprintf(jr->report_root, sizeof jr->report_root, "%s", jr->job.report_bucket);
+        else
+            snprintf(jr->report_root, sizeof jr->report_root, "%s/report", jr->job.dir);
+        jr->ro = (rpt_opts){.root_dir = jr->report_root, .bucket = jr->job.report_bucket,
+                            .prefix = jr->job.report_prefix, .job_id = jr->job.row.id,
+                            .scope = jr->job.report_scope, .resume = loaded == 0,
+                            .resume_succeeded_bytes = jr->ckpt.succeeded_bytes,
+                            .resume_failed_bytes = jr->ckpt.failed_bytes};
+        char msg[512];
+        jr->rpt = rpt_writer_open(&jr->ro, msg, sizeof msg);
+        if (!jr->rpt) {
+            eng__job_fail(&jr->job, "ReportNotWritable", msg);
+            return jr;
+        }
+    }
+    char msg[512];
+    jr->reader = eng__open_manifest(&jr->job, msg, sizeof msg);
+    if (!jr->reader) {
+        eng__job_fail(&jr->job, "ManifestNotReadable", msg);
+        return jr;
+    }
+    /* the first window: a checkpoint that allows PLAN_WINDOW_ROWS past where we start */
+    jr->ckpt.plan_limit = jr->resume.plan_limit > jr->ckpt.low + PLAN_WINDOW_ROWS
+                              ? jr->resume.plan_limit
+                              : jr->ckpt.low + PLAN_WINDOW_ROWS;
+    if (eng__ckpt_save(jr->ckpt_path, &jr->ckpt) != 0) {
+        eng__job_fail(&jr->job, "CheckpointUnwritable", jr->ckpt_path);
+        return jr;
+    }
+    atomic_store(&jr->plan_limit, jr->ckpt.plan_limit);
+    return jr;
+}
+
+static void release(jobrun *jr)
+{
+    mf_close(jr->reader);
+    eng__unit_destroy(jr->pending);
+    eng__unit_builder_cleanup(&jr->builder);
+    rpt_writer_destroy(jr->rpt);
+    eng__rules_cleanup(&jr->rules);
+    eng__ckpt_cleanup(&jr->ckpt);
+    eng__ckpt_cleanup(&jr->resume);
+    eng__job_cleanup(&jr->job);
+    free(jr);
+}
+
+/* The job has no work left in the pool: write its report, choose its terminal status:
+   Cancelling -> Cancelled, Failing -> Failed, Completing -> Complete. */
+static void finish(sched *s, eng_store *st, jobrun *jr)
+{
+    char msg[1024];
+    eng__job *job = &jr->job;
+    eng_status final = ENG_STATUS_COMPLETE, transit = ENG_STATUS_COMPLETING;
+    if (job->row.status == ENG_STATUS_CANCELLING) {
+        final = ENG_STATUS_CANCELLED;
+        transit = ENG_STATUS_CANCELLING;
+    } else {
+        if (jr->plan_error[0])
+            eng__job_fail(job, "InvalidManifestContent", jr->plan_error);
+        else if (atomic_load(&jr->io_error))
+            eng__job_fail(job, "ReportNotWritable", "cannot write the results files");
+        else if (atomic_load(&jr->threshold_hit))
+            eng__job_fail(job, "TaskFailureThresholdExceeded",
+                          "More than 50% of the tasks that ran failed (checked once at least "
+                          "1,000 tasks have run)");
+        if (job->row.failure_code[0]) {
+            final = ENG_STATUS_FAILED;
+            transit = ENG_STATUS_FAILING;
+        }
+    }
+    set_status(jr, transit);
+    save(s, st, jr);
+    if (jr->rpt) {
+        checkpoint(jr); /* the writer no longer sees this job */
+        rpt_summary sum;
+        rpt_writer *w = jr->rpt;
+        jr->rpt = NULL;
+        if (rpt_writer_finish(w, &sum, msg, sizeof msg) != 0) {
+            eng__job_fail(job, "ReportNotWritable", msg);
+            final = ENG_STATUS_FAILED;
+        } else if (!job->report_is_local &&
+                   rpt_upload(s->ep, &jr->ro, &sum, msg, sizeof msg) != 0) {
+            char reason[1200];
+            snprintf(reason, sizeof reason,
+                     "The job report could not be written to your report bucket: %s", msg);
+            eng__job_fail(job, "ReportNotWritable", reason);
+            final = ENG_STATUS_FAILED;
+        }
+    }
+    set_status(jr, final);
+    job->row.terminated_ms = eng__now_ms();
+    save(s, st, jr);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/describe.json", job->dir);
+    json_t *d = eng__job_describe(job);
+    json_dump_file(d, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(d);
+}
+
+typedef struct scan_ctx {
+    sched *s;
+    eng_store *st;
+    int runnable_seen;            /* a job someone could still run exists */
+    int only_done;                /* only_job_id reached a terminal state (or Suspended) */
+} scan_ctx;
+
+static int attached(sched *s, const char *id)
+{
+    for (jobrun *jr = s->jobs; jr; jr = jr->next)
+        if (strcmp(jr->job.row.id, id) == 0)
+            return 1;
+    return 0;
+}
+
+/* Runs Preparing for a New job this process claimed. */
+static void prepare(sched *s, eng_store *st, eng__job_row *row)
+{
+    char err[1024];
+    eng__job job;
+    if (eng__job_load(&job, row, s->state_root, s->ep->region, err, sizeof err) != 0) {
+        eng__job_fail(&job, "InvalidJobDocument", err);
+    } else {
+        job.row.status = ENG_STATUS_PREPARING;
+        eng__store_save(st, &job.row, err, sizeof err);
+        if (eng__prepare(&job, s->ep) == 0) {
+            if (job.confirmation_required && !s->opts->only_job_id) {
+                job.row.status = ENG_STATUS_SUSPENDED;
+                job.row.suspended_ms = eng__now_ms();
+                snprintf(job.row.suspended_cause, sizeof job.row.suspended_cause,
+                         "The job requires confirmation: update-job-status "
+                         "--requested-job-status Ready");
+            } else {
+                job.row.status = ENG_STATUS_READY;
+            }
+        }
+    }
+    if (job.row.status == ENG_STATUS_FAILED)
+        job.row.terminated_ms = eng__now_ms();
+    job.row.owner_pid = getpid();
+    job.row.owner_seen_ms = eng__now_ms();
+    eng__store_save(st, &job.row, err, sizeof err);
+    eng__job_cleanup(&job);
+}
+
+static int scan_one(const eng__job_row *r, void *user)
+{
+    scan_ctx *c = user;
+    sched *s = c->s;
+    char err[1024];
+    const char *only = s->opts->only_job_id;
+    if (only && strcmp(r->id, only) != 0)
+        return 0;
+    if (r->status == ENG_STATUS_COMPLETE || r->status == ENG_STATUS_FAILED ||
+        r->status == ENG_STATUS_CANCELLED) {
+        if (only)
+            c->only_done = 1;
+        return 0;
+    }
+    if (r->status == ENG_STATUS_SUSPENDED) {
+        if (only)
+            c->only_done = 1; /* `run` of a job waiting for confirmation returns */
+        return 0;
+    }
+    if (attached(s, r->id))
+        return 0;
+    c->runnable_seen = 1;
+    if (eng__store_claim(c->st, r->id, err, sizeof err) != 1)
+        return 0; /* another live worker has it */
+    eng__job_row row;
+    if (eng__store_get(c->st, r->id, &row, err, sizeof err) != 1)
+        return 0;
+    if (row.status == ENG_STATUS_NEW || row.status == ENG_STATUS_PREPARING) {
+        prepare(s, c->st, &row); /* takes row; the next scan attaches it */
+        return 0;
+    }
+    jobrun *jr = attach(s, &row, err, sizeof err);
+    eng__job_row_cleanup(&row);
+    if (!jr)
+        return 0;
+    if (jr->job.row.status == ENG_STATUS_FAILED) {
+        jr->job.row.terminated_ms = eng__now_ms();
+        save(s, c->st, jr);
+        release(jr);
+        return 0;
+    }
+    if (jr->job.row.status == ENG_STATUS_CANCELLING || jr->job.row.status == ENG_STATUS_FAILING)
+        atomic_store(&jr->stop, 1);
+    pthread_mutex_lock(&s->mu);
+    jr->next = s->jobs;
+    s->jobs = jr;
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+/* Applies the catalogue's view (cancel, priority) and decides Active / Paused. */
+static void steer(sched *s, eng_store *st)
+{
+    char err[512];
+    int top = -1;
+    for (jobrun *jr = s->jobs; jr; jr = jr->next) {
+        eng__job_row row;
+        if (eng__store_get(st, jr->job.row.id, &row, err, sizeof err) == 1) {
+            atomic_store(&jr->priority, row.priority);
+            jr->job.row.priority = row.priority;
+            if (row.status == ENG_STATUS_CANCELLING || row.status == ENG_STATUS_CANCELLED) {
+                atomic_store(&jr->stop, 1);
+                set_status(jr, ENG_STATUS_CANCELLING);
+                snprintf(jr->job.row.status_reason, sizeof jr->job.row.status_reason, "%s",
+                         row.status_reason);
+            }
+            eng__job_row_cleanup(&row);
+        }
+        if (!atomic_load(&jr->plan_done) && !atomic_load(&jr->stop) &&
+            atomic_load(&jr->priority) > top)
+            top = atomic_load(&jr->priority);
+    }
+    for (jobrun *jr = s->jobs; jr; jr = jr->next) {
+        eng_status cur = jr->job.row.status;
+        if (cur == ENG_STATUS_CANCELLING || cur == ENG_STATUS_FAILING ||
+            cur == ENG_STATUS_FAILED)
+            continue;
+        int planning = !atomic_load(&jr->plan_done) && !atomic_load(&jr->stop);
+        int run = !planning || atomic_load(&jr->priority) >= top;
+        atomic_store(&jr->runnable, run);
+        if (run) {
+            set_status(jr, ENG_STATUS_ACTIVE);
+        } else if (cur == ENG_STATUS_ACTIVE || cur == ENG_STATUS_PAUSING) {
+            set_status(jr, atomic_load(&jr->units_out) > 0 ? ENG_STATUS_PAUSING
+                                                           : ENG_STATUS_PAUSED);
+        }
+    }
+}
+
+static void print_progress(sched *s, int final)
+{
+    for (jobrun *jr = s->jobs; jr; jr = jr->next) {
+        uint64_t ok = atomic_load(&jr->succeeded), bad = atomic_load(&jr->failed);
+        uint64_t done = ok + bad, total = jr->job.row.total;
+        double secs = (double)(jr->job.row.active_ms +
+                               (jr->active_since_ms ? eng__now_ms() - jr->active_since_ms : 0)) /
+                      1000.0;
+        double rate = secs > 0 ? (double)(done - jr->resume.succeeded - jr->resume.failed) / secs
+                               : 0;
+        double eta = rate > 0 && total > done ? (double)(total - done) / rate : 0;
+        fprintf(stderr, "\r\033[Kbatchrep: job %.8s %s: %llu/%llu tasks, %llu succeeded, "
+                        "%llu failed, %.0f tasks/s, ETA %.0fs%s",
+                jr->job.row.id, eng_status_name(jr->job.row.status),
+                (unsigned long long)done, (unsigned long long)total, (unsigned long long)ok,
+                (unsigned long long)bad, rate, eta, final ? "\n" : "");
+    }
+}
+
+static int apply_defaults(eng_options *o, char *err, size_t err_len)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (o->concurrency < 0 || o->workers < 0 || o->max_attempts < 0 || o->retry_base_ms < 0 ||
+        o->retry_cap_ms < 0) {
+        snprintf(err, err_len, "options: counts and delays must not be negative");
+        return -ENG_E_INVALID_JOB;
+    }
+    if (!o->concurrency)
+        o->concurrency = 64;
+    if (!o->workers)
+        o->workers = cores > 0 ? (int)cores : 1;
+    if (o->workers > o->concurrency)
+        o->workers = o->concurrency;
+    if (!o->max_attempts)
+        o->max_attempts = 8;
+    if (!o->retry_base_ms)
+        o->retry_base_ms = 100;
+    if (!o->retry_cap_ms)
+        o->retry_cap_ms = 20000;
+    return 0;
+}
+
+int eng_worker(eng_store *st, const eng_options *opts, eng_result *out, char *err,
+               size_t err_len)
+{
+    eng_options o = *opts;
+    s3_endpoint ep;
+    int rc;
+    memset(out, 0, sizeof *out);
+    if ((rc = apply_defaults(&o, err, err_len)))
+        return rc;
+    if (s3_endpoint_load(&ep, NULL, err, err_len) != 0)
+        return -ENG_E_CONFIG;
+    sched *s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENG_E_NOMEM;
+    pthread_mutex_init(&s->mu, NULL);
+    s->ep = &ep;
+    s->opts = &o;
+    s->metrics_fd = -1;
+    snprintf(s->state_root, sizeof s->state_root, "%s", eng__store_dir(st));
+    if (o.metrics_addr && (s->metrics_fd = metrics_listen(o.metrics_addr, err, err_len)) < 0) {
+        free(s);
+        return -ENG_E_INVALID_JOB;
+    }
+    if (eng__queue_init(&s->done_q, 1024) != 0) {
+        free(s);
+        return -ENG_E_NOMEM;
+    }
+    eng__pool_cfg pc = {.ep = &ep, .workers = o.workers, .concurrency = o.concurrency,
+                        .max_attempts = o.max_attempts, .retry_base_ms = o.retry_base_ms,
+                        .retry_cap_ms = o.retry_cap_ms, .counters = &s->counters,
+                        .done_q = &s->done_q, .queue_depth = 64};
+    s->pool = eng__pool_start(&pc, err, err_len);
+    if (!s->pool) {
+        eng__queue_cleanup(&s->done_q);
+        free(s);
+        return -ENG_E_THREAD;
+    }
+    pthread_t feeder, writer;
+    pthread_create(&feeder, NULL, feeder_main, s);
+    pthread_create(&writer, NULL, writer_main, s);
+    struct sigaction sa = {.sa_handler = on_signal};
+    struct sigaction old_int, old_term;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+
+    int64_t last_save = 0, last_progress = 0;
+    for (;;) {
+        scan_ctx c = {.s = s, .st = st};
+        if (!g_signalled)
+            eng__store_each(st, NULL, 0, scan_one, &c, err, err_len);
+        steer(s, st);
+        int64_t now = eng__now_ms();
+        int save_now = now - last_save >= SAVE_INTERVAL_MS;
+        for (jobrun **pp = &s->jobs; *pp;) {
+            jobrun *jr = *pp;
+            pthread_mutex_lock(&s->mu);
+            int done = (atomic_load(&jr->plan_done) || atomic_load(&jr->stop)) &&
+                       atomic_load(&jr->units_out) == 0 && !jr->feeding;
+            if (done)
+                *pp = jr->next; /* out of the feeder's and writer's sight */
+            pthread_mutex_unlock(&s->mu);
+            if (done) {
+                finish(s, st, jr);
+                if (o.progress)
+                    print_progress(s, 1);
+                out->jobs_finished++;
+                release(jr);
+                continue;
+            }
+            if (save_now)
+                save(s, st, jr);
+            pp = &jr->next;
+        }
+        if (save_now)
+            last_save = now;
+        if (o.progress && now - last_progress >= 500 && s->jobs) {
+            print_progress(s, 0);
+            last_progress = now;
+        }
+        if (g_signalled && !s->jobs)
+            break;
+        if (g_signalled) { /* stop handing out work; let what is in flight land */
+            for (jobrun *jr = s->jobs; jr; jr = jr->next)
+                atomic_store(&jr->runnable, 0);
+            int busy = 0;
+            for (jobrun *jr = s->jobs; jr; jr = jr->next)
+                busy |= atomic_load(&jr->units_out) > 0;
+            if (!busy)
+                break;
+        }
+        if (o.only_job_id && c.only_done && !s->jobs)
+            break;
+        if (o.until_idle && !o.only_job_id && !c.runnable_seen && !s->jobs)
+            break;
+        if (s->metrics_fd >= 0) {
+            struct pollfd pfd = {.fd = s->metrics_fd, .events = POLLIN};
+            if (poll(&pfd, 1, TICK_MS) > 0)
+                metrics_serve(s);
+        } else {
+            usleep(TICK_MS * 1000);
+        }
+    }
+    pthread_mutex_lock(&s->mu);
+    s->quit = 1;
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(feeder, NULL);
+    eng__pool_finish(s->pool);
+    eng__queue_close(&s->done_q);
+    pthread_join(writer, NULL);
+    /* stopped by a signal: leave every job where it is, with a fresh checkpoint */
+    while (s->jobs) {
+        jobrun *jr = s->jobs;
+        s->jobs = jr->next;
+        checkpoint(jr);
+        save(s, st, jr);
+        release(jr);
+    }
+    out->retries = atomic_load(&s->counters.retries);
+    out->throttle_events = atomic_load(&s->counters.throttle_events);
+    eng__pool_destroy(s->pool);
+    eng__queue_cleanup(&s->done_q);
+    if (s->metrics_fd >= 0)
+        close(s->metrics_fd);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    return 0;
+}
