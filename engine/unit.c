@@ -472,7 +472,9 @@ static void dest_unusable(eng__task *t, const eng__dest *d)
  * versions of the key, oldest first, are D. The largest k for which the newest k entries of
  * D equal the first k of S (delete marker for delete marker, else equal ETag) are the ones
  * the earlier run wrote: they are skipped. Nothing else writes replicas of this key while
- * the job runs, so what the earlier run wrote is exactly such a tail of D. */
+ * the job runs, so what the earlier run wrote is exactly such a tail of D. A unit of one
+ * version needs only a HEAD of the destination key: its current version (or delete marker)
+ * is that version's replica when the ETags match. */
 
 static int targets(const eng__unit *u, const eng__rules *rules, const eng__task *t, size_t d)
 {
@@ -529,6 +531,15 @@ static void on_recheck(eng__unit *u, const eng__rules *rules, const s3_call *c,
                        const s3_outcome *oc)
 {
     size_t d = u->cur_dest++;
+    if (u->n_order == 1) { /* HEAD of the destination key's current version */
+        const eng__task *t = &u->tasks[u->order[0]];
+        const s3_response *r = &c->resp;
+        if (t->is_delete_marker)
+            u->skip[d] = oc->http_status == 404 && r->delete_marker;
+        else
+            u->skip[d] = oc->http_status == 200 && strcmp(r->etag, t->etag) == 0;
+        return;
+    }
     if (oc->http_status != 200)
         return; /* nothing learnt: send everything (the copy reports its own failure) */
     dest_list dl = {.u = u};
@@ -677,8 +688,13 @@ int eng__unit_next(eng__unit *u, const eng__rules *rules, s3_request *req, int *
                 continue;
             }
             memset(req, 0, sizeof *req);
-            req->method = "GET";
             req->bucket = rules->dests[u->cur_dest].bucket;
+            if (u->n_order == 1) { /* one version: is the destination's current one it? */
+                req->method = "HEAD";
+                req->key = u->key.ptr;
+                return 1;
+            }
+            req->method = "GET";
             add_query(req, "versions", "");
             add_query(req, "prefix", u->key.ptr);
             add_query(req, "max-keys", LIST_PAGE_KEYS);

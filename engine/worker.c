@@ -37,7 +37,11 @@
 #define TICK_MS 200
 #define SAVE_INTERVAL_MS 1000
 #define CKPT_INTERVAL_MS 1000
-#define PLAN_WINDOW_ROWS 20000 /* rows the planner may run ahead of the last checkpoint */
+/* Rows the planner may run ahead of the last checkpoint. After a crash every unit below the
+   limit that is not done is rechecked against its destinations (one request each), so the
+   window is kept near what can be in flight: 64 queued units a worker plus the slots. A
+   planner that reaches the limit asks the writer for a checkpoint at once (one fsync). */
+#define PLAN_WINDOW_ROWS 2048
 #define FAIL_THRESHOLD_MIN_TASKS 1000
 
 typedef struct jobrun {
