@@ -110,6 +110,7 @@ typedef struct eng__task {
     char storage_class[24];
     eng__tag *tags;              /* read only when a rule needs tags */
     size_t n_tags;
+    unsigned facts_known;        /* MF_FACT_* the manifest row gave (Inventory, generator) */
     /* result */
     int done;
     int not_run;                 /* the job stopped first: no report row */
@@ -163,6 +164,7 @@ typedef struct eng__bent {
     size_t key_raw_off, key_raw_len;
     size_t vid_off, vid_len;
     int has_version;
+    mf_facts facts;              /* etag cleared: it would point into the reader */
 } eng__bent;
 
 typedef struct eng__unit_builder {
@@ -248,6 +250,25 @@ void eng__unit_destroy(eng__unit *u);
 
 /* ---- job document ---------------------------------------------------------------------- */
 
+#define ENG__GEN_MAX_LIST 16
+
+/* ManifestGenerator.S3JobManifestGenerator, parsed (strings borrowed from the job's doc). */
+typedef struct eng__gen {
+    int enabled;
+    char source_bucket[256];
+    int output;                  /* EnableManifestOutput */
+    char out_bucket[256];
+    const char *out_prefix;      /* ManifestPrefix, NULL when absent */
+    mf_gen_filter filter;
+    const char *prefixes[ENG__GEN_MAX_LIST], *suffixes[ENG__GEN_MAX_LIST];
+    const char *substrings[ENG__GEN_MAX_LIST], *classes[ENG__GEN_MAX_LIST];
+    /* after generation */
+    int generated;
+    uint64_t n_selected;
+    char manifest_arn[1400];     /* GeneratedManifestDescriptor.Location */
+    char manifest_etag[40];
+} eng__gen;
+
 struct eng__job {
     json_t *doc;                 /* the CreateJob document, as given */
     char id[40];
@@ -263,6 +284,8 @@ struct eng__job {
     const char *manifest_version; /* borrowed from doc */
     const char *manifest_etag;    /* borrowed from doc */
     mf_csv_opts csv;
+    mf_format manifest_format;
+    eng__gen gen;
     /* report */
     int report_enabled;
     int report_is_local;
@@ -280,6 +303,22 @@ struct eng__job {
 };
 
 int eng__job_parse(eng__job *job, json_t *doc, const char *origin, char *err, size_t err_len);
+
+/* ---- manifests of every kind (manifests.c) ------------------------------------------------ */
+
+/* Parses ManifestGenerator (JSON of the CreateJob document) into job->gen. err names the
+   member ("job.json: ManifestGenerator.S3JobManifestGenerator.Filter.CreatedAfter: ..."). */
+int eng__gen_parse(eng__job *job, json_t *gen, const char *origin, char *err, size_t err_len);
+/* Preparing, generated manifest: loads the bucket's rules when *rules_loaded is 0 (the
+   EligibleForReplication filter needs them), lists and filters into
+   <job dir>/generated/<base>/manifest.json, uploads it when EnableManifestOutput, and points
+   job->manifest_path at it. On failure the job is Failed (code, reason) and -1 is
+   returned. */
+int eng__gen_prepare(eng__job *job, const s3_endpoint *ep, eng__rules *rules,
+                     int *rules_loaded);
+/* Opens the job's manifest, whatever its format. NULL: *out_rc and msg say why. */
+mf_reader *eng__manifest_open(const eng__job *job, const s3_endpoint *ep, int *out_rc,
+                              char *msg, size_t cap);
 void eng__job_cleanup(eng__job *job);
 /* {"Job": {...}} with AWS's field names. */
 json_t *eng__job_describe(const eng__job *job, uint64_t succeeded, uint64_t failed);

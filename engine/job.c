@@ -5,7 +5,8 @@
  * batchrep takes the same JSON that `aws s3control create-job --cli-input-json` takes. Every
  * problem is reported with the file and the member's path ("job.json: Report.Bucket: ...")
  * so a user can fix it without guessing. What this version runs: Operation S3ReplicateObject
- * with a Manifest in S3BatchOperations_CSV_20180820 (an S3 ARN or a local path).
+ * with a Manifest in S3BatchOperations_CSV_20180820, S3InventoryReport_CSV_20161130 or
+ * Report_CSV_20180820 (an S3 ARN or a local path), or a ManifestGenerator (manifests.c).
  */
 #include "engine/engine_int.h"
 
@@ -80,15 +81,20 @@ static int parse_manifest(eng__job *job, json_t *m, const char *origin, char *er
     const char *fmt = get_str(spec, "Format");
     if (!fmt)
         return bad(err, err_len, origin, "Manifest.Spec.Format",
-                   "required: \"S3BatchOperations_CSV_20180820\"");
-    if (strcmp(fmt, "S3BatchOperations_CSV_20180820") != 0) {
-        if (strcmp(fmt, "S3InventoryReport_CSV_20161130") == 0)
-            return bad(err, err_len, origin, "Manifest.Spec.Format",
-                       "S3InventoryReport_CSV_20161130 is not supported by this version of "
-                       "batchrep yet; use S3BatchOperations_CSV_20180820");
+                   "required: \"S3BatchOperations_CSV_20180820\", "
+                   "\"S3InventoryReport_CSV_20161130\" or \"Report_CSV_20180820\"");
+    int mfmt = mf_format_parse(fmt);
+    if (mfmt < 0)
         return bad(err, err_len, origin, "Manifest.Spec.Format",
-                   "must be \"S3BatchOperations_CSV_20180820\"");
-    }
+                   "must be \"S3BatchOperations_CSV_20180820\", "
+                   "\"S3InventoryReport_CSV_20161130\" (ObjectArn: the inventory's "
+                   "manifest.json) or \"Report_CSV_20180820\" (ObjectArn: an earlier job's "
+                   "report manifest.json, to re-run its failed tasks)");
+    job->manifest_format = (mf_format)mfmt;
+    if (mfmt != MF_FORMAT_CSV && json_object_get(spec, "Fields"))
+        return bad(err, err_len, origin, "Manifest.Spec.Fields",
+                   "only for S3BatchOperations_CSV_20180820 (an inventory's columns come from "
+                   "its fileSchema, a report's are fixed)");
     json_t *fields = json_object_get(spec, "Fields");
     if (fields) {
         if (!json_is_array(fields) || json_array_size(fields) == 0 ||
@@ -223,13 +229,11 @@ int eng__job_parse(eng__job *job, json_t *doc, const char *origin, char *err, si
     if (m && gen)
         return bad(err, err_len, origin, "Manifest",
                    "give either Manifest or ManifestGenerator, not both");
-    if (gen)
-        return bad(err, err_len, origin, "ManifestGenerator",
-                   "generated manifests are not supported by this version of batchrep yet; "
-                   "give a Manifest");
-    if (!m)
-        return bad(err, err_len, origin, "Manifest", "required");
-    int rc = parse_manifest(job, m, origin, err, err_len);
+    if (!m && !gen)
+        return bad(err, err_len, origin, "Manifest",
+                   "required (or a ManifestGenerator)");
+    int rc = gen ? eng__gen_parse(job, gen, origin, err, err_len)
+                 : parse_manifest(job, m, origin, err, err_len);
     if (rc)
         return rc;
     return parse_report(job, json_object_get(doc, "Report"), origin, err, err_len);
@@ -258,6 +262,16 @@ json_t *eng__job_describe(const eng__job *job, uint64_t succeeded, uint64_t fail
     json_object_set_new(j, "JobArn", json_string(job->arn));
     json_object_set_new(j, "Status", json_string(eng_status_name(job->status)));
     set_copy(j, job->doc, "Manifest");
+    set_copy(j, job->doc, "ManifestGenerator");
+    if (job->gen.generated && job->gen.manifest_arn[0]) {
+        json_t *loc = json_object();
+        json_object_set_new(loc, "ObjectArn", json_string(job->gen.manifest_arn));
+        json_object_set_new(loc, "ETag", json_string(job->gen.manifest_etag));
+        json_t *gmd = json_object();
+        json_object_set_new(gmd, "Format", json_string(MF_FORMAT_NAME_GENERATED));
+        json_object_set_new(gmd, "Location", loc);
+        json_object_set_new(j, "GeneratedManifestDescriptor", gmd);
+    }
     set_copy(j, job->doc, "Operation");
     json_object_set_new(j, "Priority", json_integer(job->priority));
     json_t *ps = json_object();

@@ -215,18 +215,14 @@ static int fetch_manifest(eng__job *job, const s3_endpoint *ep)
 
 /* Reads the whole manifest once: validates every row, counts the tasks, and tells the
    first row's bucket (the source bucket whose replication configuration applies). */
-static int count_manifest(eng__job *job, char *first_bucket, size_t cap)
+static int count_manifest(eng__job *job, const s3_endpoint *ep, char *first_bucket, size_t cap)
 {
     char msg[1024];
-    const char *name = job->manifest_is_local ? job->manifest_path
-                                              : json_string_value(json_object_get(
-                                                    json_object_get(json_object_get(
-                                                                        job->doc, "Manifest"),
-                                                                    "Location"),
-                                                    "ObjectArn"));
-    mf_reader *r = mf_open_csv(job->manifest_path, name, &job->csv, msg, sizeof msg);
+    int orc = 0;
+    mf_reader *r = eng__manifest_open(job, ep, &orc, msg, sizeof msg);
     if (!r) {
-        job_fail(job, "ManifestNotReadable", msg);
+        job_fail(job, orc == -MF_E_INVALID_CONTENT ? "InvalidManifestContent" : "ManifestNotReadable",
+                 msg);
         return -1;
     }
     mf_entry e;
@@ -275,9 +271,10 @@ static void check_destinations(eng__rules *rules, const s3_endpoint *ep)
 
 /* ---- the run ------------------------------------------------------------------------- */
 
-static int plan(eng__job *job, eng__pool *pool, _Atomic int *stop, char *msg, size_t cap)
+static int plan(eng__job *job, const s3_endpoint *ep, eng__pool *pool, _Atomic int *stop,
+                char *msg, size_t cap)
 {
-    mf_reader *r = mf_open_csv(job->manifest_path, job->manifest_path, &job->csv, msg, cap);
+    mf_reader *r = eng__manifest_open(job, ep, NULL, msg, cap);
     if (!r)
         return -1;
     eng__unit_builder b;
@@ -366,7 +363,7 @@ static int run_active(eng__job *job, const eng_options *o, const s3_endpoint *ep
     eng__pool *pool = eng__pool_start(&pc, msg, sizeof msg);
     int plan_rc = -1;
     if (pool) {
-        plan_rc = plan(job, pool, &stop, msg, sizeof msg);
+        plan_rc = plan(job, ep, pool, &stop, msg, sizeof msg);
         if (plan_rc)
             atomic_store(&stop, 1);
         eng__pool_finish(pool);
@@ -479,10 +476,12 @@ int eng_run_job(const eng_options *opts, eng_result *out, char *err, size_t err_
     }
 
     job.status = ENG_STATUS_PREPARING;
-    if (fetch_manifest(&job, &ep) == 0 &&
-        count_manifest(&job, first_bucket, sizeof first_bucket) == 0) {
+    int rules_loaded = o.replication_config_path != NULL;
+    if ((!job.gen.enabled || eng__gen_prepare(&job, &ep, &rules, &rules_loaded) == 0) &&
+        fetch_manifest(&job, &ep) == 0 &&
+        count_manifest(&job, &ep, first_bucket, sizeof first_bucket) == 0) {
         char msg[1024];
-        if (!o.replication_config_path && first_bucket[0] &&
+        if (!rules_loaded && first_bucket[0] &&
             eng__rules_load_bucket(&rules, &ep, first_bucket, msg, sizeof msg) != 0)
             job_fail(&job, "SrcBucketReplicationConfigMissing", msg);
         if (job.status == ENG_STATUS_PREPARING) {
