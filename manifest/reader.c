@@ -39,6 +39,7 @@ typedef struct data_file {
     const char *bucket;          /* borrowed from doc */
     const char *key;
     const char *md5;
+    size_t index;                /* in files[] / Results[], for messages */
 } data_file;
 
 struct mf_reader {
@@ -244,6 +245,7 @@ static int load_inventory(mf_reader *r)
         df->bucket = r->data_bucket;
         df->key = jstr(f, "key");
         df->md5 = jstr(f, "MD5checksum");
+        df->index = i;
         if (!df->key || !*df->key) {
             set_err(r, -MF_E_INVALID_CONTENT, "%s: files[%zu].key: required", r->display, i);
             return -1;
@@ -293,6 +295,7 @@ static int load_report(mf_reader *r)
         df->bucket = jstr(f, "Bucket");
         df->key = jstr(f, "Key");
         df->md5 = jstr(f, "MD5Checksum");
+        df->index = i;
         if (!df->key || !*df->key || (r->ep && (!df->bucket || !*df->bucket))) {
             set_err(r, -MF_E_INVALID_CONTENT, "%s: Results[%zu]: Bucket and Key are required",
                     r->display, i);
@@ -332,7 +335,8 @@ static int find_local(mf_reader *r, const char *key, char *out, size_t cap)
 static int open_next_file(mf_reader *r)
 {
     const data_file *df = &r->files[r->next_file];
-    size_t idx = r->next_file++;
+    size_t idx = df->index;
+    r->next_file++;
     char path[4200], name[1600], msg[2048];
     const char *member = r->format == MF_FORMAT_REPORT ? "Results" : "files";
     if (r->ep) {
