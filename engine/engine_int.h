@@ -114,6 +114,7 @@ typedef struct eng__task {
     char etag[80];
     eng__tag *tags;              /* read only when a rule needs tags */
     size_t n_tags;
+    unsigned facts_known;        /* MF_FACT_* the manifest row gave (Inventory, generator) */
     /* result */
     int done;
     int not_run;                 /* the job stopped first: no report row */
@@ -166,6 +167,8 @@ typedef struct eng__bent {
     size_t key_raw_off, key_raw_len;
     size_t vid_off, vid_len;
     int has_version;
+    mf_facts facts;              /* etag cleared: it would point into the reader */
+    size_t etag_off, etag_len;   /* the row's ETag, in mem */
 } eng__bent;
 
 typedef struct eng__unit_builder {
@@ -319,6 +322,25 @@ int eng__status_parse(const char *name);
 
 /* ---- job document ---------------------------------------------------------------------- */
 
+#define ENG__GEN_MAX_LIST 16
+
+/* ManifestGenerator.S3JobManifestGenerator, parsed (strings borrowed from the job's doc). */
+typedef struct eng__gen {
+    int enabled;
+    char source_bucket[256];
+    int output;                  /* EnableManifestOutput */
+    char out_bucket[256];
+    const char *out_prefix;      /* ManifestPrefix, NULL when absent */
+    mf_gen_filter filter;
+    const char *prefixes[ENG__GEN_MAX_LIST], *suffixes[ENG__GEN_MAX_LIST];
+    const char *substrings[ENG__GEN_MAX_LIST], *classes[ENG__GEN_MAX_LIST];
+    /* after generation */
+    int generated;
+    uint64_t n_selected;
+    char manifest_arn[1400];     /* GeneratedManifestDescriptor.Location */
+    char manifest_etag[40];
+} eng__gen;
+
 struct eng__job {
     eng__job_row row;            /* id, status, counters, times, failure */
     json_t *doc;                 /* the CreateJob document, parsed */
@@ -333,6 +355,8 @@ struct eng__job {
     const char *manifest_version; /* borrowed from doc */
     const char *manifest_etag;    /* borrowed from doc */
     mf_csv_opts csv;
+    mf_format manifest_format;
+    eng__gen gen;
     /* report */
     int report_enabled;
     int report_is_local;
@@ -349,6 +373,24 @@ int eng__job_parse(eng__job *job, json_t *doc, const char *origin, char *err, si
    derived fields (ARN, directory) for the state root. */
 int eng__job_load(eng__job *job, eng__job_row *row, const char *state_root, const char *region,
                   char *err, size_t err_len);
+
+/* ---- manifests of every kind (manifests.c) ------------------------------------------------ */
+
+/* Parses ManifestGenerator (JSON of the CreateJob document) into job->gen. err names the
+   member ("job.json: ManifestGenerator.S3JobManifestGenerator.Filter.CreatedAfter: ..."). */
+int eng__gen_parse(eng__job *job, json_t *gen, const char *origin, char *err, size_t err_len);
+/* Preparing, generated manifest: loads the bucket's rules when *rules_loaded is 0 (the
+   EligibleForReplication filter needs them), lists and filters into
+   <job dir>/generated/<base>/manifest.json, uploads it when EnableManifestOutput, and points
+   job->manifest_path at it. On failure the job is Failed (code, reason) and -1 is
+   returned. */
+int eng__gen_prepare(eng__job *job, const s3_endpoint *ep, eng__rules *rules,
+                     int *rules_loaded);
+/* Points job->manifest_path at where Preparing spools a generated manifest. */
+void eng__gen_locate(eng__job *job);
+/* Opens the job's manifest, whatever its format. NULL: *out_rc and msg say why. */
+mf_reader *eng__manifest_open(const eng__job *job, const s3_endpoint *ep, int *out_rc,
+                              char *msg, size_t cap);
 void eng__job_cleanup(eng__job *job);
 /* {"Job": {...}} with AWS's field names. */
 json_t *eng__job_describe(const eng__job *job);
@@ -357,7 +399,7 @@ void eng__job_fail(eng__job *job, const char *code, const char *reason);
 int eng__prepare(eng__job *job, const s3_endpoint *ep);
 /* The job's rules parsed, destinations checked. -1: job Failed. */
 int eng__attach_rules(eng__job *job, eng__rules *rules, const s3_endpoint *ep);
-mf_reader *eng__open_manifest(const eng__job *job, char *err, size_t err_len);
+
 /* JobListDescriptor (aws-formats.md §4.4). */
 json_t *eng__job_list_descriptor(const eng__job *job);
 void eng__uuid4(char out[37]);

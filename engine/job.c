@@ -5,7 +5,8 @@
  * batchrep takes the same JSON that `aws s3control create-job --cli-input-json` takes. Every
  * problem is reported with the file and the member's path ("job.json: Report.Bucket: ...")
  * so a user can fix it without guessing. What this version runs: Operation S3ReplicateObject
- * with a Manifest in S3BatchOperations_CSV_20180820 (an S3 ARN or a local path).
+ * with a Manifest in S3BatchOperations_CSV_20180820, S3InventoryReport_CSV_20161130 or
+ * Report_CSV_20180820 (an S3 ARN or a local path), or a ManifestGenerator (manifests.c).
  */
 #include "engine/engine_int.h"
 
@@ -80,15 +81,20 @@ static int parse_manifest(eng__job *job, json_t *m, const char *origin, char *er
     const char *fmt = get_str(spec, "Format");
     if (!fmt)
         return bad(err, err_len, origin, "Manifest.Spec.Format",
-                   "required: \"S3BatchOperations_CSV_20180820\"");
-    if (strcmp(fmt, "S3BatchOperations_CSV_20180820") != 0) {
-        if (strcmp(fmt, "S3InventoryReport_CSV_20161130") == 0)
-            return bad(err, err_len, origin, "Manifest.Spec.Format",
-                       "S3InventoryReport_CSV_20161130 is not supported by this version of "
-                       "batchrep yet; use S3BatchOperations_CSV_20180820");
+                   "required: \"S3BatchOperations_CSV_20180820\", "
+                   "\"S3InventoryReport_CSV_20161130\" or \"Report_CSV_20180820\"");
+    int mfmt = mf_format_parse(fmt);
+    if (mfmt < 0)
         return bad(err, err_len, origin, "Manifest.Spec.Format",
-                   "must be \"S3BatchOperations_CSV_20180820\"");
-    }
+                   "must be \"S3BatchOperations_CSV_20180820\", "
+                   "\"S3InventoryReport_CSV_20161130\" (ObjectArn: the inventory's "
+                   "manifest.json) or \"Report_CSV_20180820\" (ObjectArn: an earlier job's "
+                   "report manifest.json, to re-run its failed tasks)");
+    job->manifest_format = (mf_format)mfmt;
+    if (mfmt != MF_FORMAT_CSV && json_object_get(spec, "Fields"))
+        return bad(err, err_len, origin, "Manifest.Spec.Fields",
+                   "only for S3BatchOperations_CSV_20180820 (an inventory's columns come from "
+                   "its fileSchema, a report's are fixed)");
     json_t *fields = json_object_get(spec, "Fields");
     if (fields) {
         if (!json_is_array(fields) || json_array_size(fields) == 0 ||
@@ -226,13 +232,11 @@ int eng__job_parse(eng__job *job, json_t *doc, const char *origin, char *err, si
     if (m && gen)
         return bad(err, err_len, origin, "Manifest",
                    "give either Manifest or ManifestGenerator, not both");
-    if (gen)
-        return bad(err, err_len, origin, "ManifestGenerator",
-                   "generated manifests are not supported by this version of batchrep yet; "
-                   "give a Manifest");
-    if (!m)
-        return bad(err, err_len, origin, "Manifest", "required");
-    int rc = parse_manifest(job, m, origin, err, err_len);
+    if (!m && !gen)
+        return bad(err, err_len, origin, "Manifest",
+                   "required (or a ManifestGenerator)");
+    int rc = gen ? eng__gen_parse(job, gen, origin, err, err_len)
+                 : parse_manifest(job, m, origin, err, err_len);
     if (rc)
         return rc;
     return parse_report(job, json_object_get(doc, "Report"), origin, err, err_len);
@@ -274,7 +278,9 @@ int eng__job_load(eng__job *job, eng__job_row *row, const char *state_root, cons
     snprintf(job->arn, sizeof job->arn, "arn:aws:s3:%s:%s:job/%s", region, job->account_id,
              job->row.id);
     snprintf(job->dir, sizeof job->dir, "%s/jobs/%s", state_root, job->row.id);
-    if (!job->manifest_is_local)
+    if (job->gen.enabled) /* where Preparing spooled the generated manifest */
+        eng__gen_locate(job);
+    else if (!job->manifest_is_local)
         snprintf(job->manifest_path, sizeof job->manifest_path, "%s/manifest.src", job->dir);
     return rc;
 }

@@ -22,27 +22,18 @@ void eng__job_fail(eng__job *job, const char *code, const char *reason)
     snprintf(job->row.failure_reason, sizeof job->row.failure_reason, "%s", reason);
 }
 
-static const char *manifest_name(const eng__job *job)
-{
-    if (job->manifest_is_local)
-        return job->manifest_path;
-    json_t *loc = json_object_get(json_object_get(job->doc, "Manifest"), "Location");
-    return json_string_value(json_object_get(loc, "ObjectArn"));
-}
-
-mf_reader *eng__open_manifest(const eng__job *job, char *err, size_t err_len)
-{
-    return mf_open_csv(job->manifest_path, manifest_name(job), &job->csv, err, err_len);
-}
-
 /* Reads the whole manifest once: validates every row, counts the tasks, and tells the
    first row's bucket (the source bucket whose replication configuration applies). */
-static int count_manifest(eng__job *job, char *first_bucket, size_t cap)
+static int count_manifest(eng__job *job, const s3_endpoint *ep, char *first_bucket,
+                          size_t cap)
 {
     char msg[1024];
-    mf_reader *r = eng__open_manifest(job, msg, sizeof msg);
+    int orc = 0;
+    mf_reader *r = eng__manifest_open(job, ep, &orc, msg, sizeof msg);
     if (!r) {
-        eng__job_fail(job, "ManifestNotReadable", msg);
+        eng__job_fail(job, orc == -MF_E_INVALID_CONTENT ? "InvalidManifestContent"
+                                                        : "ManifestNotReadable",
+                      msg);
         return -1;
     }
     mf_entry e;
@@ -64,6 +55,39 @@ static int count_manifest(eng__job *job, char *first_bucket, size_t cap)
     return 0;
 }
 
+/* A ManifestGenerator job: its rules (captured, or the source bucket's) drive
+   EligibleForReplication; the generated manifest is spooled in the job's directory and,
+   with EnableManifestOutput, named in GeneratedManifestDescriptor. */
+static int gen_prepare(eng__job *job, const s3_endpoint *ep)
+{
+    eng__rules rules;
+    int loaded = 0;
+    memset(&rules, 0, sizeof rules);
+    if (job->row.rules) {
+        char msg[1024];
+        json_t *root = json_loads(job->row.rules, 0, NULL);
+        if (!root || eng__rules_from_json(&rules, root, "replication configuration", msg,
+                                          sizeof msg) != 0) {
+            json_decref(root);
+            eng__job_fail(job, "InvalidReplicationConfiguration", msg);
+            return -1;
+        }
+        json_decref(root);
+        loaded = 1;
+    }
+    int rc = eng__gen_prepare(job, ep, &rules, &loaded);
+    eng__rules_cleanup(&rules);
+    if (rc == 0 && job->gen.manifest_arn[0]) {
+        json_t *g = json_pack("{s:s,s:{s:s,s:s}}", "Format", MF_FORMAT_NAME_GENERATED,
+                              "Location", "ObjectArn", job->gen.manifest_arn, "ETag",
+                              job->gen.manifest_etag);
+        free(job->row.generated_manifest);
+        job->row.generated_manifest = json_dumps(g, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(g);
+    }
+    return rc;
+}
+
 int eng__prepare(eng__job *job, const s3_endpoint *ep)
 {
     char msg[1024], first_bucket[256] = "";
@@ -71,6 +95,8 @@ int eng__prepare(eng__job *job, const s3_endpoint *ep)
         eng__job_fail(job, "InternalError", "cannot create the job's state directory");
         return -1;
     }
+    if (job->gen.enabled && gen_prepare(job, ep) != 0)
+        return -1;
     if (!job->manifest_is_local) {
         int rc = mf_fetch_object(ep, job->manifest_bucket, job->manifest_key,
                                  job->manifest_version, job->manifest_etag, job->manifest_path,
@@ -82,7 +108,7 @@ int eng__prepare(eng__job *job, const s3_endpoint *ep)
             return -1;
         }
     }
-    if (count_manifest(job, first_bucket, sizeof first_bucket) != 0)
+    if (count_manifest(job, ep, first_bucket, sizeof first_bucket) != 0)
         return -1;
     if (!job->row.rules && first_bucket[0]) {
         eng__rules rules;

@@ -149,7 +149,14 @@ int eng__unit_builder_add(eng__unit_builder *b, const mf_entry *e)
         return -ENG_E_NOMEM;
     be->vid_off = b->mem.len;
     be->vid_len = e->version_id.len;
+    be->facts = e->facts;
+    be->facts.etag = (s3_slice){NULL, 0}; /* points into the reader: kept in mem below */
     if (s3_buf_append(&b->mem, e->version_id.ptr, e->version_id.len) ||
+        s3_buf_append(&b->mem, &nul, 1))
+        return -ENG_E_NOMEM;
+    be->etag_off = b->mem.len;
+    be->etag_len = e->facts.etag.len < 79 ? e->facts.etag.len : 0;
+    if ((be->etag_len && s3_buf_append(&b->mem, e->facts.etag.ptr, be->etag_len)) ||
         s3_buf_append(&b->mem, &nul, 1))
         return -ENG_E_NOMEM;
     b->n_ents++;
@@ -157,6 +164,7 @@ int eng__unit_builder_add(eng__unit_builder *b, const mf_entry *e)
 }
 
 static const eng__task *cmp_tasks; /* qsort has no user pointer; set under the builder only */
+static void finish_listing(eng__unit *u);
 
 static int cmp_vid(const void *pa, const void *pb)
 {
@@ -166,6 +174,48 @@ static int cmp_vid(const void *pa, const void *pb)
     if (c)
         return c;
     return (a->version_id.len > b->version_id.len) - (a->version_id.len < b->version_id.len);
+}
+
+/* A row the manifest already describes (Inventory, generated manifest): its version ID,
+   whether it is a delete marker and, for a version, its storage class. */
+static int row_described(const eng__task *t)
+{
+    return t->has_version && t->version_id.len > 0 &&
+           (t->facts_known & MF_FACT_DELETE_MARKER) &&
+           (t->is_delete_marker || (t->facts_known & MF_FACT_STORAGE_CLASS));
+}
+
+/* The facts stand in for HEAD (one row) or for LIST (every row also tells IsLatest and
+   LastModified, which is what the replay order needs). Rows of one version share a
+   list_pos, so duplicates are found as after a listing; otherwise the manifest's order
+   breaks LastModified ties (a generated manifest is in listing order: later = older). Returns
+   the phase to start in. */
+static enum phase phase_from_facts(eng__unit *u)
+{
+    size_t n = u->n_tasks;
+    for (size_t i = 0; i < n; i++) {
+        const eng__task *t = &u->tasks[i];
+        if (!row_described(t))
+            return n == 1 ? PH_HEAD : PH_LIST;
+        if (n > 1 && (t->facts_known & (MF_FACT_LATEST | MF_FACT_LAST_MODIFIED)) !=
+                         (MF_FACT_LATEST | MF_FACT_LAST_MODIFIED))
+            return PH_LIST;
+    }
+    for (size_t i = 0; i < n; i++) {
+        eng__task *t = &u->tasks[u->by_vid[i]];
+        const eng__task *prev = i ? &u->tasks[u->by_vid[i - 1]] : NULL;
+        t->found = 1;
+        if (n == 1)
+            t->is_latest = 1; /* alone in its unit: nothing to order (as after a HEAD) */
+        if (prev && prev->version_id.len == t->version_id.len &&
+            memcmp(prev->version_id.ptr, t->version_id.ptr, t->version_id.len) == 0)
+            t->list_pos = prev->list_pos;
+        else
+            t->list_pos = (unsigned)u->by_vid[i];
+    }
+    u->saw_key = 1;
+    finish_listing(u);
+    return PH_TAGS;
 }
 
 eng__unit *eng__unit_builder_take(eng__unit_builder *b, const eng__rules *rules,
@@ -194,13 +244,20 @@ eng__unit *eng__unit_builder_take(eng__unit_builder *b, const eng__rules *rules,
         t->has_version = be->has_version;
         t->key_raw = (s3_slice){mem + be->key_raw_off, be->key_raw_len};
         t->version_id = (s3_slice){mem + be->vid_off, be->vid_len};
+        t->facts_known = be->facts.known;
+        t->is_delete_marker = be->facts.is_delete_marker;
+        t->is_latest = be->facts.is_latest;
+        t->size = be->facts.size;
+        t->last_modified_ms = be->facts.last_modified_ms;
+        memcpy(t->storage_class, be->facts.storage_class, sizeof t->storage_class);
+        memcpy(t->etag, mem + be->etag_off, be->etag_len + 1);
         u->by_vid[i] = i;
     }
     cmp_tasks = u->tasks;
     qsort(u->by_vid, n, sizeof *u->by_vid, cmp_vid);
     cmp_tasks = NULL;
     s3_buf_init(&u->scratch, 16384);
-    set_phase(u, n == 1 ? PH_HEAD : PH_LIST);
+    set_phase(u, phase_from_facts(u));
     u->rules = rules;
     u->stop = stop;
     u->job = job;
@@ -476,6 +533,21 @@ static void dest_unusable(eng__task *t, const eng__dest *d)
  * version needs only a HEAD of the destination key: its current version (or delete marker)
  * is that version's replica when the ETags match. */
 
+/* ETags compared without their quotes (S3 quotes them in headers and XML, Inventory not). */
+static int etag_eq(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la >= 2 && a[0] == '"' && a[la - 1] == '"') {
+        a++;
+        la -= 2;
+    }
+    if (lb >= 2 && b[0] == '"' && b[lb - 1] == '"') {
+        b++;
+        lb -= 2;
+    }
+    return la == lb && la > 0 && memcmp(a, b, la) == 0;
+}
+
 static int targets(const eng__unit *u, const eng__rules *rules, const eng__task *t, size_t d)
 {
     if (t->done || archived(t->storage_class))
@@ -537,7 +609,7 @@ static void on_recheck(eng__unit *u, const eng__rules *rules, const s3_call *c,
         if (t->is_delete_marker)
             u->skip[d] = oc->http_status == 404 && r->delete_marker;
         else
-            u->skip[d] = oc->http_status == 200 && strcmp(r->etag, t->etag) == 0;
+            u->skip[d] = oc->http_status == 200 && etag_eq(r->etag, t->etag);
         return;
     }
     if (oc->http_status != 200)
@@ -561,7 +633,7 @@ static void on_recheck(eng__unit *u, const eng__rules *rules, const s3_call *c,
             const s3_version_entry *e = &dl.v[dl.n - k + j];
             const eng__task *t = &u->tasks[seq[j]];
             if (e->is_delete_marker != t->is_delete_marker ||
-                (!t->is_delete_marker && strcmp(e->etag, t->etag) != 0))
+                (!t->is_delete_marker && !etag_eq(e->etag, t->etag)))
                 break;
         }
         if (j == k)

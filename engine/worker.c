@@ -467,7 +467,7 @@ static jobrun *attach(sched *s, eng__job_row *row, char *err, size_t err_len)
         }
     }
     char msg[512];
-    jr->reader = eng__open_manifest(&jr->job, msg, sizeof msg);
+    jr->reader = eng__manifest_open(&jr->job, s->ep, NULL, msg, sizeof msg);
     if (!jr->reader) {
         eng__job_fail(&jr->job, "ManifestNotReadable", msg);
         return jr;

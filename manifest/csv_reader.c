@@ -1,6 +1,11 @@
 /*
  * csv_reader.c — the S3BatchOperations_CSV_20180820 manifest, one entry per mf_next call,
- * in memory that does not depend on the manifest's size.
+ * in memory that does not depend on the manifest's size. The same row reader reads every
+ * data file of an Inventory report and of a completion report (reader.c), with the columns
+ * a fileSchema gives, '+' read as a space in Inventory keys, and the Inventory columns
+ * IsLatest / IsDeleteMarker (true|false, any case), Size (decimal bytes), LastModifiedDate
+ * (ISO-8601), ETag (surrounding quotes dropped), StorageClass and ReplicationStatus parsed
+ * into mf_facts (an empty field: fact unknown; a malformed one: "FILE:LINE: field X: ...").
  *
  * Exact format accepted (../shared/aws-formats.md §1.1; every rule AWS lists as a cause of
  * InvalidManifestContent is checked, each with its own message "FILE:LINE: problem"):
@@ -45,21 +50,31 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-enum { ROLE_BUCKET = 0, ROLE_KEY, ROLE_VERSION, N_ROLES };
+/* A role is a column we keep: mf__col minus one (MF__COL_IGNORE has none). */
+#define N_ROLES (MF__N_COLS - 1)
+#define ROLE_BUCKET (MF__COL_BUCKET - 1)
+#define ROLE_KEY (MF__COL_KEY - 1)
+#define ROLE_VERSION (MF__COL_VERSION_ID - 1)
 
+/* Every kept field fits its own slot: the fact columns are short, but a slot per role keeps
+   the bookkeeping one memcpy (10 roles x 64 KiB = 640 KiB, fixed at open). */
 #define ROW_BUF_BYTES (N_ROLES * (MF__FIELD_MAX_BYTES + 1))
 
-struct mf_reader {
+struct mf__csv {
     mf__source src;
     char display[1024];
 
     /* columns */
-    mf_field colmap[MF_MAX_FIELDS];
+    unsigned char colmap[MF__MAX_COLS]; /* mf__col per column */
     size_t n_cols;            /* expected columns; 0 until the first row when not given */
     int fields_given;
     int has_version;
-    char cols_text[MF_MAX_FIELDS * 10 + 1]; /* "Bucket,Key,VersionId" for messages */
+    int has_role[N_ROLES];
+    int plus_is_space;
+    int empty_version_is_none;
+    char cols_text[MF__MAX_COLS * 24 + 1]; /* "Bucket,Key,VersionId" for messages */
     uint64_t first_row_line;
 
     /* parsing */
@@ -120,13 +135,20 @@ const char *mf_errname(int err)
     return "MF_E_UNKNOWN";
 }
 
-static const char *const FIELD_NAMES[] = {"Ignore", "Bucket", "Key", "VersionId"};
+static const char *const FIELD_NAMES[MF__N_COLS] = {
+    "Ignore",         "Bucket", "Key",          "VersionId",        "IsLatest", "IsDeleteMarker",
+    "Size", "LastModifiedDate", "ETag", "StorageClass", "ReplicationStatus"};
+
+const char *mf__col_name(mf__col c)
+{
+    return (unsigned)c < MF__N_COLS ? FIELD_NAMES[c] : "Ignore";
+}
 
 int mf_field_parse(const char *name)
 {
     if (!name)
         return -1;
-    for (size_t i = 0; i < sizeof FIELD_NAMES / sizeof FIELD_NAMES[0]; i++)
+    for (size_t i = 0; i <= MF_FIELD_VERSION_ID; i++) /* JobManifestSpec.Fields names only */
         if (strcmp(name, FIELD_NAMES[i]) == 0)
             return (int)i;
     return -1;
@@ -134,10 +156,10 @@ int mf_field_parse(const char *name)
 
 /* ---- messages ---------------------------------------------------------------------------- */
 
-static void fail(mf_reader *r, int code, uint64_t line, const char *fmt, ...)
+static void fail(mf__csv *r, int code, uint64_t line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-static void fail(mf_reader *r, int code, uint64_t line, const char *fmt, ...)
+static void fail(mf__csv *r, int code, uint64_t line, const char *fmt, ...)
 {
     if (r->err)
         return; /* keep the first problem */
@@ -152,11 +174,11 @@ static void fail(mf_reader *r, int code, uint64_t line, const char *fmt, ...)
 }
 
 /* "Key", or "4 (Ignore)" / "4" for a column that is not Bucket/Key/VersionId. 1-based. */
-static const char *col_label(const mf_reader *r, size_t idx, char *buf, size_t cap)
+static const char *col_label(const mf__csv *r, size_t idx, char *buf, size_t cap)
 {
-    mf_field f = idx < MF_MAX_FIELDS ? r->colmap[idx] : MF_FIELD_IGNORE;
+    unsigned f = idx < MF__MAX_COLS ? r->colmap[idx] : MF__COL_IGNORE;
     int in_schema = r->fields_given ? idx < r->n_cols : idx < 3;
-    if (in_schema && f != MF_FIELD_IGNORE)
+    if (in_schema && f != MF__COL_IGNORE)
         return FIELD_NAMES[f];
     if (in_schema)
         snprintf(buf, cap, "%zu (Ignore)", idx + 1);
@@ -194,7 +216,7 @@ static void *capped_realloc(void *p, size_t n)
     return n > MF__FIELD_MAX_BYTES ? NULL : realloc(p, n);
 }
 
-static void bare_cr(mf_reader *r)
+static void bare_cr(mf__csv *r)
 {
     fail(r, MF_E_INVALID_CONTENT, r->line - 1,
          "line ends with a bare CR (carriage return without line feed); use LF or CRLF");
@@ -202,7 +224,7 @@ static void bare_cr(mf_reader *r)
 
 static void on_field(void *data, size_t len, void *user)
 {
-    mf_reader *r = user;
+    mf__csv *r = user;
     if (r->err)
         return;
     if (r->after_cr) {
@@ -217,15 +239,9 @@ static void on_field(void *data, size_t len, void *user)
             i++;
         r->first_field_blank = len > 0 && i == len;
     }
-    if (idx >= MF_MAX_FIELDS)
+    if (idx >= MF__MAX_COLS || r->colmap[idx] == MF__COL_IGNORE)
         return;
-    int role;
-    switch (r->colmap[idx]) {
-    case MF_FIELD_BUCKET: role = ROLE_BUCKET; break;
-    case MF_FIELD_KEY: role = ROLE_KEY; break;
-    case MF_FIELD_VERSION_ID: role = ROLE_VERSION; break;
-    default: return;
-    }
+    int role = r->colmap[idx] - 1;
     /* Fits: each role appears once and each field is < MF__FIELD_MAX_BYTES (libcsv cap). */
     r->off[role] = r->row_len;
     r->len[role] = len;
@@ -234,21 +250,124 @@ static void on_field(void *data, size_t len, void *user)
     r->row_len += len + 1;
 }
 
-static void reset_row(mf_reader *r)
+static void reset_row(mf__csv *r)
 {
+    memset(r->len, 0, sizeof r->len); /* a column the row lacks reads as empty */
     r->nf = 0;
     r->row_len = 0;
     r->first_field_blank = 0;
 }
 
-static s3_slice role_slice(const mf_reader *r, int role)
+static s3_slice role_slice(const mf__csv *r, int role)
 {
     s3_slice s = {r->row + r->off[role], r->len[role]};
     return s;
 }
 
+static int field_is(s3_slice f, const char *word)
+{
+    size_t n = strlen(word);
+    return f.len == n && strncasecmp(f.ptr, word, n) == 0;
+}
+
+/* "true" / "false" (any case, as inventories write lowercase). */
+static int parse_bool(mf__csv *r, uint64_t line, int role, int *out)
+{
+    s3_slice f = role_slice(r, role);
+    if (field_is(f, "true")) {
+        *out = 1;
+        return 0;
+    }
+    if (field_is(f, "false")) {
+        *out = 0;
+        return 0;
+    }
+    char ex[32];
+    excerpt(f.ptr, f.len, ex, sizeof ex);
+    fail(r, MF_E_INVALID_CONTENT, line, "field %s: expected true or false, found \"%s%s\"",
+         FIELD_NAMES[role + 1], ex, f.len > 3 ? "..." : "");
+    return -1;
+}
+
+/* The Inventory columns that describe the version. An empty field (a delete marker has no
+   Size, ETag or StorageClass) leaves its fact unknown; a malformed one is an error. */
+static int take_facts(mf__csv *r, uint64_t line, mf_facts *fx)
+{
+    memset(fx, 0, sizeof *fx);
+    if (r->has_role[MF__COL_IS_DELETE_MARKER - 1] && r->len[MF__COL_IS_DELETE_MARKER - 1]) {
+        if (parse_bool(r, line, MF__COL_IS_DELETE_MARKER - 1, &fx->is_delete_marker))
+            return -1;
+        fx->known |= MF_FACT_DELETE_MARKER;
+    }
+    if (r->has_role[MF__COL_IS_LATEST - 1] && r->len[MF__COL_IS_LATEST - 1]) {
+        if (parse_bool(r, line, MF__COL_IS_LATEST - 1, &fx->is_latest))
+            return -1;
+        fx->known |= MF_FACT_LATEST;
+    }
+    int role = MF__COL_SIZE - 1;
+    if (r->has_role[role] && r->len[role]) {
+        s3_slice f = role_slice(r, role);
+        int64_t v = 0;
+        size_t i = 0;
+        for (; i < f.len && f.ptr[i] >= '0' && f.ptr[i] <= '9' && v < (INT64_MAX - 9) / 10; i++)
+            v = v * 10 + (f.ptr[i] - '0');
+        if (i != f.len) {
+            char ex[32];
+            excerpt(f.ptr, f.len, ex, sizeof ex);
+            fail(r, MF_E_INVALID_CONTENT, line,
+                 "field Size: expected a number of bytes, found \"%s%s\"", ex,
+                 f.len > 3 ? "..." : "");
+            return -1;
+        }
+        fx->size = v;
+        fx->known |= MF_FACT_SIZE;
+    }
+    role = MF__COL_LAST_MODIFIED - 1;
+    if (r->has_role[role] && r->len[role]) {
+        s3_slice f = role_slice(r, role);
+        if (s3_parse_time_ms(f.ptr, &fx->last_modified_ms) != 0) {
+            fail(r, MF_E_INVALID_CONTENT, line,
+                 "field LastModifiedDate: not an ISO-8601 time (2024-04-12T06:45:57.000Z): "
+                 "\"%.40s\"",
+                 f.ptr);
+            return -1;
+        }
+        fx->known |= MF_FACT_LAST_MODIFIED;
+    }
+    role = MF__COL_ETAG - 1;
+    if (r->has_role[role] && r->len[role]) {
+        s3_slice f = role_slice(r, role);
+        if (f.len >= 2 && f.ptr[0] == '"' && f.ptr[f.len - 1] == '"') {
+            f.ptr++;
+            f.len -= 2;
+        }
+        fx->etag = f;
+        fx->known |= MF_FACT_ETAG;
+    }
+    role = MF__COL_STORAGE_CLASS - 1;
+    if (r->has_role[role] && r->len[role]) {
+        s3_slice f = role_slice(r, role);
+        if (f.len >= sizeof fx->storage_class) {
+            fail(r, MF_E_INVALID_CONTENT, line, "field StorageClass: unknown class \"%.40s\"",
+                 f.ptr);
+            return -1;
+        }
+        memcpy(fx->storage_class, f.ptr, f.len);
+        fx->storage_class[f.len] = '\0';
+        fx->known |= MF_FACT_STORAGE_CLASS;
+    }
+    role = MF__COL_REPLICATION_STATUS - 1;
+    if (r->has_role[role] && r->len[role]) {
+        s3_slice f = role_slice(r, role);
+        snprintf(fx->replication_status, sizeof fx->replication_status, "%.*s", (int)f.len,
+                 f.ptr);
+        fx->known |= MF_FACT_REPLICATION_STATUS;
+    }
+    return 0;
+}
+
 /* Checks a complete row; on success fills r->entry and sets r->ready. */
-static void take_row(mf_reader *r, uint64_t line)
+static void take_row(mf__csv *r, uint64_t line)
 {
     size_t n = r->nf;
     if (r->fields_given) {
@@ -292,7 +411,7 @@ static void take_row(mf_reader *r, uint64_t line)
     s3_slice raw = role_slice(r, ROLE_KEY);
     memcpy(r->keybuf, raw.ptr, raw.len);
     size_t bad_at = 0;
-    long klen = s3_uri_decode_inplace(r->keybuf, raw.len, 0, &bad_at);
+    long klen = s3_uri_decode_inplace(r->keybuf, raw.len, r->plus_is_space, &bad_at);
     if (klen < 0) {
         char ex[32] = "";
         if (bad_at < raw.len)
@@ -312,6 +431,8 @@ static void take_row(mf_reader *r, uint64_t line)
     }
 
     mf_entry *e = &r->entry;
+    if (take_facts(r, line, &e->facts) != 0)
+        return;
     e->seq = r->seq++;
     e->line = line;
     e->bucket = role_slice(r, ROLE_BUCKET);
@@ -319,7 +440,9 @@ static void take_row(mf_reader *r, uint64_t line)
     e->key.ptr = r->keybuf;
     e->key.len = (size_t)klen;
     e->has_version = r->has_version;
-    if (r->has_version) {
+    if (r->has_version && r->empty_version_is_none && r->len[ROLE_VERSION] == 0)
+        e->has_version = 0; /* a report row of a manifest without version IDs */
+    if (e->has_version) {
         e->version_id = role_slice(r, ROLE_VERSION);
     } else {
         e->version_id.ptr = "";
@@ -330,7 +453,7 @@ static void take_row(mf_reader *r, uint64_t line)
 
 static void on_row(int c, void *user)
 {
-    mf_reader *r = user;
+    mf__csv *r = user;
     r->rows_ended++;
     if (r->err)
         return;
@@ -359,61 +482,66 @@ static void on_row(int c, void *user)
 
 /* ---- open / next / close ----------------------------------------------------------------- */
 
-static int setup_columns(mf_reader *r, const mf_csv_opts *opts, char *err, size_t err_len)
+/* Columns from cfg: n_cols == 0 is the CSV default (Bucket,Key[,VersionId], the first row
+   decides); else exactly cfg->n_cols columns, each role at most once, Bucket and Key
+   required (the callers check that with their own words first; this is the backstop). */
+static int setup_columns(mf__csv *r, const mf__csv_cfg *cfg, char *err, size_t err_len)
 {
-    for (size_t i = 0; i < MF_MAX_FIELDS; i++)
-        r->colmap[i] = MF_FIELD_IGNORE;
-    if (!opts || opts->n_fields == 0) {
-        r->colmap[0] = MF_FIELD_BUCKET;
-        r->colmap[1] = MF_FIELD_KEY;
-        r->colmap[2] = MF_FIELD_VERSION_ID;
+    memset(r->colmap, MF__COL_IGNORE, sizeof r->colmap);
+    r->plus_is_space = cfg && cfg->plus_is_space;
+    r->empty_version_is_none = cfg && cfg->empty_version_is_none;
+    if (!cfg || cfg->n_cols == 0) {
+        r->colmap[0] = MF__COL_BUCKET;
+        r->colmap[1] = MF__COL_KEY;
+        r->colmap[2] = MF__COL_VERSION_ID;
+        r->has_role[ROLE_BUCKET] = r->has_role[ROLE_KEY] = r->has_role[ROLE_VERSION] = 1;
         return 0;
     }
-    if (opts->n_fields > MF_MAX_FIELDS) {
-        snprintf(err, err_len, "%s: Fields: %zu columns, at most %d are supported", r->display,
-                 opts->n_fields, MF_MAX_FIELDS);
+    if (cfg->n_cols > MF__MAX_COLS) {
+        snprintf(err, err_len, "%s: %zu columns, at most %d are supported", r->display,
+                 cfg->n_cols, MF__MAX_COLS);
         return -MF_E_INVALID_SPEC;
     }
-    unsigned seen[4] = {0, 0, 0, 0};
     size_t o = 0;
-    for (size_t i = 0; i < opts->n_fields; i++) {
-        mf_field f = opts->fields[i];
-        if ((int)f < 0 || f > MF_FIELD_VERSION_ID) {
-            snprintf(err, err_len, "%s: Fields: column %zu has an unknown value %d", r->display,
-                     i + 1, (int)f);
+    for (size_t i = 0; i < cfg->n_cols; i++) {
+        unsigned f = cfg->cols[i];
+        if (f >= MF__N_COLS) {
+            snprintf(err, err_len, "%s: column %zu has an unknown value %u", r->display, i + 1,
+                     f);
             return -MF_E_INVALID_SPEC;
         }
-        if (f != MF_FIELD_IGNORE && seen[f]++) {
-            snprintf(err, err_len, "%s: Fields: %s appears more than once", r->display,
+        if (f != MF__COL_IGNORE && r->has_role[f - 1]++) {
+            snprintf(err, err_len, "%s: %s appears more than once", r->display,
                      FIELD_NAMES[f]);
             return -MF_E_INVALID_SPEC;
         }
-        r->colmap[i] = f;
-        o += (size_t)snprintf(r->cols_text + o, sizeof r->cols_text - o, "%s%s", i ? "," : "",
-                              FIELD_NAMES[f]);
+        r->colmap[i] = (unsigned char)f;
+        if (o < sizeof r->cols_text)
+            o += (size_t)snprintf(r->cols_text + o, sizeof r->cols_text - o, "%s%s",
+                                  i ? "," : "", FIELD_NAMES[f]);
     }
-    if (!seen[MF_FIELD_BUCKET] || !seen[MF_FIELD_KEY]) {
-        snprintf(err, err_len, "%s: Fields: must name a Bucket and a Key column (got %s)",
-                 r->display, r->cols_text);
+    if (!r->has_role[ROLE_BUCKET] || !r->has_role[ROLE_KEY]) {
+        snprintf(err, err_len, "%s: must name a Bucket and a Key column (got %s)", r->display,
+                 r->cols_text);
         return -MF_E_INVALID_SPEC;
     }
     r->fields_given = 1;
-    r->n_cols = opts->n_fields;
-    r->has_version = seen[MF_FIELD_VERSION_ID] != 0;
+    r->n_cols = cfg->n_cols;
+    r->has_version = r->has_role[ROLE_VERSION] != 0;
     return 0;
 }
 
-mf_reader *mf_open_csv(const char *path, const char *display_name, const mf_csv_opts *opts,
-                       char *err, size_t err_len)
+mf__csv *mf__csv_open(const char *path, const char *display, const mf__csv_cfg *cfg,
+                      char *err, size_t err_len)
 {
-    mf_reader *r = calloc(1, sizeof *r);
+    mf__csv *r = calloc(1, sizeof *r);
     if (!r) {
         snprintf(err, err_len, "%s: out of memory", path);
         return NULL;
     }
     r->src.fd = -1;
-    snprintf(r->display, sizeof r->display, "%s", display_name ? display_name : path);
-    if (setup_columns(r, opts, err, err_len) < 0) {
+    snprintf(r->display, sizeof r->display, "%s", display ? display : path);
+    if (setup_columns(r, cfg, err, err_len) < 0) {
         free(r);
         return NULL;
     }
@@ -421,12 +549,12 @@ mf_reader *mf_open_csv(const char *path, const char *display_name, const mf_csv_
     r->keybuf = malloc(MF__FIELD_MAX_BYTES + 1);
     if (!r->row || !r->keybuf) {
         snprintf(err, err_len, "%s: out of memory", r->display);
-        mf_close(r);
+        mf__csv_close(r);
         return NULL;
     }
     if (csv_init(&r->csv, CSV_STRICT | CSV_STRICT_FINI | CSV_REPALL_NL) != 0) {
         snprintf(err, err_len, "%s: cannot start the CSV parser", r->display);
-        mf_close(r);
+        mf__csv_close(r);
         return NULL;
     }
     r->csv_live = 1;
@@ -436,7 +564,7 @@ mf_reader *mf_open_csv(const char *path, const char *display_name, const mf_csv_
     char serr[512];
     if (mf__source_open(&r->src, path, serr, sizeof serr) < 0) {
         snprintf(err, err_len, "%s", serr);
-        mf_close(r);
+        mf__csv_close(r);
         return NULL;
     }
     r->line = 1;
@@ -444,7 +572,7 @@ mf_reader *mf_open_csv(const char *path, const char *display_name, const mf_csv_
 }
 
 /* A csv_parse call stopped early: a strict-mode quoting error or the field cap. */
-static void parse_stopped(mf_reader *r)
+static void parse_stopped(mf__csv *r)
 {
     char lbl[32];
     const char *col = col_label(r, r->nf, lbl, sizeof lbl);
@@ -467,7 +595,7 @@ static void parse_stopped(mf_reader *r)
 
 /* Positions of the next LF and CR at or after chunk_pos (chunk_len: none), searched once
    per occurrence, so a chunk is scanned O(n) times in all even when CRs are rare. */
-static void find_breaks(mf_reader *r)
+static void find_breaks(mf__csv *r)
 {
     const unsigned char *p = r->chunk + r->chunk_pos;
     size_t left = r->chunk_len - r->chunk_pos;
@@ -482,7 +610,7 @@ static void find_breaks(mf_reader *r)
 }
 
 /* Feeds libcsv up to and including the next CR or LF of the current chunk. */
-static void feed(mf_reader *r)
+static void feed(mf__csv *r)
 {
     find_breaks(r);
     size_t end = r->next_lf < r->next_cr ? r->next_lf : r->next_cr;
@@ -505,7 +633,7 @@ static void feed(mf_reader *r)
     }
 }
 
-static void next_chunk(mf_reader *r)
+static void next_chunk(mf__csv *r)
 {
     char problem[512];
     int rc = mf__source_read(&r->src, &r->chunk, &r->chunk_len, problem, sizeof problem);
@@ -529,7 +657,7 @@ static void next_chunk(mf_reader *r)
     }
 }
 
-static void finish(mf_reader *r)
+static void finish(mf__csv *r)
 {
     r->rows_ended = 0;
     if (csv_fini(&r->csv, on_field, on_row, r) != 0 && !r->err) {
@@ -541,7 +669,7 @@ static void finish(mf_reader *r)
     r->done = 1;
 }
 
-int mf_next(mf_reader *r, mf_entry *out, char *err, size_t err_len)
+int mf__csv_next(mf__csv *r, mf_entry *out, char *err, size_t err_len)
 {
     for (;;) {
         if (r->ready) {
@@ -564,7 +692,7 @@ int mf_next(mf_reader *r, mf_entry *out, char *err, size_t err_len)
     }
 }
 
-void mf_close(mf_reader *r)
+void mf__csv_close(mf__csv *r)
 {
     if (!r)
         return;

@@ -13,6 +13,8 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "manifest/manifest.h"
+
 /* 1 MiB reads: about 10-25k manifest rows per read(2) and per inflate/ZSTD call, so the
    per-call cost disappears; it is also the whole input budget (plus as much again for the
    decompressed side of gzip/zstd). */
@@ -54,5 +56,51 @@ int mf__source_read(mf__source *s, const unsigned char **out, size_t *out_len, c
                     size_t problem_len);
 
 void mf__source_close(mf__source *s);
+
+/* ---- the CSV row reader under every format (csv_reader.c) ------------------------------ */
+
+/* What a column holds. The first four equal mf_field's values, so JobManifestSpec.Fields
+   maps onto them as is; the rest are Inventory fileSchema columns (aws-formats.md §2.3)
+   whose values become mf_facts. Every other schema name is read as Ignore. */
+typedef enum mf__col {
+    MF__COL_IGNORE = 0,
+    MF__COL_BUCKET,
+    MF__COL_KEY,
+    MF__COL_VERSION_ID,
+    MF__COL_IS_LATEST,
+    MF__COL_IS_DELETE_MARKER,
+    MF__COL_SIZE,
+    MF__COL_LAST_MODIFIED,
+    MF__COL_ETAG,
+    MF__COL_STORAGE_CLASS,
+    MF__COL_REPLICATION_STATUS,
+    MF__N_COLS
+} mf__col;
+
+/* The Inventory schema has 20 columns today (21 with LifecycleExpirationDate); 64 leaves
+   room for AWS to add more without a release of ours. */
+#define MF__MAX_COLS 64
+
+typedef struct mf__csv_cfg {
+    unsigned char cols[MF__MAX_COLS]; /* mf__col per column */
+    size_t n_cols;            /* 0: the CSV default, Bucket,Key[,VersionId] by the first row */
+    int plus_is_space;        /* Inventory: '+' in a key is a space */
+    int empty_version_is_none; /* a completion report: an empty VersionId = no version */
+} mf__csv_cfg;
+
+typedef struct mf__csv mf__csv;
+
+/* The name of a column ("IsLatest"), as fileSchema and messages spell it. */
+const char *mf__col_name(mf__col c);
+/* Opens one local CSV file (plain, gzip or zstd). display names it in messages. */
+mf__csv *mf__csv_open(const char *path, const char *display, const mf__csv_cfg *cfg,
+                      char *err, size_t err_len);
+/* As mf_next; seq counts this file's rows only. */
+int mf__csv_next(mf__csv *r, mf_entry *out, char *err, size_t err_len);
+void mf__csv_close(mf__csv *r);
+/* The CSV reader's messages and field names, for mf_strerror / mf_field_parse. */
+
+/* MD5 of a local file as 32 lower-case hex digits. 0 or -MF_E_IO (message in err). */
+int mf__md5_file(const char *path, char out[33], char *err, size_t err_len);
 
 #endif

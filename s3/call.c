@@ -78,6 +78,7 @@ static void response_clear_headers(s3_response *r)
     r->last_modified[0] = '\0';
     r->content_type[0] = '\0';
     r->storage_class[0] = '\0';
+    r->replication_status[0] = '\0';
     r->retry_after[0] = '\0';
     r->content_length = -1;
 }
@@ -104,6 +105,7 @@ enum hfield {
     H_STORAGE_CLASS,
     H_DELETE_MARKER,
     H_COPY_SOURCE_VERSION_ID,
+    H_REPLICATION_STATUS,
 };
 
 #define HNAME(s) s, sizeof s - 1
@@ -122,6 +124,7 @@ static const struct {
     {HNAME("x-amz-storage-class"), H_STORAGE_CLASS},
     {HNAME("x-amz-delete-marker"), H_DELETE_MARKER},
     {HNAME("x-amz-copy-source-version-id"), H_COPY_SOURCE_VERSION_ID},
+    {HNAME("x-amz-replication-status"), H_REPLICATION_STATUS},
 };
 
 static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
@@ -194,6 +197,9 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
         case H_COPY_SOURCE_VERSION_ID:
             s3__copy_str(r->copy_source_version_id, sizeof r->copy_source_version_id, v,
                          vlen);
+            break;
+        case H_REPLICATION_STATUS:
+            s3__copy_str(r->replication_status, sizeof r->replication_status, v, vlen);
             break;
         }
         break;

@@ -205,6 +205,7 @@ typedef struct s3_response {
     char last_modified[64];
     char content_type[256];
     char storage_class[64];
+    char replication_status[16];   /* x-amz-replication-status: COMPLETED, FAILED, ... */
     char retry_after[32];
     long long content_length;      /* -1 when absent */
     s3_buf body;                   /* capped at S3_BODY_MAX_BYTES */
