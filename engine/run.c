@@ -348,6 +348,7 @@ static int run_active(eng__job *job, const eng_options *o, const s3_endpoint *ep
         rpt_writer_destroy(rpt);
         return -ENG_E_NOMEM;
     }
+    eng__queue_set_wake_batch(&done_q, 64); /* the writer pops with a 100 ms timeout */
     writer_ctx wc = {.job = job, .done_q = &done_q, .rpt = rpt, .counters = counters,
                      .stop = &stop, .progress = o->progress, .started_ms = eng__now_ms()};
     pthread_t wth;
