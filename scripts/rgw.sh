@@ -40,6 +40,11 @@ start() {
         echo "$URL"
         return 0
     fi
+    if answers; then
+        echo "rgw.sh: something else already answers on $URL (another RGW dir?); stop it or set RGW_PORT" >&2
+        exit 1
+    fi
+    case "$DIR" in / | "$HOME" | /tmp | /work) echo "rgw.sh: refusing to use $DIR" >&2; exit 2 ;; esac
     stop >/dev/null 2>&1 || true
     rm -rf "$DIR"
     mkdir -p "$DIR"/{run,log,mon,osd,rgw}
