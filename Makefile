@@ -4,6 +4,7 @@
 #   make check      build, then the symbol check (every global carries its module prefix)
 #   make check-asan the whole test suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench      hot-path micro-benchmarks (one machine-readable line each)
+#   make bench-full also the end-to-end benchmarks: instant endpoint, scale, Ceph RGW + peers
 #   make demo       install, build, start moto with sample versioned data, run a job, show the report
 #   make deps       install the Debian packages (scripts/install-deps.sh)
 
@@ -33,7 +34,7 @@ TOOL_BIN     := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 BENCH_SRC    := $(wildcard bench/bench_*.c)
 BENCH_BIN    := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test check check-asan bench demo deps clean unit integration
+.PHONY: all test check check-asan bench bench-full demo deps clean unit integration
 all: $(BUILD)/bin/batchrep $(UNIT_BIN) $(TOOL_BIN) $(BENCH_BIN)
 
 $(BUILD)/%.o: %.c
@@ -84,6 +85,9 @@ check-asan: deps
 
 bench: all
 	bash bench/run.sh $(BUILD)
+
+bench-full: all
+	bash bench/run.sh $(BUILD) full
 
 demo: deps all
 	bash scripts/demo.sh $(BUILD)/bin/batchrep

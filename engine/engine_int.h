@@ -27,6 +27,7 @@ typedef struct eng__queue {
     void **items;
     size_t cap, head, len;
     int closed;
+    size_t wake_batch;            /* see eng__queue_set_wake_batch; 1 by default */
 } eng__queue;
 
 int eng__queue_init(eng__queue *q, size_t cap);
@@ -37,6 +38,10 @@ int eng__queue_push(eng__queue *q, void *item);
    and drained; *out_closed tells which. */
 void *eng__queue_pop(eng__queue *q, int timeout_ms, int *out_closed);
 void eng__queue_close(eng__queue *q);
+/* A push wakes a waiting consumer only once n items are queued (or the queue is full or
+   closed), so a consumer that pops with a timeout takes items in batches instead of being
+   woken once per item. Only for consumers whose pop has a timeout (it bounds the delay). */
+void eng__queue_set_wake_batch(eng__queue *q, size_t n);
 
 /* ---- replication configuration -------------------------------------------------------- */
 

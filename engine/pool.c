@@ -41,6 +41,11 @@ typedef struct worker {
     size_t n_deferred;
     unsigned rng;
     int started;
+    /* 1 while the worker sleeps in curl_multi_poll with a free slot and an empty queue:
+       the next submit wakes it (curl_multi_wakeup), else it slept up to 100 ms with idle
+       slots whenever the planner fell behind (bench/RESULTS.md, "instant endpoint") */
+    _Atomic int want_input;
+    uint64_t n_admitted;
 } worker;
 
 struct eng__pool {
@@ -176,6 +181,7 @@ static void admit(worker *w, slot *s, eng__unit *u)
 {
     s->unit = u;
     s->attempts = 0;
+    w->n_admitted++;
     eng__unit_set_not_before_ms(u, 0);
     atomic_fetch_add(&w->pool->inflight, 1);
     advance(w, s);
@@ -260,8 +266,21 @@ static void *worker_main(void *arg)
             int64_t d = next_due - now_ms();
             timeout = d < 0 ? 0 : d < timeout ? (long)d : timeout;
         }
-        if (running > 0 || busy)
+        if (running > 0 || busy) {
+            if (!input_done && free_slot(w)) {
+                /* flag first, then look once more: a submit in between either is seen
+                   here or finds the flag and wakes the poll below */
+                uint64_t before = w->n_admitted;
+                atomic_store(&w->want_input, 1);
+                input_done = admit_new(w, 1);
+                if (input_done || w->n_admitted != before) {
+                    atomic_store(&w->want_input, 0);
+                    continue;
+                }
+            }
             curl_multi_poll(w->multi, NULL, 0, (int)timeout, NULL);
+            atomic_store(&w->want_input, 0);
+        }
     }
     return NULL;
 }
@@ -325,7 +344,10 @@ fail_quiet:
 int eng__pool_submit(eng__pool *p, eng__unit *u)
 {
     worker *w = &p->workers[eng__unit_hash(u) % (uint64_t)p->n_workers];
-    return eng__queue_push(&w->inq, u);
+    int rc = eng__queue_push(&w->inq, u);
+    if (atomic_load(&w->want_input) && atomic_exchange(&w->want_input, 0))
+        curl_multi_wakeup(w->multi);
+    return rc;
 }
 
 void eng__pool_finish(eng__pool *p)

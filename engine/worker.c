@@ -753,6 +753,8 @@ int eng_worker(eng_store *st, const eng_options *opts, eng_result *out, char *er
         free(s);
         return -ENG_E_NOMEM;
     }
+    /* the writer pops with a timeout, so it need not be woken for every finished unit */
+    eng__queue_set_wake_batch(&s->done_q, 64);
     eng__pool_cfg pc = {.ep = &ep, .workers = o.workers, .concurrency = o.concurrency,
                         .max_attempts = o.max_attempts, .retry_base_ms = o.retry_base_ms,
                         .retry_cap_ms = o.retry_cap_ms, .counters = &s->counters,

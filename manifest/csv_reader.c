@@ -609,12 +609,52 @@ static void find_breaks(mf__csv *r)
     }
 }
 
+/* Lines at most this long may take the fast path. libcsv only fails a field once it reaches
+   its capped buffer (MF__FIELD_MAX_BYTES = 64 KiB), so below 4 KiB both paths accept exactly
+   the same lines; longer ones are rare and go through libcsv, which words the error. */
+#define FAST_LINE_MAX_BYTES 4096u
+
+/*
+ * The common line: complete in this chunk, ended by a lone LF, no '"' and no CR in it, and
+ * libcsv between rows. Its fields are the bytes between commas, verbatim (what libcsv's strict
+ * mode yields for unquoted fields when no byte is a space to trim), so they go straight to
+ * on_field/on_row, the same checks as the libcsv path. Measured on the 2,000,000-row bench
+ * manifest (88 bytes a row): libcsv's per-byte state machine was 26% of the profile and the
+ * reader ran 1.2-1.4 M rows/s; with this path it runs 6.4-7.8 M rows/s (bench/RESULTS.md).
+ * Returns 1 when it consumed the line.
+ */
+static int feed_fast(mf_reader *r, size_t end)
+{
+    size_t n = end - r->chunk_pos;
+    if (r->csv.pstate != 0 || r->csv.entry_pos != 0 || r->after_cr || r->nf != 0 || n == 0 ||
+        n >= FAST_LINE_MAX_BYTES)
+        return 0;
+    const char *p = (const char *)r->chunk + r->chunk_pos;
+    if (memchr(p, '"', n))
+        return 0;
+    const char *stop = p + n;
+    for (;;) {
+        const char *comma = memchr(p, ',', (size_t)(stop - p));
+        const char *fe = comma ? comma : stop;
+        on_field((void *)p, (size_t)(fe - p), r);
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    r->rows_ended = 0;
+    on_row('\n', r);
+    r->chunk_pos = end + 1;
+    return 1;
+}
+
 /* Feeds libcsv up to and including the next CR or LF of the current chunk. */
 static void feed(mf__csv *r)
 {
     find_breaks(r);
     size_t end = r->next_lf < r->next_cr ? r->next_lf : r->next_cr;
     int ends_line = end < r->chunk_len;
+    if (ends_line && end == r->next_lf && feed_fast(r, end))
+        return;
     size_t n = (ends_line ? end + 1 : r->chunk_len) - r->chunk_pos;
     r->rows_ended = 0;
     size_t used = csv_parse(&r->csv, r->chunk + r->chunk_pos, n, on_field, on_row, r);

@@ -1,0 +1,354 @@
+#!/usr/bin/env python3
+"""e2e.py — end-to-end benchmarks of issue 5, against Ceph RGW and an instant canned endpoint.
+
+  python3 bench/e2e.py rgw     [--objects 10000] [--conc 32] [--runs 1] [--versions 1,3]
+  python3 bench/e2e.py instant [--tasks 200000] [--conc 64,256] [--runs 3]
+  python3 bench/e2e.py scale   [--rows 1000000,10000000] [--conc 256]
+
+Every client run prints one machine-readable line
+  bench=rgw tool=batchrep versions=1 objects=10000 conc=32 seconds=.. objects_per_s=..
+    cpu_s=.. cpu_ms_per_1000=.. peak_rss_kb=.. ok=1
+and each benchmark ends with summary lines (median, min, max, peak RSS) and the ratios, all
+measured in the same run against the same server. Client CPU is user+sys of the client
+process alone (os.wait4 on it: its rusage, not the server's); peak RSS is its ru_maxrss.
+
+Servers: RGW is started with scripts/rgw.sh (memstore OSD, 127.0.0.1 only); the instant
+endpoint is build/bench/bench_instant_server on 127.0.0.1. Nothing is sent elsewhere.
+Peers: rclone (Debian, `copy --files-from`, AWS_CA_BUNDLE unset as test-servers.md §7 says)
+and the AWS CLI (`aws s3 cp --recursive`, max_concurrent_requests = the same concurrency).
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get("BUILD", os.path.join(ROOT, "build"))
+BATCHREP = os.path.join(BUILD, "bin", "batchrep")
+S3LOOP = os.path.join(BUILD, "bench", "bench_s3loop")
+INSTANT = os.path.join(BUILD, "bench", "bench_instant_server")
+RGW_SH = os.path.join(ROOT, "scripts", "rgw.sh")
+
+
+def machine_line():
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f'machine nproc={os.cpu_count()} cpu="{model}"'
+
+
+def measure(cmd, env, cwd=None, stdout=subprocess.DEVNULL):
+    """Runs cmd; returns (seconds, cpu_s of that process, peak_rss_kb, returncode)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=stdout, stderr=subprocess.PIPE)
+    # stderr is drained after exit: the tools print little there (errors only)
+    _, status, ru = os.wait4(p.pid, 0)
+    dt = time.monotonic() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    err = p.stderr.read().decode(errors="replace")
+    if p.returncode != 0:
+        sys.stderr.write(f"[{cmd[0]} exit {p.returncode}] {err[-2000:]}\n")
+    return dt, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, p.returncode
+
+
+def s3_env(endpoint):
+    env = dict(os.environ)
+    env.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing",
+               AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1",
+               AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+    env.pop("AWS_PROFILE", None)
+    return env
+
+
+def write_json(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1)
+    return path
+
+
+def batchrep_cmd(work, manifest, dst, conc, tag):
+    """The job document and rules for one run; the manifest and report are local files."""
+    job = write_json(os.path.join(work, f"job-{tag}.json"), {
+        "AccountId": "123456789012", "ConfirmationRequired": False,
+        "Operation": {"S3ReplicateObject": {}},
+        "Manifest": {"Spec": {"Format": "S3BatchOperations_CSV_20180820",
+                              "Fields": ["Bucket", "Key", "VersionId"]},
+                     "Location": {"ObjectArn": manifest}},
+        "Report": {"Bucket": os.path.join(work, f"report-{tag}"), "Format": "Report_CSV_20180820",
+                   "Enabled": True, "ReportScope": "AllTasks", "Prefix": "r"},
+        "ClientRequestToken": f"bench-{tag}-{time.time_ns()}", "Priority": 10,
+        "RoleArn": "arn:aws:iam::123456789012:role/batch-replication"})
+    rules = write_json(os.path.join(work, f"rules-{tag}.json"), {
+        "Role": "arn:aws:iam::123456789012:role/replication",
+        "Rules": [{"ID": "all", "Priority": 1, "Status": "Enabled", "Filter": {"Prefix": ""},
+                   "DeleteMarkerReplication": {"Status": "Disabled"},
+                   "Destination": {"Bucket": f"arn:aws:s3:::{dst}"}}]})
+    os.makedirs(os.path.join(work, f"report-{tag}"), exist_ok=True)
+    return [BATCHREP, "run", job, "--replication-config", rules, "--state-dir",
+            os.path.join(work, f"state-{tag}"), "--concurrency", str(conc), "--no-progress"]
+
+
+def rclone_env(endpoint):
+    env = dict(os.environ)
+    env.pop("AWS_CA_BUNDLE", None)  # rclone 1.60 fails with it set (test-servers.md §7)
+    env.update(RCLONE_CONFIG="/dev/null", RCLONE_CONFIG_B_TYPE="s3",
+               RCLONE_CONFIG_B_PROVIDER="Ceph", RCLONE_CONFIG_B_ENDPOINT=endpoint,
+               RCLONE_CONFIG_B_ACCESS_KEY_ID="testing",
+               RCLONE_CONFIG_B_SECRET_ACCESS_KEY="testing",
+               RCLONE_CONFIG_B_FORCE_PATH_STYLE="true", RCLONE_CONFIG_B_REGION="us-east-1")
+    return env
+
+
+def rclone_cmd(src, dst, files_from, conc, no_check_dest=False):
+    return ["rclone", "copy", f"b:{src}", f"b:{dst}", "--files-from", files_from,
+            "--transfers", str(conc), "--checkers", str(conc), "-q"] + (["--no-check-dest", "--no-traverse"] if no_check_dest else [])
+
+
+def aws_env(endpoint, work, conc):
+    cfg = os.path.join(work, "awsconfig")
+    with open(cfg, "w") as f:
+        f.write("[default]\nregion = us-east-1\ns3 =\n"
+                f"  max_concurrent_requests = {conc}\n  max_queue_size = 10000\n"
+                "  addressing_style = path\n")
+    env = s3_env(endpoint)
+    env["AWS_CONFIG_FILE"] = cfg
+    return env
+
+
+def fmt_line(bench, tool, extra, n, dt, cpu, rss, rc):
+    d = dict(bench=bench, tool=tool, **extra, objects=n, seconds=f"{dt:.3f}",
+             objects_per_s=f"{n / dt:.0f}", cpu_s=f"{cpu:.3f}",
+             cpu_ms_per_1000=f"{cpu * 1e6 / n:.1f}", cpu_us_per_task=f"{cpu * 1e6 / n:.1f}",
+             peak_rss_kb=rss, ok=int(rc == 0))
+    line = " ".join(f"{k}={v}" for k, v in d.items())
+    print(line, flush=True)
+    return dict(rate=n / dt, cpu=cpu / n, rss=rss, ok=rc == 0)
+
+
+def summarize(bench, tool, extra, results):
+    rates = [r["rate"] for r in results]
+    cpus = [r["cpu"] * 1e6 for r in results]
+    tag = " ".join(f"{k}={v}" for k, v in extra.items())
+    print(f"summary bench={bench} tool={tool} {tag} runs={len(results)} "
+          f"median={statistics.median(rates):.0f} min={min(rates):.0f} max={max(rates):.0f} "
+          f"unit=objects_per_s cpu_us_per_object_median={statistics.median(cpus):.1f} "
+          f"peak_rss_kb={max(r['rss'] for r in results)}", flush=True)
+    return dict(rate=statistics.median(rates), cpu=statistics.median(cpus),
+                rss=max(r["rss"] for r in results))
+
+
+def ratios(bench, extra, s):
+    tag = " ".join(f"{k}={v}" for k, v in extra.items())
+    b = s.get("batchrep")
+    if not b:
+        return
+    for peer, p in s.items():
+        if peer == "batchrep":
+            continue
+        print(f"ratio bench={bench} {tag} vs={peer} speed={b['rate'] / p['rate']:.2f} "
+              f"cpu_per_object={b['cpu'] / p['cpu']:.3f} "
+              f"(batchrep {b['rate']:.0f}/s {b['cpu']:.0f} us; {peer} {p['rate']:.0f}/s "
+              f"{p['cpu']:.0f} us)", flush=True)
+
+
+# ---- RGW --------------------------------------------------------------------------------
+
+def bench_rgw(a):
+    rgw_dir = a.rgw_dir
+    out = subprocess.run(["bash", RGW_SH, "start", rgw_dir], check=True, capture_output=True,
+                         text=True)
+    endpoint = out.stdout.strip().splitlines()[-1]
+    print(machine_line())
+    print(f"server ceph-rgw {endpoint} (scripts/rgw.sh start {rgw_dir}; memstore OSD)")
+    work = tempfile.mkdtemp(prefix="batchrep-bench-rgw-")
+    env = s3_env(endpoint)
+    tools = a.tools.split(",")
+    try:
+        for versions in [int(v) for v in a.versions.split(",")]:
+            nkeys = (a.objects + versions - 1) // versions
+            n = nkeys * versions
+            src = f"src{versions}v{int(time.time())}"
+            manifest = os.path.join(work, f"manifest-{versions}.csv")
+            subprocess.run([S3LOOP, "mkbucket", src], env=env, check=True)
+            subprocess.run([S3LOOP, "put", src, str(nkeys), str(versions), "1024", "32",
+                            manifest], env=env, check=True, stdout=subprocess.DEVNULL)
+            files_from = os.path.join(work, f"files-{versions}.txt")
+            with open(files_from, "w") as f:
+                f.writelines(f"obj/{k:06d}\n" for k in range(nkeys))
+            extra = dict(versions=versions, conc=a.conc)
+            results = {t: [] for t in tools}
+            for run in range(a.runs):
+                for tool in tools:
+                    dst = f"d{versions}{tool[:3]}{run}{int(time.time()) % 100000}"
+                    subprocess.run([S3LOOP, "mkbucket", dst], env=env, check=True)
+                    tag = f"{versions}-{tool}-{run}"
+                    if tool == "batchrep":
+                        cmd, cenv, cnt = batchrep_cmd(work, manifest, dst, a.conc, tag), env, n
+                    elif tool == "s3loop":
+                        cmd, cenv, cnt = [S3LOOP, "copy", manifest, dst, str(a.conc)], env, n
+                    elif tool == "rclone":
+                        # rclone copies the latest version of each key only
+                        cmd = rclone_cmd(src, dst, files_from, a.conc)
+                        cenv, cnt = rclone_env(endpoint), nkeys
+                    elif tool == "aws":
+                        cmd = ["aws", "s3", "cp", f"s3://{src}", f"s3://{dst}", "--recursive",
+                               "--only-show-errors"]
+                        cenv, cnt = aws_env(endpoint, work, a.conc), nkeys
+                    else:
+                        raise SystemExit(f"unknown tool {tool}")
+                    if run == 0:
+                        print(f"command tool={tool} {' '.join(cmd)}", flush=True)
+                    dt, cpu, rss, rc = measure(cmd, cenv)
+                    results[tool].append(fmt_line("rgw", tool, extra, cnt, dt, cpu, rss, rc))
+            s = {t: summarize("rgw", t, extra, r) for t, r in results.items() if r}
+            ratios("rgw", extra, s)
+    finally:
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        if a.stop:
+            subprocess.run(["bash", RGW_SH, "stop", rgw_dir])
+
+
+# ---- instant endpoint -------------------------------------------------------------------
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start_instant(versions=1, threads=1):
+    port = free_port()
+    p = subprocess.Popen([INSTANT, str(port), str(versions), str(threads)],
+                         stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return p, f"http://127.0.0.1:{port}"
+
+
+def gen_manifest(path, rows, bucket="src"):
+    """rows lines 'src,obj/NNNNNNNNNN,v1' (one version per key: HEAD + COPY per row)."""
+    with open(path, "w") as f:
+        chunk = 100000
+        for start in range(0, rows, chunk):
+            f.write("".join(f"{bucket},obj/{i:010d},v1\n"
+                            for i in range(start, min(rows, start + chunk))))
+
+
+def server_cpu(p):
+    with open(f"/proc/{p.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_instant(a):
+    print(machine_line())
+    work = tempfile.mkdtemp(prefix="batchrep-bench-inst-")
+    srv, endpoint = start_instant(1, a.server_threads)
+    print(f"server bench_instant_server {endpoint} threads={a.server_threads}")
+    env = s3_env(endpoint)
+    try:
+        n = a.tasks
+        manifest = os.path.join(work, "manifest.csv")
+        gen_manifest(manifest, n)
+        files_from = os.path.join(work, "files.txt")
+        nr = min(n, a.rclone_tasks)
+        with open(files_from, "w") as f:
+            f.writelines(f"obj/{k:010d}\n" for k in range(nr))
+        for conc in [int(c) for c in a.conc.split(",")]:
+            extra = dict(conc=conc)
+            results = {"batchrep": [], "rclone": []}
+            for run in range(a.runs):
+                tag = f"{conc}-{run}"
+                for tool in ("batchrep", "rclone"):
+                    if tool == "batchrep":
+                        cmd, cenv, cnt = batchrep_cmd(work, manifest, "dst", conc, tag), env, n
+                    else:
+                        cmd = rclone_cmd("src", "dst", files_from, conc, no_check_dest=True)
+                        cenv, cnt = rclone_env(endpoint), nr
+                    if run == 0:
+                        print(f"command tool={tool} {' '.join(cmd)}", flush=True)
+                    s0 = server_cpu(srv)
+                    dt, cpu, rss, rc = measure(cmd, cenv)
+                    s1 = server_cpu(srv)
+                    r = fmt_line("instant", tool, extra, cnt, dt, cpu, rss, rc)
+                    print(f"  server_cpu_s={s1 - s0:.2f}", flush=True)
+                    results[tool].append(r)
+            s = {t: summarize("instant", t, extra, r) for t, r in results.items()}
+            ratios("instant", extra, s)
+    finally:
+        srv.send_signal(signal.SIGTERM)
+        srv.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_scale(a):
+    print(machine_line())
+    work = tempfile.mkdtemp(prefix="batchrep-bench-scale-", dir=a.tmp)
+    srv, endpoint = start_instant(1, a.server_threads)
+    print(f"server bench_instant_server {endpoint} threads={a.server_threads}")
+    env = s3_env(endpoint)
+    try:
+        for rows in [int(r) for r in a.rows.split(",")]:
+            manifest = os.path.join(work, f"manifest-{rows}.csv")
+            gen_manifest(manifest, rows)
+            cmd = batchrep_cmd(work, manifest, "dst", a.conc, f"scale{rows}")
+            print(f"command rows={rows} {' '.join(cmd)}", flush=True)
+            dt, cpu, rss, rc = measure(cmd, env)
+            print(f"bench=scale rows={rows} conc={a.conc} seconds={dt:.1f} "
+                  f"rows_per_s={rows / dt:.0f} cpu_s={cpu:.1f} cpu_us_per_row={cpu * 1e6 / rows:.1f} "
+                  f"peak_rss_kb={rss} peak_rss_mib={rss / 1024:.1f} ok={int(rc == 0)}", flush=True)
+            os.unlink(manifest)
+            shutil.rmtree(os.path.join(work, f"state-scale{rows}"), ignore_errors=True)
+            shutil.rmtree(os.path.join(work, f"report-scale{rows}"), ignore_errors=True)
+    finally:
+        srv.send_signal(signal.SIGTERM)
+        srv.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="what", required=True)
+    r = sub.add_parser("rgw")
+    r.add_argument("--objects", type=int, default=10000)
+    r.add_argument("--conc", type=int, default=32)
+    r.add_argument("--runs", type=int, default=1)
+    r.add_argument("--versions", default="1,3")
+    r.add_argument("--tools", default="s3loop,batchrep,rclone,aws")
+    r.add_argument("--rgw-dir", default="/tmp/batchrep-rgw")
+    r.add_argument("--keep", action="store_true")
+    r.add_argument("--stop", action="store_true", help="stop RGW at the end")
+    i = sub.add_parser("instant")
+    i.add_argument("--tasks", type=int, default=200000)
+    i.add_argument("--rclone-tasks", type=int, default=50000)
+    i.add_argument("--conc", default="64,256")
+    i.add_argument("--runs", type=int, default=3)
+    i.add_argument("--server-threads", type=int, default=1)
+    s = sub.add_parser("scale")
+    s.add_argument("--rows", default="1000000,10000000")
+    s.add_argument("--conc", type=int, default=256)
+    s.add_argument("--server-threads", type=int, default=1)
+    s.add_argument("--tmp", default=None)
+    a = ap.parse_args()
+    {"rgw": bench_rgw, "instant": bench_instant, "scale": bench_scale}[a.what](a)
+
+
+if __name__ == "__main__":
+    main()
