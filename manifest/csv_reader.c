@@ -623,7 +623,7 @@ static void find_breaks(mf__csv *r)
  * reader ran 1.2-1.4 M rows/s; with this path it runs 6.4-7.8 M rows/s (bench/RESULTS.md).
  * Returns 1 when it consumed the line.
  */
-static int feed_fast(mf_reader *r, size_t end)
+static int feed_fast(mf__csv *r, size_t end)
 {
     size_t n = end - r->chunk_pos;
     if (r->csv.pstate != 0 || r->csv.entry_pos != 0 || r->after_cr || r->nf != 0 || n == 0 ||
