@@ -53,6 +53,13 @@ typedef struct eng__rule {
     int delete_marker_replication;
     char *dest_bucket;           /* plain name from the destination ARN */
     char *storage_class;         /* NULL: keep the source's class */
+    char *dest_account;          /* Destination.Account; NULL when absent */
+    int owner_override;          /* AccessControlTranslation.Owner = "Destination": the
+                                    replica belongs to the destination bucket's owner, the
+                                    source ACL is not copied */
+    int sse_kms;                 /* SourceSelectionCriteria.SseKmsEncryptedObjects Enabled:
+                                    SSE-KMS versions replicate (else SrcObjectNotEligible) */
+    char *replica_kms_key_id;    /* Destination.EncryptionConfiguration.ReplicaKmsKeyID */
     size_t dest_index;           /* index into eng__rules.dests */
 } eng__rule;
 
@@ -61,9 +68,21 @@ typedef struct eng__dest {
     char *bucket;
     int state;                   /* ENG__DEST_OK, ..._MISSING, ..._UNVERSIONED, ..._DENIED */
     int http_status;
+    size_t ep_index;             /* endpoint (eng__pool_cfg.eps): 0 the source's, else a
+                                    --destination-profile's */
+    int object_lock;             /* GetObjectLockConfiguration said Enabled */
+    char owner_id[128];          /* canonical ID of the bucket owner (GetBucketAcl), "" when
+                                    unknown; granted FULL_CONTROL when ownership is translated */
 } eng__dest;
 
 enum { ENG__DEST_OK = 0, ENG__DEST_MISSING, ENG__DEST_UNVERSIONED, ENG__DEST_DENIED };
+
+/* How versions are written (settings of the run, not of the configuration). */
+typedef struct eng__copy_cfg {
+    int64_t multipart_threshold_bytes; /* above: multipart (UploadPartCopy / UploadPart) */
+    int64_t part_size_bytes;           /* grown so that a version needs at most 10,000 */
+    int part_parallelism;              /* parts of one version in flight at once */
+} eng__copy_cfg;
 
 typedef struct eng__rules {
     eng__rule *rules;
@@ -71,6 +90,7 @@ typedef struct eng__rules {
     eng__dest *dests;
     size_t n_dests;
     int needs_tags;              /* some enabled rule filters on tags */
+    eng__copy_cfg copy;          /* set by run.c before the run */
 } eng__rules;
 
 /* Parses PutBucketReplication JSON (a bare configuration, or wrapped in
