@@ -4,7 +4,10 @@
  */
 #include "cli/cli.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,6 +37,14 @@ static const char help[] =
     "  --retry-base-ms N          backoff base; delay = rand(0, min(cap, base*2^(n-1)))\n"
     "                             (default 100)\n"
     "  --retry-cap-ms N           backoff cap (default 20000)\n"
+    "  --multipart-threshold-bytes N  versions larger than this are copied in parts\n"
+    "                             (UploadPartCopy; default 5368709120, CopyObject's limit)\n"
+    "  --part-size-bytes N        part size of multipart and streamed copies (default\n"
+    "                             8388608; grown to stay within 10,000 parts)\n"
+    "  --destination-profile BUCKET=PROFILE  destination BUCKET lives on the endpoint of\n"
+    "                             PROFILE (its endpoint_url and credentials, from\n"
+    "                             AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE); versions\n"
+    "                             are streamed there (GET -> PUT / UploadPart); repeatable\n"
     "  --progress / --no-progress live progress line on stderr (default: when stderr is a\n"
     "                             terminal)\n"
     "  -h, --help                 this text\n"
@@ -42,7 +53,26 @@ static const char help[] =
     "3 Failed, 4 Cancelled, 2 invalid arguments or job document, 1 any other error.\n";
 
 enum { OPT_REPL = 1000, OPT_STATE, OPT_CONC, OPT_WORKERS, OPT_ATTEMPTS, OPT_BASE, OPT_CAP,
-       OPT_PROGRESS, OPT_NO_PROGRESS };
+       OPT_PROGRESS, OPT_NO_PROGRESS, OPT_THRESHOLD, OPT_PART_SIZE, OPT_DEST_PROFILE };
+
+#define MAX_DEST_PROFILES 15
+
+/* A byte count: decimal digits only, min..max. Prints the error and returns -1. */
+static int parse_bytes(const char *name, const char *value, int64_t min, int64_t max,
+                       int64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(value, &end, 10);
+    if (!*value || *value == '-' || *value == '+' || errno || !end || *end || v < min ||
+        v > max) {
+        fprintf(stderr, "batchrep run: %s %s: expected a number of bytes from %lld to %lld\n",
+                name, value, (long long)min, (long long)max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
 
 int cli_run(int argc, char **argv)
 {
@@ -56,11 +86,16 @@ int cli_run(int argc, char **argv)
         {"retry-cap-ms", required_argument, NULL, OPT_CAP},
         {"progress", no_argument, NULL, OPT_PROGRESS},
         {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+        {"multipart-threshold-bytes", required_argument, NULL, OPT_THRESHOLD},
+        {"part-size-bytes", required_argument, NULL, OPT_PART_SIZE},
+        {"destination-profile", required_argument, NULL, OPT_DEST_PROFILE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     eng_options o;
+    const char *profiles[MAX_DEST_PROFILES];
     memset(&o, 0, sizeof o);
+    o.destination_profiles = profiles;
     o.progress = isatty(STDERR_FILENO);
     int c, bad = 0;
     optind = 1;
@@ -75,6 +110,23 @@ int cli_run(int argc, char **argv)
         case OPT_CAP: bad |= cli_parse_int("--retry-cap-ms", optarg, 1, 3600000, &o.retry_cap_ms); break;
         case OPT_PROGRESS: o.progress = 1; break;
         case OPT_NO_PROGRESS: o.progress = 0; break;
+        /* S3 parts are 5 MiB to 5 GiB (the last may be smaller); 1 MiB is allowed here for
+           servers without that floor, and 5 TiB is S3's largest object */
+        case OPT_THRESHOLD: bad |= parse_bytes("--multipart-threshold-bytes", optarg, 1, (int64_t)5 << 40, &o.multipart_threshold_bytes); break;
+        case OPT_PART_SIZE: bad |= parse_bytes("--part-size-bytes", optarg, (int64_t)1 << 20, (int64_t)5 << 30, &o.part_size_bytes); break;
+        case OPT_DEST_PROFILE:
+            if (o.n_destination_profiles == MAX_DEST_PROFILES) {
+                fprintf(stderr, "batchrep run: at most %d --destination-profile options\n",
+                        MAX_DEST_PROFILES);
+                bad = 1;
+            } else if (!strchr(optarg, '=') || *optarg == '=') {
+                fprintf(stderr, "batchrep run: --destination-profile %s: expected "
+                                "BUCKET=PROFILE\n", optarg);
+                bad = 1;
+            } else {
+                profiles[o.n_destination_profiles++] = optarg;
+            }
+            break;
         case 'h': fputs(help, stdout); return CLI_EXIT_OK;
         default: bad = 1; break;
         }

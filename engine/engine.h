@@ -76,6 +76,12 @@ typedef struct eng_options {
     int retry_base_ms;                   /* full-jitter backoff base; 0: 100 */
     int retry_cap_ms;                    /* backoff cap; 0: 20000 */
     int progress;                        /* 1: live progress line on stderr */
+    int64_t multipart_threshold_bytes;   /* above: multipart copy; 0: 5 GiB (CopyObject's
+                                            limit) */
+    int64_t part_size_bytes;             /* multipart and streamed part size; 0: 8 MiB */
+    const char *const *destination_profiles; /* "BUCKET=PROFILE": that destination lives on
+                                            the profile's endpoint, with its credentials */
+    size_t n_destination_profiles;
 } eng_options;
 
 /* What a finished run tells the CLI. */

@@ -26,6 +26,10 @@
 #define FAIL_THRESHOLD_MIN_TASKS 1000
 #define REPORT_SYNC_INTERVAL_MS 1000
 #define PROGRESS_INTERVAL_MS 500
+#define MAX_ENDPOINTS 16 /* the source's and up to 15 --destination-profile ones */
+/* Parts of one version in flight: 8 keeps a 5 GiB+ copy busy on AWS (each UploadPartCopy
+   runs ~1 s per 100 MiB server-side) without letting one version take a worker's calls. */
+#define PART_PARALLELISM_MAX 8
 
 const char *eng_strerror(int err)
 {
@@ -249,10 +253,11 @@ static int count_manifest(eng__job *job, char *first_bucket, size_t cap)
 
 /* GetBucketVersioning on each destination: a missing or unversioned destination fails its
    tasks without sending a copy (CopyObject into an unversioned bucket would succeed). */
-static void check_destinations(eng__rules *rules, const s3_endpoint *ep)
+static void check_destinations(eng__rules *rules, const s3_endpoint *const *eps)
 {
     for (size_t i = 0; i < rules->n_dests; i++) {
         eng__dest *d = &rules->dests[i];
+        const s3_endpoint *ep = eps[d->ep_index];
         s3_request req = {.method = "GET", .bucket = d->bucket, .n_query = 1};
         req.query[0] = (s3_query_param){"versioning", ""};
         s3_response resp;
@@ -334,7 +339,8 @@ static int open_report(eng__job *job, rpt_opts *ro, rpt_writer **out, char *root
     return 0;
 }
 
-static int run_active(eng__job *job, const eng_options *o, const s3_endpoint *ep,
+static int run_active(eng__job *job, const eng_options *o, const s3_endpoint *const *eps,
+                      size_t n_eps, const s3_endpoint *ep,
                       const eng__rules *rules, eng__counters *counters)
 {
     char msg[1024], root[4096];
@@ -357,7 +363,7 @@ static int run_active(eng__job *job, const eng_options *o, const s3_endpoint *ep
         return -ENG_E_THREAD;
     }
     eng__pool_cfg pc = {
-        .ep = ep, .rules = rules, .workers = o->workers, .concurrency = o->concurrency,
+        .ep = ep, .eps = eps, .n_eps = n_eps, .rules = rules, .workers = o->workers, .concurrency = o->concurrency,
         .max_attempts = o->max_attempts, .retry_base_ms = o->retry_base_ms,
         .retry_cap_ms = o->retry_cap_ms, .counters = counters, .done_q = &done_q, .stop = &stop,
     };
@@ -403,6 +409,12 @@ static int run_active(eng__job *job, const eng_options *o, const s3_endpoint *ep
     return 0;
 }
 
+static int part_parallelism(const eng_options *o)
+{
+    int par = o->concurrency / o->workers;
+    return par < 1 ? 1 : par > PART_PARALLELISM_MAX ? PART_PARALLELISM_MAX : par;
+}
+
 static int apply_defaults(eng_options *o, char *err, size_t err_len)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -423,6 +435,14 @@ static int apply_defaults(eng_options *o, char *err, size_t err_len)
         o->retry_base_ms = 100;
     if (!o->retry_cap_ms)
         o->retry_cap_ms = 20000;
+    if (o->multipart_threshold_bytes < 0 || o->part_size_bytes < 0) {
+        snprintf(err, err_len, "options: sizes must not be negative");
+        return -ENG_E_INVALID_JOB;
+    }
+    if (!o->multipart_threshold_bytes)
+        o->multipart_threshold_bytes = (int64_t)5 << 30; /* CopyObject's limit (§8.1) */
+    if (!o->part_size_bytes)
+        o->part_size_bytes = (int64_t)8 << 20; /* the AWS CLI's multipart_chunksize */
     return 0;
 }
 
@@ -434,6 +454,8 @@ int eng_run_job(const eng_options *opts, eng_result *out, char *err, size_t err_
     eng__counters counters;
     s3_endpoint ep;
     char root[4096], first_bucket[256] = "";
+    s3_endpoint *eps_own[MAX_ENDPOINTS] = {&ep};
+    size_t n_eps = 1;
     int rc;
 
     memset(out, 0, sizeof *out);
@@ -486,12 +508,21 @@ int eng_run_job(const eng_options *opts, eng_result *out, char *err, size_t err_
             eng__rules_load_bucket(&rules, &ep, first_bucket, msg, sizeof msg) != 0)
             job_fail(&job, "SrcBucketReplicationConfigMissing", msg);
         if (job.status == ENG_STATUS_PREPARING) {
-            check_destinations(&rules, &ep);
+            if (eng__dests_bind(&rules, o.destination_profiles, o.n_destination_profiles,
+                                eps_own, MAX_ENDPOINTS, &n_eps, msg, sizeof msg) != 0)
+                job_fail(&job, "InvalidDestinationProfile", msg);
+        }
+        if (job.status == ENG_STATUS_PREPARING) {
+            const s3_endpoint *const *eps = (const s3_endpoint *const *)eps_own;
+            check_destinations(&rules, eps);
+            eng__dests_check(&rules, eps);
+            rules.copy = (eng__copy_cfg){o.multipart_threshold_bytes, o.part_size_bytes,
+                                         part_parallelism(&o)};
             if (job.confirmation_required)
                 fprintf(stderr, "batchrep: ConfirmationRequired is set; `run` confirms the "
                                 "job by running it\n");
             job.status = ENG_STATUS_READY;
-            if (run_active(&job, &o, &ep, &rules, &counters) < 0 &&
+            if (run_active(&job, &o, eps, n_eps, &ep, &rules, &counters) < 0 &&
                 job.status != ENG_STATUS_FAILED)
                 job_fail(&job, "InternalError", "the job could not run");
         }
@@ -505,6 +536,10 @@ int eng_run_job(const eng_options *opts, eng_result *out, char *err, size_t err_
     char path[4200];
     snprintf(path, sizeof path, "%s/describe.json", job.dir);
     json_dump_file(out->describe, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    for (size_t i = 1; i < n_eps; i++) {
+        memset(eps_own[i], 0, sizeof *eps_own[i]); /* credentials */
+        free(eps_own[i]);
+    }
     eng__rules_cleanup(&rules);
     eng__job_cleanup(&job);
     return 0;

@@ -49,6 +49,8 @@ void s3_buf_reset(s3_buf *b);                 /* len = 0, keeps memory */
 int s3_buf_append(s3_buf *b, const void *p, size_t n);
 int s3_buf_append_str(s3_buf *b, const char *s);
 int s3_buf_append_u64(s3_buf *b, uint64_t v); /* decimal, no printf */
+/* Makes room for n more bytes in one allocation (object data of a known length). */
+int s3_buf_reserve(s3_buf *b, size_t n);
 
 /* ---- errors -------------------------------------------------------------------------- */
 
