@@ -238,16 +238,31 @@ def case_same_endpoint(t):
 # ---------------------------------------------------------------------------------------------
 
 def peak_rss_kib(args, env):
-    """Runs batchrep ARGS, returns (CompletedProcess-like, peak RSS KiB) via wait4."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        p = subprocess.Popen([h.batchrep_bin(), *args], env=env, stdout=out, stderr=err,
-                             stdin=subprocess.DEVNULL)
-        _, status, ru = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return (subprocess.CompletedProcess(args, p.returncode, out.read().decode(),
-                                            err.read().decode()), ru.ru_maxrss)
+    """Runs batchrep ARGS; returns (CompletedProcess, peak RSS in KiB). GNU time's %M when
+    /usr/bin/time exists (wait4 of the test's own child would count the forked Python
+    process, ~100 MB, before exec); else the highest VmHWM read from /proc while it runs."""
+    with tempfile.NamedTemporaryFile("r") as rss:
+        if os.access("/usr/bin/time", os.X_OK):
+            cmd = ["/usr/bin/time", "-f", "%M", "-o", rss.name, h.batchrep_bin(), *args]
+        else:
+            cmd = [h.batchrep_bin(), *args]
+        p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL, text=True)
+        hwm = 0
+        while p.poll() is None and cmd[0] != "/usr/bin/time":
+            try:
+                with open(f"/proc/{p.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            hwm = max(hwm, int(line.split()[1]))
+            except OSError:
+                pass
+            time.sleep(0.02)
+        out, err = p.communicate()
+        if cmd[0] == "/usr/bin/time":
+            text = rss.read().strip().splitlines()
+            hwm = int(text[-1]) if text and text[-1].isdigit() else 0
+        return subprocess.CompletedProcess(args, p.returncode, out, err), hwm
 
 
 def case_other_endpoint(t):
@@ -305,7 +320,7 @@ def case_other_endpoint(t):
         desc = json.loads(res.stdout)["Job"]
         t.eq(desc["ProgressSummary"]["NumberOfTasksSucceeded"], 2, "both versions succeeded")
         bound_kib = base_kib + 4 * part // 1024 + 8 * 1024
-        t.ok(kib <= bound_kib and kib < 50 * 1024,
+        t.ok(0 < kib <= bound_kib and kib < 50 * 1024,
              f"peak RSS {kib} KiB <= baseline {base_kib} KiB + 4 transfers x 5 MiB + 8 MiB "
              f"({bound_kib} KiB), well under the 50 MiB object")
         for key in made:
@@ -336,7 +351,7 @@ def case_idempotent(t):
                                   separate_s=False)
             made[key] = [v["VersionId"] for v in vers]
         rules = {"Role": "arn:aws:iam::123456789012:role/r", "Rules": [rule("all", 1, "dst")]}
-        with FaultProxy(moto.url, [Rule("reset_after", op="CopyObject", unique=True)]) as proxy:
+        with FaultProxy(moto.url, [Rule("reset_after", op="CopyObject")]) as proxy:
             res = run_job(s3, {"dir": d, "made": made}, rules, h.batchrep_env(proxy.url))
             proxy.wait_idle()
             copies = proxy.requests(op="CopyObject")
