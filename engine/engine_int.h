@@ -145,7 +145,9 @@ typedef struct eng__task {
     int not_run;                 /* the job stopped first: no report row */
     int succeeded;
     int http_status;
-    const char *error_code;      /* static string, "" on success */
+    const char *error_code;      /* static string or s3_code, "" on success */
+    char s3_code[64];            /* S3's own error code when the row reports it (the
+                                    outcome it came from does not outlive the request) */
     char message[160];
 } eng__task;
 

@@ -275,7 +275,11 @@ void eng__task_fail_outcome(eng__task *t, const s3_outcome *oc, const char *code
         snprintf(msg, sizeof msg, "%s", oc->message[0] ? oc->message : oc->code);
     if (oc->error_in_200)
         http = 500; /* a 200 carrying <Error> is a failure, not a success */
-    const char *c = code ? code : (oc->code[0] ? oc->code : "InternalError");
+    const char *c = code ? code : "InternalError";
+    if (!code && oc->code[0] && !t->done) {
+        snprintf(t->s3_code, sizeof t->s3_code, "%s", oc->code);
+        c = t->s3_code;
+    }
     eng__task_fail(t, http, c, msg);
 }
 

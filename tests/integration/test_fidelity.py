@@ -375,6 +375,43 @@ def case_idempotent(t):
                      [body(s3, "src", k, v) for v in vids], f"{k}: versions in order")
 
 
+def case_parts(t):
+    """A failed part is retried alone; a part that fails for good aborts the upload."""
+    with h.Moto() as moto, tempfile.TemporaryDirectory() as d:
+        s3 = moto.client()
+        for b in ("src", "dst", "reports", "manifests"):
+            h.make_bucket(s3, b)
+        data = os.urandom(12 * MIB)
+        made = {"mp/obj": [s3.put_object(Bucket="src", Key="mp/obj", Body=data)["VersionId"]]}
+        rules = {"Role": "arn:aws:iam::123456789012:role/r", "Rules": [rule("all", 1, "dst")]}
+        args = ["--multipart-threshold-bytes", str(5 * MIB), "--part-size-bytes", str(5 * MIB)]
+        plan = [Rule("internal", op="UploadPartCopy", at=[2])]
+        with FaultProxy(moto.url, plan) as proxy:
+            res = run_job(s3, {"dir": d, "made": made}, rules, h.batchrep_env(proxy.url), args,
+                          name="parts1")
+            proxy.wait_idle()
+            parts = [r["target"] for r in proxy.requests(op="UploadPartCopy")]
+        t.eq(res.returncode, 0, "parts: exit 0")
+        t.eq(len(parts), 4, "3 parts, the faulted one sent again alone (4 UploadPartCopy)")
+        t.eq(body(s3, "dst", "mp/obj"), data, "parts: bytes intact after a part was retried")
+        plan = [Rule("internal", op="UploadPartCopy", at=[1])]
+        with FaultProxy(moto.url, plan) as proxy:
+            res = run_job(s3, {"dir": d, "made": made}, rules, h.batchrep_env(proxy.url),
+                          [*args, "--max-attempts", "1"], name="parts2")
+            proxy.wait_idle()
+            aborts = proxy.requests(op="AbortMultipartUpload")
+        t.eq(res.returncode, 0, "parts, failing: exit 0")
+        try:
+            _, rows = report_rows(s3, res)
+        except Exception as e:
+            t.diag(f"report: {e!r}; stdout {res.stdout[-1500:]}")
+            rows = {}
+        t.eq(list(rows.values()), [("failed", "InternalError")],
+             "a part that fails for good fails the task")
+        t.eq(len(aborts), 1, "the upload is aborted (AbortMultipartUpload)")
+        t.eq(len(dst_versions(s3, "dst", "mp/obj")), 1, "no second destination version")
+
+
 def case_bad_rules(t):
     with tempfile.TemporaryDirectory() as d:
         bad = {"Role": "r", "Rules": [rule("x", 1, "dst", dest={
@@ -394,7 +431,7 @@ def main():
     t = h.Tap()
     only = os.environ.get("FIDELITY_CASES", "")
     for name, fn in (("bad", case_bad_rules), ("same", case_same_endpoint),
-                     ("idem", case_idempotent), ("far", case_other_endpoint)):
+                     ("idem", case_idempotent), ("parts", case_parts), ("far", case_other_endpoint)):
         if not only or name in only.split(","):
             started = time.monotonic()
             fn(t)
