@@ -34,7 +34,10 @@ enum { CLI_OPT_RUN_BASE = 1000 };
         {"retry-cap-ms", required_argument, NULL, CLI_OPT_RUN_BASE + 4},                   \
         {"progress", no_argument, NULL, CLI_OPT_RUN_BASE + 5},                             \
         {"no-progress", no_argument, NULL, CLI_OPT_RUN_BASE + 6},                          \
-        {"metrics-addr", required_argument, NULL, CLI_OPT_RUN_BASE + 7}
+        {"metrics-addr", required_argument, NULL, CLI_OPT_RUN_BASE + 7},                   \
+        {"multipart-threshold-bytes", required_argument, NULL, CLI_OPT_RUN_BASE + 8},      \
+        {"part-size-bytes", required_argument, NULL, CLI_OPT_RUN_BASE + 9},                \
+        {"destination-profile", required_argument, NULL, CLI_OPT_RUN_BASE + 10}
 #define CLI_RUN_HELP                                                                       \
     "  --concurrency N            requests in flight in total (default 64)\n"             \
     "  --workers N                worker threads (default: number of cores)\n"            \
@@ -44,9 +47,19 @@ enum { CLI_OPT_RUN_BASE = 1000 };
     "  --retry-cap-ms N           backoff cap (default 20000)\n"                           \
     "  --progress / --no-progress live progress line on stderr (default: when stderr is\n" \
     "                             a terminal)\n"                                           \
-    "  --metrics-addr HOST:PORT   serve Prometheus metrics at http://HOST:PORT/metrics\n"
+    "  --metrics-addr HOST:PORT   serve Prometheus metrics at http://HOST:PORT/metrics\n"   \
+    "  --multipart-threshold-bytes N  versions larger than this are copied in parts\n"     \
+    "                             (UploadPartCopy; default 5368709120, CopyObject's limit)\n" \
+    "  --part-size-bytes N        part size of multipart and streamed copies (default\n"  \
+    "                             8388608; grown to stay within 10,000 parts)\n"          \
+    "  --destination-profile BUCKET=PROFILE  destination BUCKET lives on the endpoint of\n" \
+    "                             PROFILE (its endpoint_url and credentials, from\n"      \
+    "                             AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE); versions\n" \
+    "                             are streamed there (GET -> PUT / UploadPart); repeatable\n"
 
-/* 1: c was one of the shared options (applied to o); 0: not one; -1: bad value. */
+/* 1: c was one of the shared options (applied to o); 0: not one; -1: bad value.
+   --destination-profile values are kept in a static table (at most CLI_MAX_DEST_PROFILES). */
+#define CLI_MAX_DEST_PROFILES 15
 int cli_run_option(int c, const char *arg, eng_options *o);
 
 /* Prints JSON on stdout, AWS CLI style (4-space indent). */

@@ -54,8 +54,25 @@ int cli_parse_int(const char *name, const char *value, int min, int max, int *ou
     return 0;
 }
 
+static int parse_bytes(const char *name, const char *value, int64_t min, int64_t max,
+                       int64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(value, &end, 10);
+    if (!*value || *value == '-' || *value == '+' || errno || !end || *end || v < min ||
+        v > max) {
+        fprintf(stderr, "batchrep: %s %s: expected a number of bytes from %lld to %lld\n",
+                name, value, (long long)min, (long long)max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 int cli_run_option(int c, const char *arg, eng_options *o)
 {
+    static const char *profiles[CLI_MAX_DEST_PROFILES];
     switch (c - CLI_OPT_RUN_BASE) {
     case 0: return cli_parse_int("--concurrency", arg, 1, 4096, &o->concurrency) ? -1 : 1;
     case 1: return cli_parse_int("--workers", arg, 1, 256, &o->workers) ? -1 : 1;
@@ -65,6 +82,26 @@ int cli_run_option(int c, const char *arg, eng_options *o)
     case 5: o->progress = 1; return 1;
     case 6: o->progress = 0; return 1;
     case 7: o->metrics_addr = arg; return 1;
+    case 8:
+        return parse_bytes("--multipart-threshold-bytes", arg, 1, (int64_t)5 << 40,
+                           &o->multipart_threshold_bytes) ? -1 : 1;
+    case 9:
+        return parse_bytes("--part-size-bytes", arg, (int64_t)1 << 20, (int64_t)5 << 30,
+                           &o->part_size_bytes) ? -1 : 1;
+    case 10:
+        if (o->n_destination_profiles == CLI_MAX_DEST_PROFILES) {
+            fprintf(stderr, "batchrep: at most %d --destination-profile options\n",
+                    CLI_MAX_DEST_PROFILES);
+            return -1;
+        }
+        if (!strchr(arg, '=') || *arg == '=') {
+            fprintf(stderr, "batchrep: --destination-profile %s: expected BUCKET=PROFILE\n",
+                    arg);
+            return -1;
+        }
+        profiles[o->n_destination_profiles++] = arg;
+        o->destination_profiles = profiles;
+        return 1;
     default: return 0;
     }
 }

@@ -107,6 +107,12 @@ typedef struct eng_options {
     int until_idle;                      /* worker: return when no job is runnable */
     const char *only_job_id;             /* run only this job (the `run` verb) */
     const char *metrics_addr;            /* "127.0.0.1:PORT": Prometheus text endpoint */
+    int64_t multipart_threshold_bytes;   /* above: multipart copy; 0: 5 GiB (CopyObject's
+                                            limit) */
+    int64_t part_size_bytes;             /* multipart and streamed part size; 0: 8 MiB */
+    const char *const *destination_profiles; /* "BUCKET=PROFILE": that destination lives on
+                                            the profile's endpoint, with its credentials */
+    size_t n_destination_profiles;
 } eng_options;
 
 /* What a run tells the CLI. */

@@ -60,6 +60,13 @@ typedef struct eng__rule {
     int delete_marker_replication;
     char *dest_bucket;           /* plain name from the destination ARN */
     char *storage_class;         /* NULL: keep the source's class */
+    char *dest_account;          /* Destination.Account; NULL when absent */
+    int owner_override;          /* AccessControlTranslation.Owner = "Destination": the
+                                    replica belongs to the destination bucket's owner, the
+                                    source ACL is not copied */
+    int sse_kms;                 /* SourceSelectionCriteria.SseKmsEncryptedObjects Enabled:
+                                    SSE-KMS versions replicate (else SrcObjectNotEligible) */
+    char *replica_kms_key_id;    /* Destination.EncryptionConfiguration.ReplicaKmsKeyID */
     size_t dest_index;           /* index into eng__rules.dests */
 } eng__rule;
 
@@ -68,9 +75,22 @@ typedef struct eng__dest {
     char *bucket;
     int state;                   /* ENG__DEST_OK, ..._MISSING, ..._UNVERSIONED, ..._DENIED */
     int http_status;
+    size_t ep_index;             /* endpoint (eng__pool_cfg.eps): 0 the source's, else a
+                                    --destination-profile's */
+    int object_lock;             /* GetObjectLockConfiguration said Enabled */
+    char owner_grant[160];       /* id="<canonical ID of the bucket owner>" (GetBucketAcl),
+                                    "" when unknown: x-amz-grant-full-control of a replica
+                                    whose rule translates ownership */
 } eng__dest;
 
 enum { ENG__DEST_OK = 0, ENG__DEST_MISSING, ENG__DEST_UNVERSIONED, ENG__DEST_DENIED };
+
+/* How versions are written (settings of the run, not of the configuration). */
+typedef struct eng__copy_cfg {
+    int64_t multipart_threshold_bytes; /* above: multipart (UploadPartCopy / UploadPart) */
+    int64_t part_size_bytes;           /* grown so that a version needs at most 10,000 */
+    int part_parallelism;              /* parts of one version in flight at once */
+} eng__copy_cfg;
 
 typedef struct eng__rules {
     eng__rule *rules;
@@ -78,6 +98,7 @@ typedef struct eng__rules {
     eng__dest *dests;
     size_t n_dests;
     int needs_tags;              /* some enabled rule filters on tags */
+    eng__copy_cfg copy;          /* set by run.c before the run */
 } eng__rules;
 
 /* Parses PutBucketReplication JSON (a bare configuration, or wrapped in
@@ -90,6 +111,16 @@ int eng__rules_load_file(eng__rules *out, const char *path, char *err, size_t er
 int eng__rules_load_bucket(eng__rules *out, const s3_endpoint *ep, const char *bucket,
                            char **out_json, char *err, size_t err_len);
 void eng__rules_cleanup(eng__rules *r);
+
+/* Binds destinations to the endpoints of --destination-profile BUCKET=PROFILE: each profile
+   is loaded into a new eps[*n_eps] (the caller frees them) and the bucket's ep_index set. */
+int eng__dests_load_profiles(const char *const *bindings, size_t n_bindings,
+                             s3_endpoint **eps, size_t max_eps, size_t *n_eps, char *err,
+                             size_t err_len);
+/* Points each destination named by a "BUCKET=PROFILE" binding at endpoint 1 + its index. */
+void eng__dests_assign(eng__rules *rules, const char *const *bindings, size_t n_bindings);
+/* GetObjectLockConfiguration and GetBucketAcl (owner) of each usable destination. */
+void eng__dests_check(eng__rules *rules, const s3_endpoint *const *eps);
 
 /* Chooses, for one version, the rule per destination (highest priority among enabled rules
    whose filter matches). out_rule[d] is the rule index for destination d, or -1. For a
@@ -120,12 +151,15 @@ typedef struct eng__task {
     eng__tag *tags;              /* read only when a rule needs tags */
     size_t n_tags;
     unsigned facts_known;        /* MF_FACT_* the manifest row gave (Inventory, generator) */
+    struct eng__facts *facts;    /* read by the first strategy that needs them; NULL before */
     /* result */
     int done;
     int not_run;                 /* the job stopped first: no report row */
     int succeeded;
     int http_status;
-    const char *error_code;      /* static string, "" on success */
+    const char *error_code;      /* static string or s3_code, "" on success */
+    char s3_code[64];            /* S3's own error code when the row reports it (the
+                                    outcome it came from does not outlive the request) */
     char message[160];
 } eng__task;
 
@@ -144,7 +178,9 @@ typedef struct eng__counters {
 typedef struct eng__job eng__job;
 
 typedef struct eng__pool_cfg {
-    const s3_endpoint *ep;
+    const s3_endpoint *ep;       /* = eps[0] */
+    const s3_endpoint *const *eps; /* every endpoint a request may name (eng__req.ep_index) */
+    size_t n_eps;
     int workers;
     int concurrency;
     int max_attempts;
@@ -205,15 +241,32 @@ void *eng__unit_job(const eng__unit *u);
    versions a run before the crash replicated (idempotent resume). */
 void eng__unit_set_recheck(eng__unit *u);
 
-/* The state machine, driven by a worker. eng__unit_next builds the unit's next request into
-   *req (strings borrowed from the unit until the next call) and returns 1, or returns 0 when
-   every task has its outcome. *expect_xml tells s3_outcome_classify that a 200 must carry
-   an XML result (CopyObject). The worker retries retryable outcomes itself (calling
-   eng__unit_next again gives the same request); other outcomes go to eng__unit_on_response,
-   which advances the unit. */
-int eng__unit_next(eng__unit *u, const eng__rules *rules, s3_request *req, int *expect_xml);
-void eng__unit_on_response(eng__unit *u, const eng__rules *rules, const s3_call *c,
-                           const s3_outcome *oc);
+/* One request as a unit hands it to its worker. */
+typedef struct eng__req {
+    s3_request req;              /* strings borrowed from the unit until its next call */
+    int expect_xml;              /* a 200 must carry an XML result (s3_outcome_classify) */
+    unsigned tag;                /* the unit's name for it: 0 = its serial request (at most
+                                    one in flight), others = parallel parts */
+    size_t ep_index;             /* endpoint: index into eng__pool_cfg.eps (0: the source's) */
+} eng__req;
+
+/* The state machine, driven by a worker.
+   eng__unit_next builds the unit's next request into *r and returns 1; returns ENG__WAIT
+   when requests are in flight and nothing more can start before one of them answers; returns
+   0 when every task has its outcome (the worker hands the unit on once none of its requests
+   is in flight). The worker may call it again while it has free calls, so a strategy can
+   have several parts in flight (pool.c).
+   A retryable outcome is retried by the worker: eng__unit_rebuild gives request `tag` again
+   (prev is the outcome being retried; after an ambiguous failure a strategy may first send
+   something else under the same tag, e.g. a HEAD of the destination to see whether the
+   write landed). Returns 0 when there is nothing to re-send: prev is then final.
+   Every other outcome goes to eng__unit_on_response, which advances the unit. */
+enum { ENG__WAIT = 2 };
+int eng__unit_next(eng__unit *u, const eng__rules *rules, eng__req *r);
+int eng__unit_rebuild(eng__unit *u, const eng__rules *rules, unsigned tag,
+                      const s3_outcome *prev, eng__req *r);
+void eng__unit_on_response(eng__unit *u, const eng__rules *rules, unsigned tag,
+                           const s3_call *c, const s3_outcome *oc);
 /* 1 when a and b are the same source key (a worker runs one unit of a key at a time). */
 int eng__unit_same_key(const eng__unit *a, const eng__unit *b);
 /* Marks every task without an outcome as not run (the job stopped): the report leaves them
@@ -222,38 +275,112 @@ void eng__unit_abandon(eng__unit *u);
 int64_t eng__unit_not_before_ms(const eng__unit *u);
 void eng__unit_set_not_before_ms(eng__unit *u, int64_t ms);
 
+/* ---- source facts: what a version carries beyond its bytes ------------------------- */
+
+/* Read once per version (HeadObject, GetObjectAcl, GetObjectTagging) by the first strategy
+   that needs them, kept on the task for its other destinations (facts.c). */
+typedef struct eng__facts {
+    int have_head, have_acl, have_tags;
+    s3_buf hdrs;                 /* "name\0value\0": Content-Type, Content-Encoding,
+                                    Content-Disposition, Content-Language, Cache-Control,
+                                    Expires and every x-amz-meta-* */
+    size_t n_hdrs;
+    char etag[80];               /* as sent, with quotes */
+    int64_t size;
+    int64_t last_modified_ms;
+    char sse[32];                /* x-amz-server-side-encryption, "" when none */
+    char sse_kms_key_id[256];
+    char bucket_key[8];          /* x-amz-server-side-encryption-bucket-key-enabled */
+    char lock_mode[16];          /* GOVERNANCE | COMPLIANCE | "" */
+    char lock_until[40];         /* ISO 8601 as HEAD gave it */
+    char legal_hold[8];          /* ON | OFF | "" */
+    int tag_count;               /* x-amz-tagging-count */
+    int acl_default;             /* the ACL is the owner's FULL_CONTROL only */
+    s3_buf grants[4];            /* x-amz-grant-read, -read-acp, -write-acp, -full-control */
+    s3_buf tagging;              /* "k=v&k2=v2" (URL-encoded) when have_tags */
+} eng__facts;
+
+eng__facts *eng__facts_new(void);
+void eng__facts_destroy(eng__facts *f);
+/* From a HeadObject answer kept with keep_headers. */
+void eng__facts_from_head(eng__facts *f, const s3_response *r);
+/* From GetObjectAcl XML; -1 when it cannot be read. */
+int eng__facts_from_acl(eng__facts *f, s3_slice xml);
+/* From tags already read (the unit's TAGS phase) or from GetObjectTagging XML. */
+int eng__facts_set_tags(eng__facts *f, const eng__tag *tags, size_t n);
+int eng__facts_tags_from_xml(eng__facts *f, s3_slice xml);
+/* 1 when the version carries Object Lock settings to replicate. */
+int eng__facts_locked(const eng__facts *f);
+
 /* ---- copy strategies: how one version reaches one destination ---------------------- */
 
 /* One version on its way to one destination. The unit owns it; a strategy keeps its own
-   progress in `step` (0 at the start) and may use scratch for strings that must live until
-   the request has been prepared. */
+   progress in `step` (0 at the start) and heap state in `state` (freed by cleanup), and may
+   use scratch for strings that must live until the request has been prepared. */
 typedef struct eng__apply {
     eng__task *task;
     const eng__rule *rule;
     const eng__dest *dest;
+    const eng__copy_cfg *cfg;
     const char *src_bucket;
     const char *key;              /* decoded, same on both sides */
     const char *src_version;      /* the version ID to read */
     s3_buf *scratch;
     int step;
+    void *state;
+    int64_t first_write_ms;       /* wall clock of the first write's first send */
+    int verify_rounds;            /* HEADs of the destination after ambiguous failures */
 } eng__apply;
 
-/* A strategy is a small table of functions (aws-c-s3's meta-request vtable): `next` builds
-   the next request and returns 1, or returns 0 when this destination is done (a failure is
-   recorded on the task with eng__task_fail); `on_response` takes the final outcome of that
-   request (retries already spent). Adding a strategy does not touch the others. */
+/* A strategy is a small table of functions (aws-c-s3's meta-request vtable). `next` builds
+   the next request and returns 1, ENG__WAIT while its requests in flight must answer first,
+   or 0 when this destination is done (a failure is recorded on the task with
+   eng__task_fail); `rebuild` gives request `tag` again for a retry (NULL: `next` gives the
+   serial request again, as long as no answer came); `on_response` takes the final outcome
+   of a request (retries already spent); `cleanup` frees `state` (NULL: nothing to free).
+   Adding a strategy does not touch the others. */
 typedef struct eng__strategy {
     const char *name;
-    int (*next)(eng__apply *a, s3_request *req, int *expect_xml);
-    void (*on_response)(eng__apply *a, const s3_call *c, const s3_outcome *oc);
+    int (*next)(eng__apply *a, eng__req *r);
+    int (*rebuild)(eng__apply *a, unsigned tag, const s3_outcome *prev, eng__req *r);
+    void (*on_response)(eng__apply *a, unsigned tag, const s3_call *c, const s3_outcome *oc);
+    void (*cleanup)(eng__apply *a);
 } eng__strategy;
 
 extern const eng__strategy eng__strategy_copy;          /* CopyObject */
+extern const eng__strategy eng__strategy_multipart_copy; /* UploadPartCopy */
+extern const eng__strategy eng__strategy_stream;        /* GET -> PUT / UploadPart, other
+                                                            endpoint */
 extern const eng__strategy eng__strategy_delete_marker; /* DELETE on the destination key */
+
+/* Steps every strategy shares: 0 = decide, 1-3 = reading the version's facts, from
+   ENG__S_FIRST the strategy's own, ENG__S_DONE = nothing more to send. */
+enum { ENG__S_HEAD = 1, ENG__S_ACL, ENG__S_TAGS, ENG__S_FIRST = 10, ENG__S_DONE = 99 };
+/* HEADs of the destination after ambiguous failures of one write, before giving up. */
+#define ENG__VERIFY_ROUNDS 3
+
+/* Helpers shared by the strategies (strategy.c). */
+int eng__strat_add_header(s3_request *req, const char *name, const char *value);
+void eng__strat_target(const eng__apply *a, eng__req *r, const char *method); /* dest key */
+void eng__strat_source(const eng__apply *a, eng__req *r, const char *method); /* src version */
+/* The headers a write carries beyond the bytes: storage class, ACL (or the translated
+   owner), Object Lock, SSE; with full also content headers, user metadata and x-amz-tagging
+   (CreateMultipartUpload, PutObject; CopyObject uses the COPY directives). -1 (task failed)
+   when they do not fit. */
+int eng__strat_write_headers(const eng__apply *a, s3_request *req, int full);
+/* Reads the facts this write needs: 1 = *r is a request for one (tag 0), 0 = all there and
+   the version may go to this destination, -1 = the task failed (SSE-KMS not opted in, lock
+   without Object Lock on the destination, out of memory). */
+int eng__strat_facts_next(eng__apply *a, eng__req *r, int need_tags);
+void eng__strat_facts_on_response(eng__apply *a, const s3_call *c, const s3_outcome *oc);
+/* 1 when the outcome leaves open whether the request took effect. */
+int eng__strat_ambiguous(const s3_outcome *o);
+/* 1 when the destination HEAD r shows the write landed (see strategy.c). */
+int eng__strat_landed(const eng__apply *a, const s3_response *r, const char *expect_etag);
 
 /* The strategy for this task and destination. */
 const eng__strategy *eng__strategy_for(const eng__task *t, const eng__rule *r,
-                                       const eng__dest *d);
+                                       const eng__dest *d, const eng__copy_cfg *cfg);
 
 /* Records a failure (the first failure of a task is what its row reports). */
 void eng__task_fail(eng__task *t, int http_status, const char *code, const char *message);
@@ -402,8 +529,10 @@ json_t *eng__job_describe(const eng__job *job);
 void eng__job_fail(eng__job *job, const char *code, const char *reason);
 /* Preparing: manifest fetched, validated and counted, rules captured. -1: job Failed. */
 int eng__prepare(eng__job *job, const s3_endpoint *ep);
-/* The job's rules parsed, destinations checked. -1: job Failed. */
-int eng__attach_rules(eng__job *job, eng__rules *rules, const s3_endpoint *ep);
+/* The job's rules parsed, destinations bound to their endpoints (eps, from the worker's
+   --destination-profile bindings) and checked, copy settings applied. -1: job Failed. */
+int eng__attach_rules(eng__job *job, eng__rules *rules, const s3_endpoint *const *eps,
+                      const eng_options *o);
 
 /* JobListDescriptor (aws-formats.md §4.4). */
 json_t *eng__job_list_descriptor(const eng__job *job);

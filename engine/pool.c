@@ -2,18 +2,33 @@
  * pool.c — worker threads, each owning one curl multi handle with many transfers in flight.
  *
  * A unit (every row of one key) is bound to the worker its key hashes to, so all versions of
- * a key stay on one thread and are replayed in order; within a worker a unit holds one slot
- * (a reusable curl easy handle, so connections stay in the multi handle's cache) from
- * admission to its last request, and a second unit of the same key waits until the first is
- * done. Workers take units from their own bounded queue and hand finished units to the
- * report writer's queue: they never share anything else but the counters and the limiter.
+ * a key stay on one thread and are replayed in order; a second unit of the same key waits
+ * (deferred) until the first is done. Workers take units from their own bounded queue and
+ * hand finished units to the report writer's queue: they never share anything else but the
+ * counters and the limiter.
+ *
+ * Seats and calls. A worker has n_slots seats (admitted units) and n_slots calls (reusable
+ * curl easy handles, so connections stay in the multi handle's cache). The two are separate
+ * so that one unit can have several requests in flight: a multipart copy sends its parts in
+ * parallel. A unit asks for requests with eng__unit_next while a call is free; each request
+ * it gets is tagged (0 = its serial request, others = parts) and runs on its own call; the
+ * unit answers ENG__WAIT when it needs answers first, and a strategy caps its own parts
+ * (part_parallelism). Calls are lent only from the worker's own free calls, so
+ *   requests in flight <= calls = n_slots = the worker's share of --concurrency,
+ * whatever mix of small and large versions runs, and a streamed copy, which holds one part
+ * buffer per call, uses at most calls x part size of memory. A seat whose unit wanted a call
+ * while none was free is served first when one frees up, before new units are admitted, so
+ * a large version keeps moving among many small ones. A unit is handed on only when it says
+ * it is done AND none of its requests is in flight (its part buffers may still be in use).
  *
  * Retries: a retryable outcome (connection error, timeout, 500/502/503/504, SlowDown,
- * RequestTimeout, InternalError, a 200 carrying <Error>) is re-sent after a full-jitter delay,
- * rand(0, min(cap, base * 2^(attempt-1))) (../shared/aws-formats.md §8.4), up to max_attempts
- * in all. Throttling: a 503 / SlowDown halves the number of units the whole pool may run at
- * once (at most once per 500 ms); each stretch of `allowed` clean answers raises it by one,
- * back up to the configured concurrency (AIMD).
+ * RequestTimeout, InternalError, a 200 carrying <Error>) keeps its call and is re-sent after
+ * a full-jitter delay, rand(0, min(cap, base * 2^(attempt-1))) (../shared/aws-formats.md
+ * §8.4), up to max_attempts in all, per request: a failed part is retried alone. The unit
+ * rebuilds the request (eng__unit_rebuild), so a strategy can first check whether an
+ * ambiguous write landed. Throttling: a 503 / SlowDown halves the number of units the whole
+ * pool may run at once (at most once per 500 ms); each stretch of `allowed` clean answers
+ * raises it by one, back up to the configured concurrency (AIMD).
  */
 #include "engine/engine_int.h"
 
@@ -21,29 +36,39 @@
 #include <string.h>
 #include <time.h>
 
-typedef struct slot {
-    s3_call call;
+typedef struct seat {
     eng__unit *unit;            /* NULL: free */
+    int n_calls;                /* calls it holds (in flight or waiting to be re-sent) */
+    int wants_call;             /* it had a request to send and no call was free */
+} seat;
+
+typedef struct wcall {
+    s3_call call;
+    seat *seat;                 /* NULL: free */
+    unsigned tag;
     int in_multi;               /* the call is in the multi handle */
     int expect_xml;
     int attempts;               /* failed tries of the current request */
-} slot;
+    int64_t not_before_ms;      /* a retry waits until then */
+    s3_outcome prev;            /* the retryable outcome being retried */
+} wcall;
 
 typedef struct worker {
     pthread_t th;
     struct eng__pool *pool;
     eng__queue inq;
     CURLM *multi;
-    s3_signer signer;
-    slot *slots;
+    s3_signer *signers;         /* one per endpoint (each caches its own signing key) */
+    seat *seats;
+    wcall *calls;
     int n_slots;
     eng__unit **deferred;       /* units whose key is busy here, FIFO */
     size_t n_deferred;
     unsigned rng;
     int started;
-    /* 1 while the worker sleeps in curl_multi_poll with a free slot and an empty queue:
+    /* 1 while the worker sleeps in curl_multi_poll with a free seat and an empty queue:
        the next submit wakes it (curl_multi_wakeup), else it slept up to 100 ms with idle
-       slots whenever the planner fell behind (bench/RESULTS.md, "instant endpoint") */
+       seats whenever the planner fell behind (bench/RESULTS.md, "instant endpoint") */
     _Atomic int want_input;
     uint64_t n_admitted;
 } worker;
@@ -53,7 +78,7 @@ struct eng__pool {
     worker *workers;
     int n_workers;
     /* the shared slow-down limiter (atomics, no lock) */
-    _Atomic int inflight;       /* units holding a slot, all workers */
+    _Atomic int inflight;       /* units holding a seat, all workers */
     _Atomic int allowed;        /* how many may */
     _Atomic int clean_streak;
     _Atomic int64_t last_cut_ms;
@@ -96,44 +121,115 @@ static void limiter_clean(eng__pool *p)
 static int key_busy(const worker *w, const eng__unit *u)
 {
     for (int i = 0; i < w->n_slots; i++)
-        if (w->slots[i].unit && eng__unit_same_key(w->slots[i].unit, u))
+        if (w->seats[i].unit && eng__unit_same_key(w->seats[i].unit, u))
             return 1;
     return 0;
 }
 
-static void finish_unit(worker *w, slot *s)
+static wcall *free_call(worker *w)
+{
+    for (int i = 0; i < w->n_slots; i++)
+        if (!w->calls[i].seat)
+            return &w->calls[i];
+    return NULL;
+}
+
+static seat *free_seat(worker *w)
+{
+    for (int i = 0; i < w->n_slots; i++)
+        if (!w->seats[i].unit)
+            return &w->seats[i];
+    return NULL;
+}
+
+static void finish_unit(worker *w, seat *st)
 {
     eng__pool *p = w->pool;
-    eng__queue_push(p->cfg.done_q, s->unit);
-    s->unit = NULL;
-    s->attempts = 0;
+    eng__queue_push(p->cfg.done_q, st->unit);
+    st->unit = NULL;
+    st->n_calls = 0;
+    st->wants_call = 0;
     atomic_fetch_sub(&p->inflight, 1);
 }
 
-/* Sends the unit's next request, or hands the unit on when it has none. */
-static void advance(worker *w, slot *s)
+static void release(wcall *c)
+{
+    c->seat->n_calls--;
+    c->seat = NULL;
+    c->attempts = 0;
+    c->in_multi = 0;
+}
+
+/* Prepares r on c and starts it; 0, or -1 when the request could not be built (then the
+   unit has been told, and c is free again). */
+static int start(worker *w, seat *st, wcall *c, const eng__req *r)
 {
     eng__pool *p = w->pool;
-    s3_request req;
-    if (eng__unit_stopped(s->unit))
-        eng__unit_abandon(s->unit);
-    if (!eng__unit_next(s->unit, eng__unit_rules(s->unit), &req, &s->expect_xml)) {
-        finish_unit(w, s);
-        return;
-    }
-    if (s3_call_prepare(&s->call, p->cfg.ep, &w->signer, &req, &call_opts) != 0) {
+    size_t ei = r->ep_index < p->cfg.n_eps ? r->ep_index : 0;
+    c->tag = r->tag;
+    c->expect_xml = r->expect_xml;
+    if (s3_call_prepare(&c->call, p->cfg.eps[ei], &w->signers[ei], &r->req, &call_opts) != 0) {
         s3_outcome oc;
         memset(&oc, 0, sizeof oc);
         oc.http_status = 400;
         snprintf(oc.code, sizeof oc.code, "InvalidRequest");
         snprintf(oc.message, sizeof oc.message, "cannot build the request");
-        eng__unit_on_response(s->unit, eng__unit_rules(s->unit), &s->call, &oc);
-        advance(w, s);
+        release(c);
+        eng__unit_on_response(st->unit, eng__unit_rules(st->unit), r->tag, &c->call, &oc);
+        return -1;
+    }
+    curl_multi_add_handle(w->multi, c->call.easy);
+    c->in_multi = 1;
+    atomic_fetch_add(&p->cfg.counters->requests, 1);
+    return 0;
+}
+
+/* Starts the unit's requests while it has some and calls are free; hands the unit on when
+   it is done and holds no call. */
+static void pump(worker *w, seat *st)
+{
+    st->wants_call = 0;
+    for (;;) {
+        if (eng__unit_stopped(st->unit))
+            eng__unit_abandon(st->unit); /* in-flight calls still answer (and are ignored) */
+        wcall *c = free_call(w);
+        if (!c) {
+            st->wants_call = 1;
+            return;
+        }
+        eng__req r;
+        memset(&r, 0, sizeof r);
+        int rc = eng__unit_next(st->unit, eng__unit_rules(st->unit), &r);
+        if (rc == 0) {
+            if (st->n_calls == 0)
+                finish_unit(w, st);
+            return;
+        }
+        if (rc == ENG__WAIT)
+            return;
+        c->seat = st;
+        c->attempts = 0;
+        st->n_calls++;
+        start(w, st, c, &r);
+    }
+}
+
+static void resend(worker *w, wcall *c)
+{
+    seat *st = c->seat;
+    eng__req r;
+    memset(&r, 0, sizeof r);
+    if (eng__unit_stopped(st->unit) ||
+        !eng__unit_rebuild(st->unit, eng__unit_rules(st->unit), c->tag, &c->prev, &r)) {
+        s3_outcome prev = c->prev;
+        unsigned tag = c->tag;
+        release(c);
+        eng__unit_on_response(st->unit, eng__unit_rules(st->unit), tag, &c->call, &prev);
+        pump(w, st);
         return;
     }
-    curl_multi_add_handle(w->multi, s->call.easy);
-    s->in_multi = 1;
-    atomic_fetch_add(&p->cfg.counters->requests, 1);
+    if (start(w, st, c, &r) != 0)
+        pump(w, st);
 }
 
 static int backoff_ms(worker *w, int attempt)
@@ -145,56 +241,51 @@ static int backoff_ms(worker *w, int attempt)
     return (int)(rand_r(&w->rng) % (unsigned)(ceiling + 1)); /* full jitter */
 }
 
-static void on_done(worker *w, slot *s, CURLcode code)
+static void on_done(worker *w, wcall *c, CURLcode code)
 {
     eng__pool *p = w->pool;
     s3_outcome oc;
-    curl_multi_remove_handle(w->multi, s->call.easy);
-    s->in_multi = 0;
-    s3_outcome_classify(&s->call, (int)code, s->expect_xml, &oc);
+    curl_multi_remove_handle(w->multi, c->call.easy);
+    c->in_multi = 0;
+    s3_outcome_classify(&c->call, (int)code, c->expect_xml, &oc);
     if (oc.throttled) {
         atomic_fetch_add(&p->cfg.counters->throttle_events, 1);
         limiter_throttled(p);
     } else if (!oc.retryable) {
         limiter_clean(p);
     }
-    if (oc.retryable && s->attempts + 1 < p->cfg.max_attempts && !eng__unit_stopped(s->unit)) {
-        s->attempts++;
+    if (oc.retryable && c->attempts + 1 < p->cfg.max_attempts &&
+        !eng__unit_stopped(c->seat->unit)) {
+        c->attempts++;
+        c->prev = oc;
         atomic_fetch_add(&p->cfg.counters->retries, 1);
-        eng__unit_set_not_before_ms(s->unit, now_ms() + backoff_ms(w, s->attempts));
+        c->not_before_ms = now_ms() + backoff_ms(w, c->attempts);
         return; /* the loop re-sends it when the delay has passed */
     }
-    s->attempts = 0;
-    eng__unit_on_response(s->unit, eng__unit_rules(s->unit), &s->call, &oc);
-    advance(w, s);
+    seat *st = c->seat;
+    unsigned tag = c->tag;
+    release(c);
+    eng__unit_on_response(st->unit, eng__unit_rules(st->unit), tag, &c->call, &oc);
+    pump(w, st);
 }
 
-static slot *free_slot(worker *w)
+static void admit(worker *w, seat *st, eng__unit *u)
 {
-    for (int i = 0; i < w->n_slots; i++)
-        if (!w->slots[i].unit)
-            return &w->slots[i];
-    return NULL;
-}
-
-static void admit(worker *w, slot *s, eng__unit *u)
-{
-    s->unit = u;
-    s->attempts = 0;
+    st->unit = u;
+    st->n_calls = 0;
     w->n_admitted++;
-    eng__unit_set_not_before_ms(u, 0);
     atomic_fetch_add(&w->pool->inflight, 1);
-    advance(w, s);
+    pump(w, st);
 }
 
-/* Takes new units while a slot is free and the limiter allows. Returns 1 when the input is
-   closed and drained. */
+/* Takes new units while a seat and a call are free and the limiter allows. Returns 1 when
+   the input is closed and drained. */
 static int admit_new(worker *w, int busy)
 {
     eng__pool *p = w->pool;
     for (;;) {
-        slot *s = free_slot(w);
-        if (!s || atomic_load(&p->inflight) >= atomic_load(&p->allowed))
+        seat *st = free_seat(w);
+        if (!st || !free_call(w) || atomic_load(&p->inflight) >= atomic_load(&p->allowed))
             return 0;
         /* a deferred unit whose key became free goes first */
         for (size_t i = 0; i < w->n_deferred; i++) {
@@ -203,7 +294,7 @@ static int admit_new(worker *w, int busy)
                 memmove(&w->deferred[i], &w->deferred[i + 1],
                         (w->n_deferred - i - 1) * sizeof *w->deferred);
                 w->n_deferred--;
-                admit(w, s, u);
+                admit(w, st, u);
                 goto next;
             }
         }
@@ -216,7 +307,7 @@ static int admit_new(worker *w, int busy)
         if (key_busy(w, u))
             w->deferred[w->n_deferred++] = u;
         else
-            admit(w, s, u);
+            admit(w, st, u);
     next:
         busy = 1;
     }
@@ -227,26 +318,27 @@ static void *worker_main(void *arg)
     worker *w = arg;
     int input_done = 0;
     for (;;) {
-        int busy = 0;
         int64_t now = now_ms(), next_due = INT64_MAX;
         for (int i = 0; i < w->n_slots; i++) {
-            slot *s = &w->slots[i];
-            if (!s->unit)
+            wcall *c = &w->calls[i];
+            if (!c->seat || c->in_multi)
                 continue;
-            busy = 1;
-            if (s->in_multi)
-                continue;
-            int64_t due = eng__unit_not_before_ms(s->unit);
-            if (due <= now)
-                advance(w, s); /* a retry whose delay has passed */
-            else if (due < next_due)
-                next_due = due;
+            if (c->not_before_ms <= now)
+                resend(w, c); /* a retry whose delay has passed */
+            else if (c->not_before_ms < next_due)
+                next_due = c->not_before_ms;
         }
+        for (int i = 0; i < w->n_slots; i++)
+            if (w->seats[i].unit && w->seats[i].wants_call && free_call(w))
+                pump(w, &w->seats[i]);
+        int busy = 0;
+        for (int i = 0; i < w->n_slots; i++)
+            busy |= w->seats[i].unit != NULL;
         if (!input_done)
             input_done = admit_new(w, busy);
         busy = 0;
         for (int i = 0; i < w->n_slots; i++)
-            busy |= w->slots[i].unit != NULL;
+            busy |= w->seats[i].unit != NULL;
         if (input_done && !busy && w->n_deferred == 0)
             break;
 
@@ -257,9 +349,9 @@ static void *worker_main(void *arg)
         while ((m = curl_multi_info_read(w->multi, &left))) {
             if (m->msg != CURLMSG_DONE)
                 continue;
-            slot *s = NULL;
-            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&s);
-            on_done(w, s, m->data.result);
+            wcall *c = NULL;
+            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+            on_done(w, c, m->data.result);
         }
         long timeout = 100;
         if (next_due != INT64_MAX) {
@@ -267,7 +359,7 @@ static void *worker_main(void *arg)
             timeout = d < 0 ? 0 : d < timeout ? (long)d : timeout;
         }
         if (running > 0 || busy) {
-            if (!input_done && free_slot(w)) {
+            if (!input_done && free_seat(w)) {
                 /* flag first, then look once more: a submit in between either is seen
                    here or finds the flag and wakes the poll below */
                 uint64_t before = w->n_admitted;
@@ -306,18 +398,22 @@ eng__pool *eng__pool_start(const eng__pool_cfg *cfg, char *err, size_t err_len)
         if (w->n_slots < 1)
             w->n_slots = 1;
         w->rng = (unsigned)(now_ms() ^ (i * 2654435761u));
-        w->slots = calloc((size_t)w->n_slots, sizeof *w->slots);
+        w->seats = calloc((size_t)w->n_slots, sizeof *w->seats);
+        w->calls = calloc((size_t)w->n_slots, sizeof *w->calls);
         w->deferred = calloc((size_t)w->n_slots, sizeof *w->deferred);
+        w->signers = calloc(cfg->n_eps, sizeof *w->signers);
         w->multi = curl_multi_init();
-        if (!w->slots || !w->deferred || !w->multi || eng__queue_init(&w->inq, cfg->queue_depth > 0 ? (size_t)cfg->queue_depth : 64))
+        if (!w->seats || !w->calls || !w->deferred || !w->signers || !w->multi ||
+            eng__queue_init(&w->inq, cfg->queue_depth > 0 ? (size_t)cfg->queue_depth : 64))
             goto fail;
         curl_multi_setopt(w->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)w->n_slots);
-        s3_signer_init(&w->signer, &cfg->ep->creds, cfg->ep->region);
+        for (size_t e = 0; e < cfg->n_eps; e++)
+            s3_signer_init(&w->signers[e], &cfg->eps[e]->creds, cfg->eps[e]->region);
         for (int k = 0; k < w->n_slots; k++) {
-            if (s3_call_init(&w->slots[k].call))
+            if (s3_call_init(&w->calls[k].call))
                 goto fail;
-            w->slots[k].call.user = &w->slots[k];
-            curl_easy_setopt(w->slots[k].call.easy, CURLOPT_PRIVATE, &w->slots[k]);
+            w->calls[k].call.user = &w->calls[k];
+            curl_easy_setopt(w->calls[k].call.easy, CURLOPT_PRIVATE, &w->calls[k]);
         }
     }
     for (int i = 0; i < p->n_workers; i++) {
@@ -361,6 +457,11 @@ void eng__pool_finish(eng__pool *p)
     }
 }
 
+static size_t cfg_n_eps(const eng__pool *p)
+{
+    return p->cfg.n_eps;
+}
+
 void eng__pool_destroy(eng__pool *p)
 {
     if (!p)
@@ -368,10 +469,14 @@ void eng__pool_destroy(eng__pool *p)
     eng__pool_finish(p);
     for (int i = 0; p->workers && i < p->n_workers; i++) {
         worker *w = &p->workers[i];
-        for (int k = 0; w->slots && k < w->n_slots; k++)
-            if (w->slots[k].call.easy)
-                s3_call_cleanup(&w->slots[k].call);
-        free(w->slots);
+        for (int k = 0; w->calls && k < w->n_slots; k++)
+            if (w->calls[k].call.easy)
+                s3_call_cleanup(&w->calls[k].call);
+        free(w->calls);
+        free(w->seats);
+        if (w->signers)
+            memset(w->signers, 0, cfg_n_eps(p) * sizeof *w->signers); /* secrets */
+        free(w->signers);
         for (size_t k = 0; k < w->n_deferred; k++)
             eng__unit_destroy(w->deferred[k]);
         free(w->deferred);

@@ -125,10 +125,11 @@ int eng__prepare(eng__job *job, const s3_endpoint *ep)
 
 /* GetBucketVersioning on each destination: a missing or unversioned destination fails its
    tasks without sending a copy (CopyObject into an unversioned bucket would succeed). */
-static void check_destinations(eng__rules *rules, const s3_endpoint *ep)
+static void check_destinations(eng__rules *rules, const s3_endpoint *const *eps)
 {
     for (size_t i = 0; i < rules->n_dests; i++) {
         eng__dest *d = &rules->dests[i];
+        const s3_endpoint *ep = eps[d->ep_index];
         s3_request req = {.method = "GET", .bucket = d->bucket, .n_query = 1};
         req.query[0] = (s3_query_param){"versioning", ""};
         s3_response resp;
@@ -149,7 +150,12 @@ static void check_destinations(eng__rules *rules, const s3_endpoint *ep)
     }
 }
 
-int eng__attach_rules(eng__job *job, eng__rules *rules, const s3_endpoint *ep)
+/* Parts of one version in flight: 8 keeps a 5 GiB+ copy busy on AWS (each UploadPartCopy
+   runs ~1 s per 100 MiB server-side) without letting one version take a worker's calls. */
+#define PART_PARALLELISM_MAX 8
+
+int eng__attach_rules(eng__job *job, eng__rules *rules, const s3_endpoint *const *eps,
+                      const eng_options *o)
 {
     char msg[1024], origin[80];
     json_error_t je;
@@ -166,6 +172,12 @@ int eng__attach_rules(eng__job *job, eng__rules *rules, const s3_endpoint *ep)
         eng__job_fail(job, "InvalidReplicationConfiguration", msg);
         return -1;
     }
-    check_destinations(rules, ep);
+    eng__dests_assign(rules, o->destination_profiles, o->n_destination_profiles);
+    check_destinations(rules, eps);
+    eng__dests_check(rules, eps);
+    int par = o->concurrency / o->workers;
+    rules->copy = (eng__copy_cfg){o->multipart_threshold_bytes, o->part_size_bytes,
+                                  par < 1 ? 1 : par > PART_PARALLELISM_MAX ? PART_PARALLELISM_MAX
+                                                                          : par};
     return 0;
 }

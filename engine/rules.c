@@ -189,6 +189,55 @@ static int parse_rule(eng__rules *rs, json_t *jr, size_t idx, const char *origin
             return fail(err, err_len, origin, sub, "must be a string");
         r->storage_class = dupstr(json_string_value(sc));
     }
+    json_t *acct = json_object_get(dest, "Account");
+    if (acct) {
+        snprintf(sub, sizeof sub, "%s.Destination.Account", path);
+        if (!json_is_string(acct))
+            return fail(err, err_len, origin, sub, "must be a string (an account ID)");
+        r->dest_account = dupstr(json_string_value(acct));
+    }
+    json_t *act = json_object_get(dest, "AccessControlTranslation");
+    if (act) {
+        json_t *owner = json_object_get(act, "Owner");
+        snprintf(sub, sizeof sub, "%s.Destination.AccessControlTranslation.Owner", path);
+        if (!json_is_string(owner) || strcmp(json_string_value(owner), "Destination") != 0)
+            return fail(err, err_len, origin, sub, "required: \"Destination\"");
+        if (!r->dest_account) {
+            snprintf(sub, sizeof sub, "%s.Destination.Account", path);
+            return fail(err, err_len, origin, sub,
+                        "required with AccessControlTranslation (as on AWS)");
+        }
+        r->owner_override = 1;
+    }
+    json_t *enc = json_object_get(dest, "EncryptionConfiguration");
+    if (enc) {
+        json_t *kid = json_object_get(enc, "ReplicaKmsKeyID");
+        snprintf(sub, sizeof sub, "%s.Destination.EncryptionConfiguration.ReplicaKmsKeyID",
+                 path);
+        if (kid && (!json_is_string(kid) || !json_string_value(kid)[0]))
+            return fail(err, err_len, origin, sub, "must be a KMS key ID or ARN");
+        if (kid)
+            r->replica_kms_key_id = dupstr(json_string_value(kid));
+    }
+    json_t *ssc = json_object_get(jr, "SourceSelectionCriteria");
+    json_t *kms = ssc ? json_object_get(ssc, "SseKmsEncryptedObjects") : NULL;
+    if (kms) {
+        json_t *s = json_object_get(kms, "Status");
+        snprintf(sub, sizeof sub, "%s.SourceSelectionCriteria.SseKmsEncryptedObjects.Status",
+                 path);
+        if (!json_is_string(s))
+            return fail(err, err_len, origin, sub, "required: \"Enabled\" or \"Disabled\"");
+        if (strcmp(json_string_value(s), "Enabled") == 0)
+            r->sse_kms = 1;
+        else if (strcmp(json_string_value(s), "Disabled") != 0)
+            return fail(err, err_len, origin, sub, "must be \"Enabled\" or \"Disabled\"");
+    }
+    if (r->sse_kms && !r->replica_kms_key_id) {
+        snprintf(sub, sizeof sub, "%s.Destination.EncryptionConfiguration.ReplicaKmsKeyID",
+                 path);
+        return fail(err, err_len, origin, sub,
+                    "required when SseKmsEncryptedObjects is Enabled (as on AWS)");
+    }
     if (r->enabled && r->n_tags > 0)
         rs->needs_tags = 1;
     return dest_index(rs, r->dest_bucket, &r->dest_index);
@@ -310,6 +359,8 @@ void eng__rules_cleanup(eng__rules *rs)
         free(r->tags);
         free(r->dest_bucket);
         free(r->storage_class);
+        free(r->dest_account);
+        free(r->replica_kms_key_id);
     }
     free(rs->rules);
     for (size_t i = 0; i < rs->n_dests; i++)

@@ -57,6 +57,7 @@ struct eng__unit {
     int selected;                /* rule_for_dest is valid for order[cur] */
     int64_t not_before_ms;
     const eng__strategy *strat;  /* for order[cur] -> destination cur_dest; NULL: none yet */
+    int busy;                    /* the serial request (tag 0) is in flight */
     eng__apply apply;
     s3_buf scratch;              /* copy source, query values */
     const eng__rules *rules;     /* borrowed: the job's */
@@ -278,7 +279,10 @@ void eng__unit_destroy(eng__unit *u)
             free(t->tags[k].value);
         }
         free(t->tags);
+        eng__facts_destroy(t->facts);
     }
+    if (u->strat && u->strat->cleanup)
+        u->strat->cleanup(&u->apply);
     free(u->rule_for_dest);
     free(u->skip);
     s3_buf_cleanup(&u->scratch);
@@ -345,7 +349,11 @@ void eng__task_fail_outcome(eng__task *t, const s3_outcome *oc, const char *code
         snprintf(msg, sizeof msg, "%s", oc->message[0] ? oc->message : oc->code);
     if (oc->error_in_200)
         http = 500; /* a 200 carrying <Error> is a failure, not a success */
-    const char *c = code ? code : (oc->code[0] ? oc->code : "InternalError");
+    const char *c = code ? code : "InternalError";
+    if (!code && oc->code[0] && !t->done) {
+        snprintf(t->s3_code, sizeof t->s3_code, "%s", oc->code);
+        c = t->s3_code;
+    }
     eng__task_fail(t, http, c, msg);
 }
 
@@ -658,14 +666,14 @@ static int start_apply(eng__unit *u, const eng__rules *rules, eng__task *t)
     }
     if (u->sent[u->cur_dest]++ < u->skip[u->cur_dest])
         return 0; /* replicated before the crash: the destination holds it already */
-    u->apply = (eng__apply){.task = t, .rule = r, .dest = d, .src_bucket = u->bucket.ptr,
-                            .key = u->key.ptr, .src_version = task_vid(t),
-                            .scratch = &u->scratch};
-    u->strat = eng__strategy_for(t, r, d);
+    u->apply = (eng__apply){.task = t, .rule = r, .dest = d, .cfg = &rules->copy,
+                            .src_bucket = u->bucket.ptr, .key = u->key.ptr,
+                            .src_version = task_vid(t), .scratch = &u->scratch};
+    u->strat = eng__strategy_for(t, r, d, &rules->copy);
     return 1;
 }
 
-static int next_apply(eng__unit *u, const eng__rules *rules, s3_request *req, int *expect_xml)
+static int next_apply(eng__unit *u, const eng__rules *rules, eng__req *r)
 {
     while (u->cur < u->n_order) {
         eng__task *t = &u->tasks[u->order[u->cur]];
@@ -676,8 +684,11 @@ static int next_apply(eng__unit *u, const eng__rules *rules, s3_request *req, in
                 u->cur_dest++;
                 continue;
             }
-            if (u->strat->next(&u->apply, req, expect_xml))
-                return 1;
+            int rc = u->strat->next(&u->apply, r);
+            if (rc)
+                return rc;
+            if (u->strat->cleanup)
+                u->strat->cleanup(&u->apply);
             u->strat = NULL;
             u->cur_dest++;
         }
@@ -689,9 +700,12 @@ static int next_apply(eng__unit *u, const eng__rules *rules, s3_request *req, in
     return 0;
 }
 
-int eng__unit_next(eng__unit *u, const eng__rules *rules, s3_request *req, int *expect_xml)
+static int build(eng__unit *u, const eng__rules *rules, eng__req *r)
 {
-    *expect_xml = 0;
+    s3_request *req = &r->req;
+    r->expect_xml = 0;
+    r->tag = 0;
+    r->ep_index = 0;
     if (!u->rule_for_dest) {
         size_t nd = rules->n_dests ? rules->n_dests : 1;
         u->rule_for_dest = calloc(nd, sizeof(int));
@@ -713,6 +727,7 @@ int eng__unit_next(eng__unit *u, const eng__rules *rules, s3_request *req, int *
                 continue;
             }
             req_init(req, "HEAD", u);
+            req->keep_headers = 1; /* the version's facts, for the copy (facts.c) */
             if (t->has_version)
                 add_query(req, "versionId", t->version_id.ptr);
             return 1;
@@ -761,6 +776,7 @@ int eng__unit_next(eng__unit *u, const eng__rules *rules, s3_request *req, int *
             }
             memset(req, 0, sizeof *req);
             req->bucket = rules->dests[u->cur_dest].bucket;
+            r->ep_index = rules->dests[u->cur_dest].ep_index;
             if (u->n_order == 1) { /* one version: is the destination's current one it? */
                 req->method = "HEAD";
                 req->key = u->key.ptr;
@@ -771,11 +787,13 @@ int eng__unit_next(eng__unit *u, const eng__rules *rules, s3_request *req, int *
             add_query(req, "prefix", u->key.ptr);
             add_query(req, "max-keys", LIST_PAGE_KEYS);
             return 1;
-        case PH_APPLY:
-            if (next_apply(u, rules, req, expect_xml))
-                return 1;
+        case PH_APPLY: {
+            int rc = next_apply(u, rules, r);
+            if (rc)
+                return rc;
             set_phase(u, PH_DONE);
             continue;
+        }
         case PH_DONE:
             for (size_t i = 0; i < u->n_tasks; i++) {
                 eng__task *t = &u->tasks[i];
@@ -793,6 +811,26 @@ int eng__unit_next(eng__unit *u, const eng__rules *rules, s3_request *req, int *
     }
 }
 
+int eng__unit_next(eng__unit *u, const eng__rules *rules, eng__req *r)
+{
+    if (u->busy)
+        return ENG__WAIT;
+    int rc = build(u, rules, r);
+    if (rc == 1 && r->tag == 0)
+        u->busy = 1;
+    return rc;
+}
+
+int eng__unit_rebuild(eng__unit *u, const eng__rules *rules, unsigned tag,
+                      const s3_outcome *prev, eng__req *r)
+{
+    if (u->phase == PH_APPLY && u->strat && u->strat->rebuild)
+        return u->strat->rebuild(&u->apply, tag, prev, r) == 1;
+    if (tag != 0)
+        return 0;
+    return build(u, rules, r) == 1; /* nothing advanced since: the same request */
+}
+
 /* ---- responses ------------------------------------------------------------------------ */
 
 static void on_head(eng__unit *u, const s3_call *c, const s3_outcome *oc)
@@ -804,6 +842,8 @@ static void on_head(eng__unit *u, const s3_call *c, const s3_outcome *oc)
         t->is_latest = 1; /* alone in its unit: nothing to order */
         t->is_delete_marker = oc->http_status == 405;
         t->size = r->content_length;
+        if (!t->is_delete_marker && (t->facts = eng__facts_new()) != NULL)
+            eng__facts_from_head(t->facts, r);
         snprintf(t->storage_class, sizeof t->storage_class, "%s",
                  r->storage_class[0] ? r->storage_class : "STANDARD");
         snprintf(t->etag, sizeof t->etag, "%s", r->etag);
@@ -885,9 +925,11 @@ static void on_tags(eng__unit *u, const s3_call *c, const s3_outcome *oc)
     u->cur++;
 }
 
-void eng__unit_on_response(eng__unit *u, const eng__rules *rules, const s3_call *c,
-                           const s3_outcome *oc)
+void eng__unit_on_response(eng__unit *u, const eng__rules *rules, unsigned tag,
+                           const s3_call *c, const s3_outcome *oc)
 {
+    if (tag == 0)
+        u->busy = 0;
     switch (u->phase) {
     case PH_HEAD:
         on_head(u, c, oc);
@@ -902,7 +944,8 @@ void eng__unit_on_response(eng__unit *u, const eng__rules *rules, const s3_call 
         on_recheck(u, rules, c, oc);
         break;
     case PH_APPLY:
-        u->strat->on_response(&u->apply, c, oc);
+        if (u->strat)
+            u->strat->on_response(&u->apply, tag, c, oc);
         break;
     case PH_DONE:
         break;

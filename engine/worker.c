@@ -87,7 +87,8 @@ typedef struct sched {
     eng__pool *pool;
     eng__queue done_q;
     eng__counters counters;
-    const s3_endpoint *ep;
+    const s3_endpoint *ep;       /* = eps[0], the source's */
+    const s3_endpoint *const *eps; /* and one per --destination-profile binding */
     const eng_options *opts;
     char state_root[4096];
     int metrics_fd;
@@ -437,7 +438,7 @@ static jobrun *attach(sched *s, eng__job_row *row, char *err, size_t err_len)
     }
     eng__unit_builder_init(&jr->builder);
     atomic_store(&jr->priority, jr->job.row.priority);
-    if (eng__attach_rules(&jr->job, &jr->rules, s->ep) != 0)
+    if (eng__attach_rules(&jr->job, &jr->rules, s->eps, s->opts) != 0)
         return jr;
     snprintf(jr->ckpt_path, sizeof jr->ckpt_path, "%s/checkpoint.json", jr->job.dir);
     int loaded = eng__ckpt_load(jr->ckpt_path, &jr->resume);
@@ -723,8 +724,18 @@ static int apply_defaults(eng_options *o, char *err, size_t err_len)
         o->retry_base_ms = 100;
     if (!o->retry_cap_ms)
         o->retry_cap_ms = 20000;
+    if (o->multipart_threshold_bytes < 0 || o->part_size_bytes < 0) {
+        snprintf(err, err_len, "options: sizes must not be negative");
+        return -ENG_E_INVALID_JOB;
+    }
+    if (!o->multipart_threshold_bytes)
+        o->multipart_threshold_bytes = (int64_t)5 << 30; /* CopyObject's limit (§8.1) */
+    if (!o->part_size_bytes)
+        o->part_size_bytes = (int64_t)8 << 20; /* the AWS CLI's multipart_chunksize */
     return 0;
 }
+
+#define MAX_ENDPOINTS 16 /* the source's and up to 15 --destination-profile ones */
 
 int eng_worker(eng_store *st, const eng_options *opts, eng_result *out, char *err,
                size_t err_len)
@@ -737,9 +748,18 @@ int eng_worker(eng_store *st, const eng_options *opts, eng_result *out, char *er
         return rc;
     if (s3_endpoint_load(&ep, NULL, err, err_len) != 0)
         return -ENG_E_CONFIG;
+    s3_endpoint *eps[MAX_ENDPOINTS] = {&ep};
+    size_t n_eps = 1;
+    if ((rc = eng__dests_load_profiles(o.destination_profiles, o.n_destination_profiles, eps,
+                                       MAX_ENDPOINTS, &n_eps, err, err_len)) != 0) {
+        for (size_t i = 1; i < n_eps; i++)
+            free(eps[i]);
+        return rc;
+    }
     sched *s = calloc(1, sizeof *s);
     if (!s)
         return -ENG_E_NOMEM;
+    s->eps = (const s3_endpoint *const *)eps;
     pthread_mutex_init(&s->mu, NULL);
     s->ep = &ep;
     s->opts = &o;
@@ -755,7 +775,7 @@ int eng_worker(eng_store *st, const eng_options *opts, eng_result *out, char *er
     }
     /* the writer pops with a timeout, so it need not be woken for every finished unit */
     eng__queue_set_wake_batch(&s->done_q, 64);
-    eng__pool_cfg pc = {.ep = &ep, .workers = o.workers, .concurrency = o.concurrency,
+    eng__pool_cfg pc = {.ep = &ep, .eps = s->eps, .n_eps = n_eps, .workers = o.workers, .concurrency = o.concurrency,
                         .max_attempts = o.max_attempts, .retry_base_ms = o.retry_base_ms,
                         .retry_cap_ms = o.retry_cap_ms, .counters = &s->counters,
                         .done_q = &s->done_q, .queue_depth = 64};
@@ -853,6 +873,10 @@ int eng_worker(eng_store *st, const eng_options *opts, eng_result *out, char *er
         close(s->metrics_fd);
     pthread_mutex_destroy(&s->mu);
     free(s);
+    for (size_t i = 1; i < n_eps; i++) {
+        memset(eps[i], 0, sizeof *eps[i]); /* credentials */
+        free(eps[i]);
+    }
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     return 0;

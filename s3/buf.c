@@ -40,6 +40,11 @@ void s3_buf_cleanup(s3_buf *b)
     b->cap = 0;
 }
 
+int s3_buf_reserve(s3_buf *b, size_t n)
+{
+    return s3__buf_reserve(b, n);
+}
+
 void s3_buf_reset(s3_buf *b)
 {
     b->len = 0;

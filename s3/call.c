@@ -45,6 +45,7 @@ int s3_call_init(s3_call *c)
         return S3_E_NOMEM;
     s3_buf_init(&c->url, URL_MAX_BYTES);
     s3_buf_init(&c->resp.body, S3_BODY_MAX_BYTES);
+    s3_buf_init(&c->resp.headers, S3_HEADERS_MAX_BYTES);
     c->resp.content_length = -1;
     return S3_E_OK;
 }
@@ -60,12 +61,36 @@ void s3_call_cleanup(s3_call *c)
     c->hdrs = NULL;
     s3_buf_cleanup(&c->url);
     s3_buf_cleanup(&c->resp.body);
+    s3_buf_cleanup(&c->resp.headers);
 }
 
 void s3_response_cleanup(s3_response *r)
 {
-    if (r)
+    if (r) {
         s3_buf_cleanup(&r->body);
+        s3_buf_cleanup(&r->headers);
+    }
+}
+
+size_t s3_response_header_next(const s3_response *r, size_t pos, const char **out_name,
+                               const char **out_value)
+{
+    if (!r->headers.ptr || pos >= r->headers.len)
+        return 0;
+    const char *name = r->headers.ptr + pos;
+    const char *value = name + strlen(name) + 1;
+    *out_name = name;
+    *out_value = value;
+    return (size_t)(value + strlen(value) + 1 - r->headers.ptr);
+}
+
+const char *s3_response_header(const s3_response *r, const char *name_lower)
+{
+    const char *n, *v;
+    for (size_t pos = 0; (pos = s3_response_header_next(r, pos, &n, &v)) != 0;)
+        if (strcmp(n, name_lower) == 0)
+            return v;
+    return NULL;
 }
 
 static void response_clear_headers(s3_response *r)
@@ -81,6 +106,7 @@ static void response_clear_headers(s3_response *r)
     r->replication_status[0] = '\0';
     r->retry_after[0] = '\0';
     r->content_length = -1;
+    s3_buf_reset(&r->headers);
 }
 
 /* ---- callbacks ----------------------------------------------------------------------- */
@@ -89,7 +115,9 @@ size_t s3__body_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
     s3_call *c = userdata;
     size_t n = size * nmemb;
-    if (s3_buf_append(&c->resp.body, ptr, n) != S3_E_OK)
+    s3_buf *dst = c->sink && c->resp.status >= 200 && c->resp.status < 300 ? c->sink
+                                                                           : &c->resp.body;
+    if (s3_buf_append(dst, ptr, n) != S3_E_OK)
         return 0; /* over the cap (or no memory): curl stops with CURLE_WRITE_ERROR */
     return n;
 }
@@ -157,6 +185,22 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
                        end[-1] == '\t'))
         end--;
     size_t vlen = (size_t)(end - v);
+    if (c->keep_headers) {
+        /* "name\0value\0", name lower-cased; past the cap the rest is dropped */
+        static const char nul = '\0';
+        size_t at = r->headers.len;
+        if (s3_buf_append(&r->headers, buf, nlen) == S3_E_OK &&
+            s3_buf_append(&r->headers, &nul, 1) == S3_E_OK &&
+            s3_buf_append(&r->headers, v, vlen) == S3_E_OK &&
+            s3_buf_append(&r->headers, &nul, 1) == S3_E_OK) {
+            for (size_t i = at; i < at + nlen; i++)
+                if (r->headers.ptr[i] >= 'A' && r->headers.ptr[i] <= 'Z')
+                    r->headers.ptr[i] = (char)(r->headers.ptr[i] - 'A' + 'a');
+        } else {
+            r->headers.len = at;
+            r->headers.ptr[at] = '\0';
+        }
+    }
     for (size_t i = 0; i < sizeof captured / sizeof captured[0]; i++) {
         if (captured[i].len != nlen || !s3__ieq(buf, nlen, captured[i].name))
             continue; /* the length test rejects most headers without a byte compared */
@@ -509,6 +553,8 @@ int s3_call_prepare(s3_call *c, const s3_endpoint *ep, s3_signer *signer,
     if (ep->ca_bundle[0])
         SETOPT(CURLOPT_CAINFO, ep->ca_bundle);
 
+    c->keep_headers = req->keep_headers;
+    c->sink = req->sink;
     c->upload_base = c->upload_ptr = req->body;
     c->upload_total = c->upload_left = req->body_len;
     if (is_get) {

@@ -49,6 +49,8 @@ void s3_buf_reset(s3_buf *b);                 /* len = 0, keeps memory */
 int s3_buf_append(s3_buf *b, const void *p, size_t n);
 int s3_buf_append_str(s3_buf *b, const char *s);
 int s3_buf_append_u64(s3_buf *b, uint64_t v); /* decimal, no printf */
+/* Makes room for n more bytes in one allocation (object data of a known length). */
+int s3_buf_reserve(s3_buf *b, size_t n);
 
 /* ---- errors -------------------------------------------------------------------------- */
 
@@ -174,10 +176,15 @@ int s3_sign(s3_signer *s, const s3_sign_input *in, char *out_auth, size_t auth_c
 void s3_sha256_hex(const void *data, size_t len, char out[65]);
 /* "d41d8cd98f00b204e9800998ecf8427e"-style MD5 hex of data. */
 void s3_md5_hex(const void *data, size_t len, char out[33]);
+/* The Content-MD5 header value: base64 of the binary MD5 (24 chars + NUL). */
+void s3_md5_base64(const void *data, size_t len, char out[25]);
 
 /* ---- requests and responses ---------------------------------------------------------- */
 
-#define S3_MAX_HEADERS 24
+/* 56 = the signer's 60 less the 4 it adds itself; a CreateMultipartUpload that carries a
+   version's content headers, user metadata, tags, ACL grants, lock and SSE needs ~20 plus
+   one per x-amz-meta-* header. */
+#define S3_MAX_HEADERS 56
 #define S3_MAX_QUERY 8
 #define S3_BODY_MAX_BYTES (8u << 20) /* a response body we keep: XML, never object data */
 
@@ -193,6 +200,9 @@ typedef struct s3_request {
     size_t n_headers;
     const void *body;              /* borrowed until the transfer finishes */
     size_t body_len;
+    int keep_headers;              /* keep every response header (s3_response_header) */
+    s3_buf *sink;                  /* a 2xx body goes here (object data: a GET of a part),
+                                      borrowed until the transfer finishes; NULL: resp.body */
 } s3_request;
 
 /* Response fields captured from headers. Strings are "" when the header was absent. */
@@ -209,7 +219,17 @@ typedef struct s3_response {
     char retry_after[32];
     long long content_length;      /* -1 when absent */
     s3_buf body;                   /* capped at S3_BODY_MAX_BYTES */
+    s3_buf headers;                /* with keep_headers: "name\0value\0" pairs, names
+                                      lower-case, capped at S3_HEADERS_MAX_BYTES */
 } s3_response;
+
+#define S3_HEADERS_MAX_BYTES (64u << 10) /* S3 user metadata is at most 2 KB */
+
+/* The value of response header `name_lower` (kept with keep_headers), or NULL. */
+const char *s3_response_header(const s3_response *r, const char *name_lower);
+/* Iterates the kept headers: pos 0 starts; returns the next pos, or 0 after the last. */
+size_t s3_response_header_next(const s3_response *r, size_t pos, const char **out_name,
+                               const char **out_value);
 
 /*
  * One in-flight call: a reusable curl easy handle plus what lives for one transfer. Owned by
@@ -227,6 +247,8 @@ typedef struct s3_call {
     void *user;                    /* the engine's context; untouched here */
     const char *upload_base;       /* start of the body, for curl's rewinds (seek callback) */
     size_t upload_total;
+    int keep_headers;              /* from the request being run */
+    s3_buf *sink;                  /* from the request being run */
 } s3_call;
 
 typedef struct s3_call_opts {

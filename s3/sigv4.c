@@ -122,6 +122,15 @@ void s3_md5_hex(const void *data, size_t len, char out[33])
     out[32] = '\0';
 }
 
+void s3_md5_base64(const void *data, size_t len, char out[25])
+{
+    unsigned char d[16];
+    pthread_once(&crypto_once, crypto_init);
+    if (!md_md5 || !EVP_Digest(data, len, d, NULL, md_md5, NULL))
+        memset(d, 0, sizeof d);
+    EVP_EncodeBlock((unsigned char *)out, d, sizeof d); /* 16 bytes -> 24 chars + NUL */
+}
+
 void s3_signer_init(s3_signer *s, const s3_creds *c, const char *region)
 {
     memset(s, 0, sizeof *s);

@@ -94,6 +94,7 @@ int s3_perform(const s3_endpoint *ep, const s3_request *req, s3_response *out_re
     if (out_resp) {
         memset(out_resp, 0, sizeof *out_resp);
         s3_buf_init(&out_resp->body, S3_BODY_MAX_BYTES);
+        s3_buf_init(&out_resp->headers, S3_HEADERS_MAX_BYTES);
         out_resp->content_length = -1;
     }
     if (!ep || !req)
@@ -105,6 +106,7 @@ int s3_perform(const s3_endpoint *ep, const s3_request *req, s3_response *out_re
     if (out_resp && c.easy) {
         *out_resp = c.resp; /* hand the body buffer over to the caller */
         s3_buf_init(&c.resp.body, S3_BODY_MAX_BYTES);
+        s3_buf_init(&c.resp.headers, S3_HEADERS_MAX_BYTES);
     }
     s3_call_cleanup(&c);
     return rc;
@@ -120,6 +122,7 @@ int s3_get_to_file(const s3_endpoint *ep, const char *bucket, const char *key,
     if (out_resp) {
         memset(out_resp, 0, sizeof *out_resp);
         s3_buf_init(&out_resp->body, S3_BODY_MAX_BYTES);
+        s3_buf_init(&out_resp->headers, S3_HEADERS_MAX_BYTES);
         out_resp->content_length = -1;
     }
     if (!ep || !bucket || !key || !*key || !out)
@@ -145,6 +148,7 @@ int s3_get_to_file(const s3_endpoint *ep, const char *bucket, const char *key,
     if (out_resp && c.easy) {
         *out_resp = c.resp;
         s3_buf_init(&c.resp.body, S3_BODY_MAX_BYTES);
+        s3_buf_init(&c.resp.headers, S3_HEADERS_MAX_BYTES);
     }
     s3_call_cleanup(&c);
     return rc;

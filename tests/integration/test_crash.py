@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """test_crash.py — kill -9 at random moments loses no task and reports none twice.
 
-5,000 source versions on moto (4,000 keys with one version, 500 keys with two), listed
-newest first (moto's ListObjectVersions costs it 50-100 ms a call once the bucket is big,
-so most keys take the one-version path: HEAD, then CopyObject). `batchrep run` is killed with SIGKILL at a random moment 6 times in a row;
+5,000 source versions on moto (4,900 keys with one version, 50 keys with two), listed
+newest first. moto's ListObjectVersions costs it 0.1-0.5 s a call once the bucket holds
+thousands of versions (it scans them all), so most keys take the one-version path (HEAD,
+then CopyObject) and 50 keys take the listing path. `batchrep run` is killed with SIGKILL at a random moment 6 times in a row;
 each new `run` of the same document (same ClientRequestToken: the same job) continues from
 the job's last checkpoint. Checked at the end (DESIGN.md "Crash safety"):
   * the job is Complete and its ProgressSummary counts every task once;
@@ -38,11 +39,11 @@ def main():
         for b in ("src", "dst", "reports", "manifests"):
             h.make_bucket(s3, b)
         src = {}
-        for i in range(4000):
+        for i in range(4900):
             k = f"one/{i:05d}"
             src[k] = [s3.put_object(Bucket="src", Key=k, Body=f"{k}".encode())]
         for v in range(2):
-            for i in range(500):
+            for i in range(50):
                 k = f"two/{i:05d}"
                 src.setdefault(k, []).append(
                     s3.put_object(Bucket="src", Key=k, Body=f"{k} v{v}".encode()))

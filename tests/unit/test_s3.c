@@ -245,6 +245,9 @@ static void test_buf(void)
     tap_ok(strcmp(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") == 0,
            "sha256(abc) = %s", hex);
     tap_ok(strcmp(md5, "d41d8cd98f00b204e9800998ecf8427e") == 0, "md5(\"\") = %s", md5);
+    char b64[25];
+    s3_md5_base64("", 0, b64);
+    tap_ok(strcmp(b64, "1B2M2Y8AsgTpgAmY7PhCfg==") == 0, "Content-MD5 of \"\" = %s", b64);
 }
 
 /* ---- XML ----------------------------------------------------------------------------- */
@@ -1007,6 +1010,32 @@ static void test_http(void)
            resp.content_type, resp.storage_class);
     tap_ok(strncmp(h.req[0], "HEAD /bkt/k?versionId=dm1 HTTP/1.1\r\n", 36) == 0,
            "HEAD request line");
+    s3_response_cleanup(&resp);
+
+    /* keep_headers: every header kept, names lower-cased; a sink takes a 2xx body */
+    server kh = {.n_responses = 1};
+    kh.responses[0] = "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nX-Amz-Meta-Color: "
+                      "blue \r\nx-amz-object-lock-mode: GOVERNANCE\r\nContent-Length: 5\r\n"
+                      "\r\nhello";
+    server_start(&kh);
+    local_endpoint(&ep, kh.port);
+    s3_buf sink;
+    s3_buf_init(&sink, 1024);
+    s3_request kr = {.method = "GET", .bucket = "bkt", .key = "k", .keep_headers = 1,
+                     .sink = &sink};
+    rc = s3_perform(&ep, &kr, &resp, &oc);
+    server_stop(&kh);
+    const char *hn, *hv;
+    size_t hpos = 0, nh = 0;
+    while ((hpos = s3_response_header_next(&resp, hpos, &hn, &hv)) != 0)
+        nh++;
+    tap_ok(rc == 0 && nh == 4 && s3_response_header(&resp, "x-amz-meta-color") &&
+               strcmp(s3_response_header(&resp, "x-amz-meta-color"), "blue") == 0 &&
+               strcmp(s3_response_header(&resp, "content-encoding"), "gzip") == 0 &&
+               !s3_response_header(&resp, "etag") && sink.len == 5 &&
+               memcmp(sink.ptr, "hello", 5) == 0 && resp.body.len == 0,
+           "kept headers (%zu) and a 2xx body in the sink (%zu bytes)", nh, sink.len);
+    s3_buf_cleanup(&sink);
     s3_response_cleanup(&resp);
 
     /* PUT from memory with a content type */

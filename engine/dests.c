@@ -1,0 +1,86 @@
+/*
+ * dests.c — what the run learns of each destination before it starts, beyond run.c's
+ * versioning check, and where each destination lives.
+ *
+ *   endpoint   a destination may live on another endpoint with other credentials: the AWS
+ *              way, a named profile with its own endpoint_url (s3_endpoint_load(profile)),
+ *              bound to the bucket with --destination-profile BUCKET=PROFILE. Versions
+ *              going there are streamed (GET from the source, PUT / UploadPart there).
+ *   lock       GetObjectLockConfiguration: a version with Object Lock settings fails
+ *              DstBucketObjectLockConfigMissing on a destination without it.
+ *   owner      GetBucketAcl's Owner.ID: with AccessControlTranslation the replica's
+ *              x-amz-grant-full-control names it.
+ * One request of each per destination and run, not per version.
+ */
+#include "engine/engine_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int eng__dests_load_profiles(const char *const *bindings, size_t n_bindings,
+                             s3_endpoint **eps, size_t max_eps, size_t *n_eps, char *err,
+                             size_t err_len)
+{
+    for (size_t i = 0; i < n_bindings; i++) {
+        const char *b = bindings[i], *eq = strchr(b, '=');
+        if (!eq || eq == b || !eq[1]) {
+            snprintf(err, err_len, "--destination-profile %s: expected BUCKET=PROFILE", b);
+            return -ENG_E_INVALID_JOB;
+        }
+        if (*n_eps >= max_eps) {
+            snprintf(err, err_len, "--destination-profile: at most %zu profiles", max_eps - 1);
+            return -ENG_E_INVALID_JOB;
+        }
+        s3_endpoint *ep = calloc(1, sizeof *ep);
+        char msg[1024];
+        if (!ep)
+            return -ENG_E_NOMEM;
+        if (s3_endpoint_load(ep, eq + 1, msg, sizeof msg) != 0) {
+            snprintf(err, err_len, "--destination-profile %s: %s", b, msg);
+            free(ep);
+            return -ENG_E_CONFIG;
+        }
+        eps[(*n_eps)++] = ep; /* binding i is endpoint 1 + i */
+    }
+    return 0;
+}
+
+void eng__dests_assign(eng__rules *rules, const char *const *bindings, size_t n_bindings)
+{
+    for (size_t i = 0; i < n_bindings; i++) {
+        const char *b = bindings[i], *eq = strchr(b, '=');
+        size_t blen = eq ? (size_t)(eq - b) : 0;
+        for (size_t k = 0; k < rules->n_dests; k++)
+            if (strlen(rules->dests[k].bucket) == blen &&
+                memcmp(rules->dests[k].bucket, b, blen) == 0)
+                rules->dests[k].ep_index = 1 + i;
+    }
+}
+
+void eng__dests_check(eng__rules *rules, const s3_endpoint *const *eps)
+{
+    for (size_t i = 0; i < rules->n_dests; i++) {
+        eng__dest *d = &rules->dests[i];
+        if (d->state != ENG__DEST_OK)
+            continue;
+        const s3_endpoint *ep = eps[d->ep_index];
+        s3_request req = {.method = "GET", .bucket = d->bucket, .n_query = 1};
+        s3_response resp;
+        s3_outcome oc;
+        char text[256] = "";
+        req.query[0] = (s3_query_param){"object-lock", ""};
+        if (s3_perform(ep, &req, &resp, &oc) == 0 &&
+            s3_xml_find_text((s3_slice){resp.body.ptr, resp.body.len}, "ObjectLockEnabled",
+                             text, sizeof text) == 0)
+            d->object_lock = strcmp(text, "Enabled") == 0;
+        s3_response_cleanup(&resp);
+        req.query[0] = (s3_query_param){"acl", ""};
+        text[0] = '\0';
+        if (s3_perform(ep, &req, &resp, &oc) == 0 &&
+            s3_xml_find_text((s3_slice){resp.body.ptr, resp.body.len}, "ID", text,
+                             sizeof text) == 0 && text[0]) /* the first ID is the Owner's */
+            snprintf(d->owner_grant, sizeof d->owner_grant, "id=\"%s\"", text);
+        s3_response_cleanup(&resp);
+    }
+}

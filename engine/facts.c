@@ -1,0 +1,209 @@
+/*
+ * facts.c — what a source version carries beyond its bytes, as the strategies replicate it
+ * (../shared/aws-formats.md §6.2, §8.1):
+ *
+ *   HeadObject?versionId=   content headers a copy keeps (Content-Type, Content-Encoding,
+ *                           Content-Disposition, Content-Language, Cache-Control, Expires),
+ *                           user metadata (x-amz-meta-*), ETag, size, Last-Modified,
+ *                           encryption (x-amz-server-side-encryption, its KMS key, bucket key),
+ *                           Object Lock mode, retain-until date and legal hold (read from
+ *                           HEAD: moto 5.2.1 has no GetObjectRetention), x-amz-tagging-count;
+ *   GetObjectAcl?versionId= the grants, turned into x-amz-grant-* header values
+ *                           (`id="…"`, `uri="…"`, `emailAddress="…"`, comma-separated): a
+ *                           PutObjectAcl XML body is ignored by moto, headers work everywhere;
+ *   GetObjectTagging        the tags, as the x-amz-tagging query string, for writes that
+ *                           cannot use the COPY tagging directive (multipart, streamed).
+ *
+ * Facts are read once per version and kept on its task, so a version that goes to several
+ * destinations is read once.
+ */
+#include "engine/engine_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define FACTS_HDRS_MAX_BYTES (16u << 10) /* S3 allows 2 KB of user metadata */
+#define FACTS_GRANTS_MAX_BYTES (64u << 10) /* 100 grants of ~200 bytes at most */
+#define FACTS_TAGGING_MAX_BYTES (8u << 10) /* 10 tags of 128 + 256 chars, %-encoded */
+
+eng__facts *eng__facts_new(void)
+{
+    eng__facts *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    s3_buf_init(&f->hdrs, FACTS_HDRS_MAX_BYTES);
+    for (int i = 0; i < 4; i++)
+        s3_buf_init(&f->grants[i], FACTS_GRANTS_MAX_BYTES);
+    s3_buf_init(&f->tagging, FACTS_TAGGING_MAX_BYTES);
+    f->size = -1;
+    return f;
+}
+
+void eng__facts_destroy(eng__facts *f)
+{
+    if (!f)
+        return;
+    s3_buf_cleanup(&f->hdrs);
+    for (int i = 0; i < 4; i++)
+        s3_buf_cleanup(&f->grants[i]);
+    s3_buf_cleanup(&f->tagging);
+    free(f);
+}
+
+static const char *const kept_headers[] = {
+    "content-type", "content-encoding", "content-disposition", "content-language",
+    "cache-control", "expires", NULL,
+};
+
+static int kept(const char *name)
+{
+    if (strncmp(name, "x-amz-meta-", 11) == 0)
+        return 1;
+    for (const char *const *k = kept_headers; *k; k++)
+        if (strcmp(name, *k) == 0)
+            return 1;
+    return 0;
+}
+
+static void copy_field(char *dst, size_t cap, const s3_response *r, const char *name)
+{
+    const char *v = s3_response_header(r, name);
+    snprintf(dst, cap, "%s", v ? v : "");
+}
+
+void eng__facts_from_head(eng__facts *f, const s3_response *r)
+{
+    static const char nul = '\0';
+    const char *name, *value;
+    s3_buf_reset(&f->hdrs);
+    f->n_hdrs = 0;
+    for (size_t pos = 0; (pos = s3_response_header_next(r, pos, &name, &value)) != 0;) {
+        if (!kept(name))
+            continue;
+        if (s3_buf_append_str(&f->hdrs, name) || s3_buf_append(&f->hdrs, &nul, 1) ||
+            s3_buf_append_str(&f->hdrs, value) || s3_buf_append(&f->hdrs, &nul, 1))
+            break; /* over 16 KiB of metadata: S3 itself refuses more than 2 KB */
+        f->n_hdrs++;
+    }
+    snprintf(f->etag, sizeof f->etag, "%s", r->etag);
+    f->size = r->content_length;
+    if (s3_parse_time_ms(r->last_modified, &f->last_modified_ms) != 0)
+        f->last_modified_ms = 0;
+    copy_field(f->sse, sizeof f->sse, r, "x-amz-server-side-encryption");
+    copy_field(f->sse_kms_key_id, sizeof f->sse_kms_key_id, r,
+               "x-amz-server-side-encryption-aws-kms-key-id");
+    copy_field(f->bucket_key, sizeof f->bucket_key, r,
+               "x-amz-server-side-encryption-bucket-key-enabled");
+    copy_field(f->lock_mode, sizeof f->lock_mode, r, "x-amz-object-lock-mode");
+    copy_field(f->lock_until, sizeof f->lock_until, r, "x-amz-object-lock-retain-until-date");
+    copy_field(f->legal_hold, sizeof f->legal_hold, r, "x-amz-object-lock-legal-hold");
+    const char *tc = s3_response_header(r, "x-amz-tagging-count");
+    f->tag_count = tc ? (int)strtol(tc, NULL, 10) : 0;
+    f->have_head = 1;
+}
+
+int eng__facts_locked(const eng__facts *f)
+{
+    return f->lock_mode[0] || strcmp(f->legal_hold, "ON") == 0;
+}
+
+/* ---- ACL ------------------------------------------------------------------------------ */
+
+static int perm_index(const char *p)
+{
+    if (strcmp(p, "READ") == 0)
+        return 0;
+    if (strcmp(p, "READ_ACP") == 0)
+        return 1;
+    if (strcmp(p, "WRITE_ACP") == 0)
+        return 2;
+    if (strcmp(p, "FULL_CONTROL") == 0)
+        return 3;
+    return -1; /* WRITE means nothing on an object */
+}
+
+static const char *str_member(json_t *o, const char *name)
+{
+    json_t *v = json_object_get(o, name);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+int eng__facts_from_acl(eng__facts *f, s3_slice xml)
+{
+    json_t *doc = s3_xml_to_json(xml);
+    if (!doc)
+        return -1;
+    const char *owner = str_member(json_object_get(doc, "Owner"), "ID");
+    json_t *list = json_object_get(doc, "AccessControlList");
+    json_t *g = json_is_object(list) ? json_object_get(list, "Grant") : NULL;
+    size_t n = !g ? 0 : json_is_array(g) ? json_array_size(g) : 1;
+    size_t n_owner_full = 0, n_other = 0;
+    int rc = 0;
+    for (int i = 0; i < 4; i++)
+        s3_buf_reset(&f->grants[i]);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        json_t *e = json_is_array(g) ? json_array_get(g, i) : g;
+        const char *perm = str_member(e, "Permission");
+        json_t *who = json_object_get(e, "Grantee");
+        int pi = perm ? perm_index(perm) : -1;
+        if (pi < 0 || !json_is_object(who))
+            continue;
+        const char *id = str_member(who, "ID"), *uri = str_member(who, "URI");
+        const char *mail = str_member(who, "EmailAddress");
+        const char *kind = id ? "id=\"" : uri ? "uri=\"" : mail ? "emailAddress=\"" : NULL;
+        const char *val = id ? id : uri ? uri : mail;
+        if (!kind)
+            continue;
+        if (pi == 3 && id && owner && strcmp(id, owner) == 0)
+            n_owner_full++;
+        else
+            n_other++;
+        s3_buf *b = &f->grants[pi];
+        if ((b->len && s3_buf_append_str(b, ", ")) || s3_buf_append_str(b, kind) ||
+            s3_buf_append_str(b, val) || s3_buf_append_str(b, "\""))
+            rc = -1;
+    }
+    json_decref(doc);
+    /* the default ACL of a new object: its owner's FULL_CONTROL and nothing else */
+    f->acl_default = n_owner_full == 1 && n_other == 0;
+    f->have_acl = rc == 0;
+    return rc;
+}
+
+/* ---- tags ----------------------------------------------------------------------------- */
+
+int eng__facts_set_tags(eng__facts *f, const eng__tag *tags, size_t n)
+{
+    s3_buf_reset(&f->tagging);
+    for (size_t i = 0; i < n; i++) {
+        if ((i && s3_buf_append(&f->tagging, "&", 1)) ||
+            s3_uri_encode(&f->tagging, s3_slice_cstr(tags[i].key), 0) ||
+            s3_buf_append(&f->tagging, "=", 1) ||
+            s3_uri_encode(&f->tagging, s3_slice_cstr(tags[i].value), 0))
+            return -1;
+    }
+    f->have_tags = 1;
+    return 0;
+}
+
+int eng__facts_tags_from_xml(eng__facts *f, s3_slice xml)
+{
+    json_t *doc = s3_xml_to_json(xml);
+    if (!doc)
+        return -1;
+    json_t *set = json_object_get(doc, "TagSet");
+    json_t *tag = json_is_object(set) ? json_object_get(set, "Tag") : NULL;
+    size_t n = !tag ? 0 : json_is_array(tag) ? json_array_size(tag) : 1;
+    eng__tag tags[64]; /* S3 allows 10 tags per object */
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < sizeof tags / sizeof tags[0]; i++) {
+        json_t *e = json_is_array(tag) ? json_array_get(tag, i) : tag;
+        const char *key = str_member(e, "Key"), *val = str_member(e, "Value");
+        tags[k].key = (char *)(key ? key : "");
+        tags[k].value = (char *)(val ? val : "");
+        k++;
+    }
+    int rc = eng__facts_set_tags(f, tags, k);
+    json_decref(doc);
+    return rc;
+}
