@@ -13,6 +13,7 @@ PACKAGES=(
     libcurl4-openssl-dev libcsv-dev libexpat1-dev libjansson-dev libssl-dev
     zlib1g-dev libzstd-dev libsqlite3-dev
     python3 curl zstd gzip
+    radosgw ceph-mon ceph-osd
 )
 
 missing=()

@@ -88,7 +88,9 @@ EOF
     ceph-authtool --create-keyring keyring --gen-key -n mon. --cap mon 'allow *' >/dev/null
     ceph-authtool keyring --gen-key -n client.admin --cap mon 'allow *' --cap osd 'allow *' \
         --cap mgr 'allow *' >/dev/null
-    monmaptool --create --add a "127.0.0.1:$MON_PORT" --fsid "$fsid" monmap >/dev/null
+    # --addv with an explicit v1 address: with --add, a port other than 6789 is taken as
+    # msgr2, which "ms bind msgr2 = false" never listens on (clients then hang in auth)
+    monmaptool --create --addv a "[v1:127.0.0.1:$MON_PORT]" --fsid "$fsid" monmap >/dev/null
     ceph-mon -c ceph.conf --mkfs -i a --monmap monmap --keyring keyring
     nohup ceph-mon -c ceph.conf -i a -f > mon.out 2>&1 &
     echo $! > mon.pid
