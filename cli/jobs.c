@@ -15,6 +15,7 @@ enum { OPT_STATE = 1, OPT_JOB_ID, OPT_PRIORITY, OPT_STATUS, OPT_REASON, OPT_REPL
 typedef struct args {
     const char *state, *job_id, *requested, *reason, *repl;
     const char *priority;
+    int prio;                    /* --priority, parsed */
     const char *statuses[16];
     size_t n_statuses;
     const char *positional;
@@ -74,8 +75,43 @@ static int parse(int argc, char **argv, const char *help, int want_positional, a
     return 0;
 }
 
-static int finish(eng_store *st, int rc, json_t *out, const char *err)
+/* One catalogue verb: its help, whether it takes JOB.json, the options it requires, and the
+   engine call that makes its JSON. The parsing, checks, store and printing are shared. */
+typedef struct verb_def {
+    const char *help;
+    int positional;
+    int need_job_id, need_priority, need_status;
+    int (*call)(eng_store *st, const args *a, json_t **out, char *err, size_t err_len);
+} verb_def;
+
+static int need(const char *value, const char *name, const char *help)
 {
+    if (value)
+        return 0;
+    fprintf(stderr, "batchrep: %s is required\n\n%s", name, help);
+    return -1;
+}
+
+static int run_verb(int argc, char **argv, const verb_def *v)
+{
+    args a;
+    char err[2048], help[2048];
+    snprintf(help, sizeof help, "%s%s", v->help, common_help);
+    int p = parse(argc, argv, help, v->positional, &a);
+    if (p)
+        return p > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    if ((v->need_job_id && need(a.job_id, "--job-id", help)) ||
+        (v->need_priority && need(a.priority, "--priority", help)) ||
+        (v->need_status && need(a.requested, "--requested-job-status", help)) ||
+        (v->need_priority && cli_parse_int("--priority", a.priority, 0, 2147483647, &a.prio)))
+        return CLI_EXIT_USAGE;
+    eng_store *st;
+    if (eng_store_open(a.state, &st, err, sizeof err) != 0) {
+        fprintf(stderr, "batchrep: %s\n", err);
+        return CLI_EXIT_ERROR;
+    }
+    json_t *out = NULL;
+    int rc = v->call(st, &a, &out, err, sizeof err);
     eng_store_close(st);
     if (rc) {
         fprintf(stderr, "batchrep: %s\n", err);
@@ -86,25 +122,34 @@ static int finish(eng_store *st, int rc, json_t *out, const char *err)
     return CLI_EXIT_OK;
 }
 
-static int need(const char *value, const char *name, const char *help)
+static int call_create(eng_store *st, const args *a, json_t **out, char *err, size_t n)
 {
-    if (value)
-        return 0;
-    fprintf(stderr, "batchrep: %s is required\n\n%s", name, help);
-    return -1;
+    return eng_create_job(st, a->positional, a->repl, out, err, n);
 }
 
-#define OPEN_STORE(a, st, err)                                                             \
-    do {                                                                                   \
-        if (eng_store_open((a).state, &(st), err, sizeof err) != 0) {                     \
-            fprintf(stderr, "batchrep: %s\n", err);                                        \
-            return CLI_EXIT_ERROR;                                                         \
-        }                                                                                  \
-    } while (0)
+static int call_describe(eng_store *st, const args *a, json_t **out, char *err, size_t n)
+{
+    return eng_describe_job(st, a->job_id, out, err, n);
+}
+
+static int call_list(eng_store *st, const args *a, json_t **out, char *err, size_t n)
+{
+    return eng_list_jobs(st, a->statuses, a->n_statuses, out, err, n);
+}
+
+static int call_priority(eng_store *st, const args *a, json_t **out, char *err, size_t n)
+{
+    return eng_update_job_priority(st, a->job_id, a->prio, out, err, n);
+}
+
+static int call_status(eng_store *st, const args *a, json_t **out, char *err, size_t n)
+{
+    return eng_update_job_status(st, a->job_id, a->requested, a->reason, out, err, n);
+}
 
 int cli_create_job(int argc, char **argv)
 {
-    static const char help[] =
+    static const verb_def v = {
         "Usage: batchrep create-job JOB.json [--replication-config FILE] [--state-dir DIR]\n"
         "\n"
         "Queues a job from a CreateJob request JSON (as `aws s3control create-job\n"
@@ -113,90 +158,48 @@ int cli_create_job(int argc, char **argv)
         "\n"
         "Options:\n"
         "  --replication-config FILE  PutBucketReplication JSON, captured with the job;\n"
-        "                             default: the source bucket's, read when it is prepared\n";
-    args a;
-    char err[2048], full[1400];
-    snprintf(full, sizeof full, "%s%s", help, common_help);
-    int p = parse(argc, argv, full, 1, &a);
-    if (p)
-        return p > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
-    eng_store *st;
-    OPEN_STORE(a, st, err);
-    json_t *out = NULL;
-    int rc = eng_create_job(st, a.positional, a.repl, &out, err, sizeof err);
-    return finish(st, rc, out, err);
+        "                             default: the source bucket's, read when it is prepared\n",
+        1, 0, 0, 0, call_create};
+    return run_verb(argc, argv, &v);
 }
 
 int cli_describe_job(int argc, char **argv)
 {
-    static const char help[] =
+    static const verb_def v = {
         "Usage: batchrep describe-job --job-id ID [--state-dir DIR]\n"
         "\n"
         "Prints the job's DescribeJob JSON ({\"Job\": {...}}), with the live ProgressSummary\n"
-        "of a job that another process is running.\n\nOptions:\n";
-    args a;
-    char err[2048], full[1400];
-    snprintf(full, sizeof full, "%s%s", help, common_help);
-    int p = parse(argc, argv, full, 0, &a);
-    if (p)
-        return p > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
-    if (need(a.job_id, "--job-id", full))
-        return CLI_EXIT_USAGE;
-    eng_store *st;
-    OPEN_STORE(a, st, err);
-    json_t *out = NULL;
-    int rc = eng_describe_job(st, a.job_id, &out, err, sizeof err);
-    return finish(st, rc, out, err);
+        "of a job that another process is running.\n\nOptions:\n",
+        0, 1, 0, 0, call_describe};
+    return run_verb(argc, argv, &v);
 }
 
 int cli_list_jobs(int argc, char **argv)
 {
-    static const char help[] =
+    static const verb_def v = {
         "Usage: batchrep list-jobs [--job-statuses STATUS ...] [--state-dir DIR]\n"
         "\n"
         "Prints {\"Jobs\": [JobListDescriptor, ...]}, newest first; with --job-statuses only\n"
         "jobs in those statuses (New Preparing Suspended Ready Active Pausing Paused\n"
-        "Completing Complete Failing Failed Cancelling Cancelled).\n\nOptions:\n";
-    args a;
-    char err[2048], full[1400];
-    snprintf(full, sizeof full, "%s%s", help, common_help);
-    int p = parse(argc, argv, full, 0, &a);
-    if (p)
-        return p > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
-    eng_store *st;
-    OPEN_STORE(a, st, err);
-    json_t *out = NULL;
-    int rc = eng_list_jobs(st, a.statuses, a.n_statuses, &out, err, sizeof err);
-    return finish(st, rc, out, err);
+        "Completing Complete Failing Failed Cancelling Cancelled).\n\nOptions:\n",
+        0, 0, 0, 0, call_list};
+    return run_verb(argc, argv, &v);
 }
 
 int cli_update_job_priority(int argc, char **argv)
 {
-    static const char help[] =
+    static const verb_def v = {
         "Usage: batchrep update-job-priority --job-id ID --priority N [--state-dir DIR]\n"
         "\n"
         "Sets the job's priority (0..2147483647, higher runs first) and prints {\"JobId\",\n"
-        "\"Priority\"}. A running worker applies it within a second.\n\nOptions:\n";
-    args a;
-    char err[2048], full[1400];
-    snprintf(full, sizeof full, "%s%s", help, common_help);
-    int p = parse(argc, argv, full, 0, &a);
-    if (p)
-        return p > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
-    int prio;
-    if (need(a.job_id, "--job-id", full) || need(a.priority, "--priority", full) ||
-        cli_parse_int("--priority", a.priority, 0, 2147483647, &prio))
-        return CLI_EXIT_USAGE;
-    eng_store *st;
-    OPEN_STORE(a, st, err);
-    json_t *out = NULL;
-    int rc = eng_update_job_priority(st, a.job_id, prio, &out, err, sizeof err);
-    return finish(st, rc, out, err);
+        "\"Priority\"}. A running worker applies it within a second.\n\nOptions:\n",
+        0, 1, 1, 0, call_priority};
+    return run_verb(argc, argv, &v);
 }
 
 int cli_update_job_status(int argc, char **argv)
 {
-    static const char help[] =
+    static const verb_def v = {
         "Usage: batchrep update-job-status --job-id ID --requested-job-status Ready|Cancelled\n"
         "                                 [--status-update-reason TEXT] [--state-dir DIR]\n"
         "\n"
@@ -204,19 +207,7 @@ int cli_update_job_status(int argc, char **argv)
         "that has not started becomes Cancelled at once; a running one becomes Cancelling,\n"
         "and its worker stops it and writes the report of the tasks that ran. Other requests\n"
         "fail with JobStatusException. Prints {\"JobId\", \"Status\", \"StatusUpdateReason\"}.\n"
-        "\nOptions:\n";
-    args a;
-    char err[2048], full[1600];
-    snprintf(full, sizeof full, "%s%s", help, common_help);
-    int p = parse(argc, argv, full, 0, &a);
-    if (p)
-        return p > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
-    if (need(a.job_id, "--job-id", full) ||
-        need(a.requested, "--requested-job-status", full))
-        return CLI_EXIT_USAGE;
-    eng_store *st;
-    OPEN_STORE(a, st, err);
-    json_t *out = NULL;
-    int rc = eng_update_job_status(st, a.job_id, a.requested, a.reason, &out, err, sizeof err);
-    return finish(st, rc, out, err);
+        "\nOptions:\n",
+        0, 1, 0, 1, call_status};
+    return run_verb(argc, argv, &v);
 }
