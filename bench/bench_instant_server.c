@@ -13,6 +13,8 @@
  *   GET  /bucket?versions&prefix=K    200 ListVersionsResult: key K (decoded), versions
  *                                     vN..v1 newest first, IsLatest on vN
  *   GET  /bucket (list-type=2 or v1)  200 empty ListBucketResult
+ *   GET  ...?acl                      200 AccessControlPolicy: owner FULL_CONTROL
+ *   GET  /bucket?object-lock          404 ObjectLockConfigurationNotFoundError
  *   GET  /bucket/key                  200, 1 KiB of 'x'
  *   HEAD /bucket/key[?versionId=V]    200, x-amz-version-id V (else vN), Content-Length 1024,
  *                                     ETag, Last-Modified
@@ -247,6 +249,25 @@ static void handle(const char *h, const char *hend, out *o)
         }
         puts_(&body, "</ListVersionsResult>");
         respond(o, 200, "Content-Type: application/xml\r\n", body.b, body.n, 0);
+        return;
+    }
+    if (is_get && query_param(q, sp2, "acl", &vlen)) { /* GetObjectAcl / GetBucketAcl */
+        static const char b[] =
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<AccessControlPolicy xmlns=\"http://"
+            "s3.amazonaws.com/doc/2006-03-01/\"><Owner><ID>o</ID><DisplayName>o</DisplayName>"
+            "</Owner><AccessControlList><Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/"
+            "XMLSchema-instance\" xsi:type=\"CanonicalUser\"><ID>o</ID><DisplayName>o"
+            "</DisplayName></Grantee><Permission>FULL_CONTROL</Permission></Grant>"
+            "</AccessControlList></AccessControlPolicy>";
+        respond(o, 200, "Content-Type: application/xml\r\n", b, sizeof b - 1, 0);
+        return;
+    }
+    if (is_get && query_param(q, sp2, "object-lock", &vlen)) { /* no Object Lock here */
+        static const char b[] =
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>"
+            "ObjectLockConfigurationNotFoundError</Code><Message>Object Lock configuration "
+            "does not exist for this bucket</Message></Error>";
+        respond(o, 404, "Content-Type: application/xml\r\n", b, sizeof b - 1, 0);
         return;
     }
     if (is_get && !has_key) {
