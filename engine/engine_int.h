@@ -105,7 +105,6 @@ typedef struct eng__rules {
    {"ReplicationConfiguration": ...}). err names the file and the field. */
 int eng__rules_from_json(eng__rules *out, json_t *root, const char *origin, char *err,
                          size_t err_len);
-int eng__rules_load_file(eng__rules *out, const char *path, char *err, size_t err_len);
 /* GetBucketReplication on the bucket (XML -> the same structure); *out_json (may be NULL)
    receives the configuration as JSON text (caller frees). */
 int eng__rules_load_bucket(eng__rules *out, const s3_endpoint *ep, const char *bucket,
@@ -272,8 +271,6 @@ int eng__unit_same_key(const eng__unit *a, const eng__unit *b);
 /* Marks every task without an outcome as not run (the job stopped): the report leaves them
    out, as AWS reports only the tasks that ran. */
 void eng__unit_abandon(eng__unit *u);
-int64_t eng__unit_not_before_ms(const eng__unit *u);
-void eng__unit_set_not_before_ms(eng__unit *u, int64_t ms);
 
 /* ---- source facts: what a version carries beyond its bytes ------------------------- */
 

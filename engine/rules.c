@@ -269,20 +269,6 @@ int eng__rules_from_json(eng__rules *out, json_t *root, const char *origin, char
     return 0;
 }
 
-int eng__rules_load_file(eng__rules *out, const char *path, char *err, size_t err_len)
-{
-    json_error_t je;
-    json_t *root = json_load_file(path, 0, &je);
-    if (!root) {
-        snprintf(err, err_len, "%s:%d:%d: not valid JSON: %s", path, je.line, je.column,
-                 je.text);
-        return -ENG_E_INVALID_RULES;
-    }
-    int rc = eng__rules_from_json(out, root, path, err, err_len);
-    json_decref(root);
-    return rc;
-}
-
 /* GetBucketReplication answers XML: <ReplicationConfiguration><Role/><Rule>...</Rule>*.
    s3_xml_to_json gives {"Role": .., "Rule": obj | [obj..]}; reshape to the JSON form. */
 static json_t *as_list(json_t *v)

@@ -55,7 +55,6 @@ struct eng__unit {
     size_t cur_dest;             /* next destination to consider for order[cur] */
     int *rule_for_dest;          /* per destination, for order[cur] */
     int selected;                /* rule_for_dest is valid for order[cur] */
-    int64_t not_before_ms;
     const eng__strategy *strat;  /* for order[cur] -> destination cur_dest; NULL: none yet */
     int busy;                    /* the serial request (tag 0) is in flight */
     eng__apply apply;
@@ -293,13 +292,11 @@ size_t eng__unit_n_tasks(const eng__unit *u) { return u->n_tasks; }
 const eng__task *eng__unit_task(const eng__unit *u, size_t i) { return &u->tasks[i]; }
 s3_slice eng__unit_bucket(const eng__unit *u) { return u->bucket; }
 uint64_t eng__unit_hash(const eng__unit *u) { return u->hash; }
-int64_t eng__unit_not_before_ms(const eng__unit *u) { return u->not_before_ms; }
 uint64_t eng__unit_first_seq(const eng__unit *u) { return u->first_seq; }
 const eng__rules *eng__unit_rules(const eng__unit *u) { return u->rules; }
 int eng__unit_stopped(const eng__unit *u) { return u->stop && atomic_load(u->stop); }
 void *eng__unit_job(const eng__unit *u) { return u->job; }
 void eng__unit_set_recheck(eng__unit *u) { u->recheck = 1; }
-void eng__unit_set_not_before_ms(eng__unit *u, int64_t ms) { u->not_before_ms = ms; }
 
 int eng__unit_same_key(const eng__unit *a, const eng__unit *b)
 {
