@@ -67,6 +67,7 @@ typedef struct jobrun {
     _Atomic uint64_t planned_seq; /* next row the planner reads */
     _Atomic uint64_t plan_limit;  /* durable: units must end at or below it */
     _Atomic uint64_t succeeded, failed;
+    _Atomic uint64_t bytes;       /* bytes of the versions replicated by this run */
     _Atomic int threshold_hit;
     _Atomic int io_error;
     char plan_error[512];         /* set by the feeder before plan_done */
@@ -76,7 +77,7 @@ typedef struct jobrun {
     int ckpt_dirty;
     /* control thread only */
     int64_t active_since_ms;
-    int detached;
+    int64_t run_started_ms;       /* when this process took the job */
     struct jobrun *next;
 } jobrun;
 
@@ -231,6 +232,8 @@ static void write_unit(jobrun *jr, eng__unit *u)
             }
         }
         atomic_fetch_add(t->succeeded ? &jr->succeeded : &jr->failed, 1);
+        if (t->succeeded && !t->is_delete_marker && t->size > 0)
+            atomic_fetch_add(&jr->bytes, (uint64_t)t->size);
         (t->succeeded ? jr->ckpt.succeeded++ : jr->ckpt.failed++);
     }
     if (all_ran) {
@@ -353,7 +356,7 @@ static void metrics_serve(sched *s)
              (unsigned long long)atomic_load(&k->retries),
              (unsigned long long)atomic_load(&k->throttle_events));
     s3_buf_append_str(&b, line);
-    uint64_t ok = 0, bad = 0;
+    uint64_t ok = 0, bad = 0, bytes = 0;
     int64_t inflight = 0;
     s3_buf per;
     s3_buf_init(&per, 1u << 20);
@@ -362,6 +365,7 @@ static void metrics_serve(sched *s)
         uint64_t a = atomic_load(&jr->succeeded), f = atomic_load(&jr->failed);
         ok += a;
         bad += f;
+        bytes += atomic_load(&jr->bytes);
         inflight += atomic_load(&jr->units_out);
         snprintf(line, sizeof line,
                  "batchrep_job_tasks{job_id=\"%s\",status=\"%s\",outcome=\"succeeded\"} %llu\n"
@@ -376,9 +380,12 @@ static void metrics_serve(sched *s)
     snprintf(line, sizeof line,
              "batchrep_tasks_total{outcome=\"succeeded\"} %llu\n"
              "batchrep_tasks_total{outcome=\"failed\"} %llu\n"
+             "# TYPE batchrep_bytes_replicated_total counter\n"
+             "batchrep_bytes_replicated_total %llu\n"
              "# TYPE batchrep_units_in_flight gauge\nbatchrep_units_in_flight %lld\n"
              "# TYPE batchrep_job_tasks gauge\n",
-             (unsigned long long)ok, (unsigned long long)bad, (long long)inflight);
+             (unsigned long long)ok, (unsigned long long)bad, (unsigned long long)bytes,
+             (long long)inflight);
     s3_buf_append_str(&b, line);
     s3_buf_append(&b, per.ptr ? per.ptr : "", per.len);
     snprintf(line, sizeof line,
@@ -438,6 +445,7 @@ static jobrun *attach(sched *s, eng__job_row *row, char *err, size_t err_len)
     }
     eng__unit_builder_init(&jr->builder);
     atomic_store(&jr->priority, jr->job.row.priority);
+    jr->run_started_ms = eng__now_ms();
     if (eng__attach_rules(&jr->job, &jr->rules, s->eps, s->opts) != 0)
         return jr;
     snprintf(jr->ckpt_path, sizeof jr->ckpt_path, "%s/checkpoint.json", jr->job.dir);
@@ -690,17 +698,17 @@ static void print_progress(sched *s, int final)
     for (jobrun *jr = s->jobs; jr; jr = jr->next) {
         uint64_t ok = atomic_load(&jr->succeeded), bad = atomic_load(&jr->failed);
         uint64_t done = ok + bad, total = jr->job.row.total;
-        double secs = (double)(jr->job.row.active_ms +
-                               (jr->active_since_ms ? eng__now_ms() - jr->active_since_ms : 0)) /
-                      1000.0;
+        /* rates of this run: tasks counted by the checkpoint it resumed from are not in it */
+        double secs = (double)(eng__now_ms() - jr->run_started_ms) / 1000.0;
         double rate = secs > 0 ? (double)(done - jr->resume.succeeded - jr->resume.failed) / secs
                                : 0;
+        double mbps = secs > 0 ? (double)atomic_load(&jr->bytes) / secs / 1e6 : 0;
         double eta = rate > 0 && total > done ? (double)(total - done) / rate : 0;
         fprintf(stderr, "\r\033[Kbatchrep: job %.8s %s: %llu/%llu tasks, %llu succeeded, "
-                        "%llu failed, %.0f tasks/s, ETA %.0fs%s",
+                        "%llu failed, %.0f objects/s, %.1f MB/s, ETA %.0fs%s",
                 jr->job.row.id, eng_status_name(jr->job.row.status),
                 (unsigned long long)done, (unsigned long long)total, (unsigned long long)ok,
-                (unsigned long long)bad, rate, eta, final ? "\n" : "");
+                (unsigned long long)bad, rate, mbps, eta, final ? "\n" : "");
     }
 }
 

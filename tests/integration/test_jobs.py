@@ -165,6 +165,7 @@ def main():
             t.ok(st in ("Paused", "Pausing"), f"the lowered job is paused ({st})")
             metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
             t.ok("batchrep_tasks_total{outcome=\"succeeded\"}" in metrics and
+                 "batchrep_bytes_replicated_total " in metrics and
                  f'batchrep_job_tasks_total{{job_id="{jd}"}} 250' in metrics,
                  "the metrics endpoint serves totals and per-job progress")
             w.wait(timeout=300)
