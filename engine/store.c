@@ -376,19 +376,25 @@ int eng__store_each(eng_store *s, const eng_status *statuses, size_t n_statuses,
                     int (*cb)(const eng__job_row *r, void *user), void *user, char *err,
                     size_t err_len)
 {
-    char sql[512];
-    snprintf(sql, sizeof sql, "SELECT %s FROM jobs ORDER BY created_ms DESC, id", cols);
+    /* the status filter goes into the query (jobs_status index): a worker scans the live
+       jobs every tick, and the catalogue keeps every finished job too */
+    char sql[1024];
+    int n = snprintf(sql, sizeof sql, "SELECT %s FROM jobs", cols);
+    for (size_t i = 0; i < n_statuses && i < 16; i++)
+        n += snprintf(sql + n, sizeof sql - (size_t)n, "%s?%zu", i ? ", " : " WHERE status IN (",
+                      i + 1);
+    snprintf(sql + n, sizeof sql - (size_t)n, "%s ORDER BY created_ms DESC, id",
+             n_statuses ? ")" : "");
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
         return sql_fail(s, err, err_len, "select");
+    for (size_t i = 0; i < n_statuses && i < 16; i++)
+        sqlite3_bind_text(st, (int)i + 1, eng_status_name(statuses[i]), -1, SQLITE_STATIC);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         eng__job_row r;
         read_row(st, &r);
-        int keep = n_statuses == 0;
-        for (size_t i = 0; i < n_statuses; i++)
-            keep |= r.status == statuses[i];
-        int stop = keep ? cb(&r, user) : 0;
+        int stop = cb(&r, user);
         eng__job_row_cleanup(&r);
         if (stop)
             break;

@@ -559,6 +559,13 @@ static void finish(sched *s, eng_store *st, jobrun *jr)
     json_decref(d);
 }
 
+/* Every status but the terminal ones: what a worker may have to prepare, run or finish. */
+static const eng_status live_statuses[] = {
+    ENG_STATUS_NEW,     ENG_STATUS_PREPARING,  ENG_STATUS_SUSPENDED, ENG_STATUS_READY,
+    ENG_STATUS_ACTIVE,  ENG_STATUS_PAUSING,    ENG_STATUS_PAUSED,    ENG_STATUS_COMPLETING,
+    ENG_STATUS_FAILING, ENG_STATUS_CANCELLING,
+};
+
 typedef struct scan_ctx {
     sched *s;
     eng_store *st;
@@ -804,8 +811,16 @@ int eng_worker(eng_store *st, const eng_options *opts, eng_result *out, char *er
     int64_t last_save = 0, last_progress = 0;
     for (;;) {
         scan_ctx c = {.s = s, .st = st};
-        if (!g_signalled)
-            eng__store_each(st, NULL, 0, scan_one, &c, err, err_len);
+        if (!g_signalled && o.only_job_id) {
+            eng__job_row row;
+            if (eng__store_get(st, o.only_job_id, &row, err, err_len) == 1) {
+                scan_one(&row, &c);
+                eng__job_row_cleanup(&row);
+            }
+        } else if (!g_signalled) {
+            eng__store_each(st, live_statuses, sizeof live_statuses / sizeof *live_statuses,
+                            scan_one, &c, err, err_len);
+        }
         steer(s, st);
         int64_t now = eng__now_ms();
         int save_now = now - last_save >= SAVE_INTERVAL_MS;
