@@ -241,6 +241,10 @@ def peak_rss_kib(args, env):
     """Runs batchrep ARGS; returns (CompletedProcess, peak RSS in KiB). GNU time's %M when
     /usr/bin/time exists (wait4 of the test's own child would count the forked Python
     process, ~100 MB, before exec); else the highest VmHWM read from /proc while it runs."""
+    # Under AddressSanitizer (make check-asan) freed buffers sit in a 256 MiB quarantine
+    # and would count as peak RSS: turn it off so the bound measures the engine's buffers.
+    env = dict(env, ASAN_OPTIONS=(env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=0"
+                                  ":thread_local_quarantine_size_kb=0").lstrip(":"))
     with tempfile.NamedTemporaryFile("r") as rss:
         if os.access("/usr/bin/time", os.X_OK):
             cmd = ["/usr/bin/time", "-f", "%M", "-o", rss.name, h.batchrep_bin(), *args]
