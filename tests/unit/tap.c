@@ -34,37 +34,34 @@ void tap_diag(const char *fmt, ...)
     putchar('\n');
 }
 
+char *tap_read_path(const char *path, size_t *out_len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf) {
+        buf[n] = '\0';
+        if (out_len)
+            *out_len = (size_t)n;
+    }
+    return buf;
+}
+
 char *tap_read_fixture(const char *rel_path, size_t *out_len)
 {
     const char *root = getenv("BATCHREP_SRC");
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", root ? root : ".", rel_path);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap + 1);
-    size_t n;
-    while (buf && (n = fread(buf + len, 1, cap - len, f)) > 0) {
-        len += n;
-        if (len == cap) {
-            char *nb = realloc(buf, cap * 2 + 1);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (!buf)
-        return NULL;
-    buf[len] = '\0';
-    if (out_len)
-        *out_len = len;
-    return buf;
+    return tap_read_path(path, out_len);
 }
 
 int tap_done(void)

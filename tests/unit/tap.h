@@ -14,6 +14,8 @@ void tap_diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Reads a whole file under tests/fixtures (path relative to the repository root, found from
    $BATCHREP_SRC or the current directory). Caller frees. NULL when missing. */
 char *tap_read_fixture(const char *rel_path, size_t *out_len);
+/* Reads a whole file at path (any path). Caller frees. NULL when unreadable. */
+char *tap_read_path(const char *path, size_t *out_len);
 /* Prints the summary and returns the process exit status. */
 int tap_done(void);
 

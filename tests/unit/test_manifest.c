@@ -39,27 +39,6 @@ static const char *src_root(void)
     return r && *r ? r : ".";
 }
 
-static char *read_path(const char *path, size_t *out_len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) {
-        buf[n] = '\0';
-        if (out_len)
-            *out_len = (size_t)n;
-    }
-    return buf;
-}
 
 static int write_path(const char *path, const void *data, size_t len)
 {
@@ -114,7 +93,7 @@ static void load_fields(const char *dir, const char *name, mf_csv_opts *opts)
     char path[4096];
     memset(opts, 0, sizeof *opts);
     snprintf(path, sizeof path, "%s/%s.fields", dir, name);
-    char *text = read_path(path, NULL);
+    char *text = tap_read_path(path, NULL);
     if (!text)
         return;
     for (char *tok = text; *tok;) {
@@ -332,7 +311,7 @@ static void test_good_fixtures(void)
         snprintf(display, sizeof display, "%s.csv", names[i]);
         mf_csv_opts opts;
         load_fields(dir, names[i], &opts);
-        char *exp_text = read_path(epath, NULL);
+        char *exp_text = tap_read_path(epath, NULL);
         if (!tap_ok(exp_text != NULL, "good/%s: has a .expected file", names[i]))
             continue;
         char *want = strip_comments(exp_text);
@@ -348,7 +327,7 @@ static void test_good_fixtures(void)
 
         /* the same bytes compressed: gzip 1 and 3 members, zstd 1 and 3 frames */
         size_t len;
-        char *data = read_path(path, &len);
+        char *data = tap_read_path(path, &len);
         static const struct {
             const char *ext;
             int zstd, parts;
@@ -395,7 +374,7 @@ static void test_bad_fixtures(void)
         snprintf(display, sizeof display, "%s.csv", names[i]);
         mf_csv_opts opts;
         load_fields(dir, names[i], &opts);
-        char *want = read_path(epath, NULL);
+        char *want = tap_read_path(epath, NULL);
         if (!tap_ok(want != NULL, "bad/%s: has a .error file", names[i]))
             continue;
         want[strcspn(want, "\n")] = '\0';
@@ -411,7 +390,7 @@ static void test_bad_fixtures(void)
 
         /* the same error, same line, through gzip */
         size_t len;
-        char *data = read_path(path, &len);
+        char *data = tap_read_path(path, &len);
         char cpath[600];
         snprintf(cpath, sizeof cpath, "%s/%s.csv.gz", g_tmp, names[i]);
         strbuf cg = {0};
@@ -465,7 +444,7 @@ static void test_compressed_damage(void)
     snprintf(path, sizeof path, "%s/trunc.csv.gz", g_tmp);
     gzip_file(path, data, len, 1);
     size_t glen;
-    char *gz = read_path(path, &glen);
+    char *gz = tap_read_path(path, &glen);
     write_path(path, gz, glen - 12); /* drop the trailer and some data */
     read_expect_error(path, "trunc.csv.gz", -MF_E_INVALID_CONTENT,
                       "gzip data ends early (truncated file?)", NULL);
@@ -492,7 +471,7 @@ static void test_compressed_damage(void)
     snprintf(path, sizeof path, "%s/trunc.csv.zst", g_tmp);
     zstd_file(path, data, len, 1);
     size_t zlen;
-    char *zs = read_path(path, &zlen);
+    char *zs = tap_read_path(path, &zlen);
     write_path(path, zs, zlen - 5);
     read_expect_error(path, "trunc.csv.zst", -MF_E_INVALID_CONTENT,
                       "zstd data ends early (truncated file?)", NULL);

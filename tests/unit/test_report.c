@@ -35,27 +35,6 @@ static char g_tmp[256];
 
 /* ---- helpers --------------------------------------------------------------------------- */
 
-static char *read_path(const char *path, size_t *out_len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) {
-        buf[n] = '\0';
-        if (out_len)
-            *out_len = (size_t)n;
-    }
-    return buf;
-}
 
 static char *fixture(const char *name, size_t *len)
 {
@@ -322,7 +301,7 @@ static void check_manifest(const rpt_summary *sum, const char *golden_name, cons
 {
     char what[256];
     size_t len, glen;
-    char *text = read_path(sum->manifest_path, &len);
+    char *text = tap_read_path(sum->manifest_path, &len);
     char *golden = fixture(golden_name, &glen);
     if (!tap_ok(text && golden, "%s: manifest.json written", name)) {
         free(text);
@@ -331,7 +310,7 @@ static void check_manifest(const rpt_summary *sum, const char *golden_name, cons
     }
     /* manifest.json.md5: 32 hex + "\n", the MD5 of manifest.json */
     size_t mlen;
-    char *md5_text = read_path(sum->manifest_md5_path, &mlen);
+    char *md5_text = tap_read_path(sum->manifest_md5_path, &mlen);
     char want_md5[34];
     md5_hex(text, len, want_md5);
     want_md5[32] = '\n';
@@ -426,7 +405,7 @@ static void run_case(const writer_case *c)
                kinds[s].status, (unsigned long long)rf->rows);
         size_t glen, flen;
         char *golden = fixture(kinds[s].golden, &glen);
-        char *file = read_path(path, &flen);
+        char *file = tap_read_path(path, &flen);
         char what[256];
         snprintf(what, sizeof what, "%s: %s results vs %s", c->name, kinds[s].status,
                  kinds[s].golden);
@@ -514,12 +493,12 @@ static void test_resume(void)
         return;
     size_t glen, flen;
     char *golden = fixture("writer.succeeded.csv", &glen);
-    char *file = read_path(succ, &flen);
+    char *file = tap_read_path(succ, &flen);
     same_bytes(file, file ? flen : 0, golden, glen, "resume: succeeded results = golden");
     free(golden);
     free(file);
     golden = fixture("writer.failed.csv", &glen);
-    file = read_path(fail, &flen);
+    file = tap_read_path(fail, &flen);
     same_bytes(file, file ? flen : 0, golden, glen, "resume: failed results = golden");
     free(golden);
     free(file);
