@@ -1,11 +1,14 @@
 /*
- * dests.c — what the run learns of each destination before it starts, beyond run.c's
- * versioning check, and where each destination lives.
+ * dests.c — what the run learns of each destination before it starts, and where each
+ * destination lives.
  *
  *   endpoint   a destination may live on another endpoint with other credentials: the AWS
  *              way, a named profile with its own endpoint_url (s3_endpoint_load(profile)),
  *              bound to the bucket with --destination-profile BUCKET=PROFILE. Versions
  *              going there are streamed (GET from the source, PUT / UploadPart there).
+ *   versioning GetBucketVersioning: a missing or unversioned destination fails its tasks
+ *              (DstBucketNotFound, DstBucketUnversioned) without sending a copy — CopyObject
+ *              into an unversioned bucket would succeed and overwrite;
  *   lock       GetObjectLockConfiguration: a version with Object Lock settings fails
  *              DstBucketObjectLockConfigMissing on a destination without it.
  *   owner      GetBucketAcl's Owner.ID: with AccessControlTranslation the replica's
@@ -62,13 +65,27 @@ void eng__dests_check(eng__rules *rules, const s3_endpoint *const *eps)
 {
     for (size_t i = 0; i < rules->n_dests; i++) {
         eng__dest *d = &rules->dests[i];
-        if (d->state != ENG__DEST_OK)
-            continue;
         const s3_endpoint *ep = eps[d->ep_index];
         s3_request req = {.method = "GET", .bucket = d->bucket, .n_query = 1};
         s3_response resp;
         s3_outcome oc;
         char text[256] = "";
+        req.query[0] = (s3_query_param){"versioning", ""};
+        int rc = s3_perform(ep, &req, &resp, &oc);
+        d->http_status = (int)oc.http_status;
+        if (rc == 0 && oc.http_status == 200) {
+            s3_xml_find_text((s3_slice){resp.body.ptr, resp.body.len}, "Status", text,
+                             sizeof text);
+            d->state = strcmp(text, "Enabled") == 0 ? ENG__DEST_OK : ENG__DEST_UNVERSIONED;
+        } else if (oc.http_status == 404) {
+            d->state = ENG__DEST_MISSING;
+        } else if (oc.http_status == 403) {
+            d->state = ENG__DEST_DENIED;
+        } /* anything else: let each task find out */
+        s3_response_cleanup(&resp);
+        if (d->state != ENG__DEST_OK)
+            continue;
+        text[0] = '\0';
         req.query[0] = (s3_query_param){"object-lock", ""};
         if (s3_perform(ep, &req, &resp, &oc) == 0 &&
             s3_xml_find_text((s3_slice){resp.body.ptr, resp.body.len}, "ObjectLockEnabled",

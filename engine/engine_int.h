@@ -98,7 +98,7 @@ typedef struct eng__rules {
     eng__dest *dests;
     size_t n_dests;
     int needs_tags;              /* some enabled rule filters on tags */
-    eng__copy_cfg copy;          /* set by run.c before the run */
+    eng__copy_cfg copy;          /* set when a worker takes the job (prepare.c) */
 } eng__rules;
 
 /* Parses PutBucketReplication JSON (a bare configuration, or wrapped in
@@ -118,7 +118,8 @@ int eng__dests_load_profiles(const char *const *bindings, size_t n_bindings,
                              size_t err_len);
 /* Points each destination named by a "BUCKET=PROFILE" binding at endpoint 1 + its index. */
 void eng__dests_assign(eng__rules *rules, const char *const *bindings, size_t n_bindings);
-/* GetObjectLockConfiguration and GetBucketAcl (owner) of each usable destination. */
+/* Per destination, once: GetBucketVersioning (state), then for a usable one
+   GetObjectLockConfiguration and GetBucketAcl (owner). */
 void eng__dests_check(eng__rules *rules, const s3_endpoint *const *eps);
 
 /* Chooses, for one version, the rule per destination (highest priority among enabled rules

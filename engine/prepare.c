@@ -7,7 +7,7 @@
  * capture the replication configuration into the catalogue (the given file, or the source
  * bucket's GetBucketReplication), so that a job resumed after a crash runs under the same
  * rules it started with. Attaching (every time a worker takes the job): parse those rules
- * and check each destination bucket once (GetBucketVersioning).
+ * and check each destination bucket once (dests.c).
  */
 #include "engine/engine_int.h"
 
@@ -123,33 +123,6 @@ int eng__prepare(eng__job *job, const s3_endpoint *ep)
     return 0;
 }
 
-/* GetBucketVersioning on each destination: a missing or unversioned destination fails its
-   tasks without sending a copy (CopyObject into an unversioned bucket would succeed). */
-static void check_destinations(eng__rules *rules, const s3_endpoint *const *eps)
-{
-    for (size_t i = 0; i < rules->n_dests; i++) {
-        eng__dest *d = &rules->dests[i];
-        const s3_endpoint *ep = eps[d->ep_index];
-        s3_request req = {.method = "GET", .bucket = d->bucket, .n_query = 1};
-        req.query[0] = (s3_query_param){"versioning", ""};
-        s3_response resp;
-        s3_outcome oc;
-        int rc = s3_perform(ep, &req, &resp, &oc);
-        d->http_status = (int)oc.http_status;
-        if (rc == 0 && oc.http_status == 200) {
-            char status[32] = "";
-            s3_xml_find_text((s3_slice){resp.body.ptr, resp.body.len}, "Status", status,
-                             sizeof status);
-            d->state = strcmp(status, "Enabled") == 0 ? ENG__DEST_OK : ENG__DEST_UNVERSIONED;
-        } else if (oc.http_status == 404) {
-            d->state = ENG__DEST_MISSING;
-        } else if (oc.http_status == 403) {
-            d->state = ENG__DEST_DENIED;
-        } /* anything else: let each task find out */
-        s3_response_cleanup(&resp);
-    }
-}
-
 /* Parts of one version in flight: 8 keeps a 5 GiB+ copy busy on AWS (each UploadPartCopy
    runs ~1 s per 100 MiB server-side) without letting one version take a worker's calls. */
 #define PART_PARALLELISM_MAX 8
@@ -173,7 +146,6 @@ int eng__attach_rules(eng__job *job, eng__rules *rules, const s3_endpoint *const
         return -1;
     }
     eng__dests_assign(rules, o->destination_profiles, o->n_destination_profiles);
-    check_destinations(rules, eps);
     eng__dests_check(rules, eps);
     int par = o->concurrency / o->workers;
     rules->copy = (eng__copy_cfg){o->multipart_threshold_bytes, o->part_size_bytes,

@@ -20,15 +20,7 @@ BUILD=$(cd "$1" 2>/dev/null && pwd) || { echo "run-integration: no build folder 
 TIMEOUT_S=900
 cd "$ROOT" || exit 2
 
-wanted() {
-    [ -z "${TESTS:-}" ] && return 0
-    local pat
-    for pat in ${TESTS//,/ }; do
-        # shellcheck disable=SC2254
-        case "$1" in *$pat*) return 0 ;; esac
-    done
-    return 1
-}
+. "$ROOT/tests/tap-lib.sh"
 
 tests=()
 for f in tests/integration/test_*.py; do
@@ -43,41 +35,8 @@ if [ ! -x "$BUILD/bin/batchrep" ]; then
     echo "run-integration: warning: $BUILD/bin/batchrep is missing; tests that run it will fail"
 fi
 
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-passed=()
-failed=()
-for t in "${tests[@]}"; do
-    name=$(basename "$t")
-    echo "=== $name"
-    start=$(date +%s.%N)
+run_one() {
     BATCHREP_BIN="$BUILD/bin/batchrep" BATCHREP_BUILD="$BUILD" BATCHREP_SRC="$ROOT" \
-        PYTHONUNBUFFERED=1 timeout -k 10 "$TIMEOUT_S" python3 "$t" 2>&1 | tee "$log"
-    rc=${PIPESTATUS[0]}
-    secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-    closing=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
-    why=""
-    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-        why="timed out after ${TIMEOUT_S}s (exit $rc)"
-    elif [ "$rc" -ne 0 ]; then
-        why="exit status $rc"
-    elif [ -z "$closing" ]; then
-        why="no closing 'N passed, N failed' line"
-    elif ! [[ "$closing" =~ \ 0\ failed$ ]]; then
-        why="exit 0 but it reports: $closing"
-    fi
-    if [ -z "$why" ]; then
-        echo "=== $name: PASS (${secs}s) $closing"
-        passed+=("$name")
-    else
-        echo "=== $name: FAIL (${secs}s) $why"
-        failed+=("$name: $why")
-    fi
-done
-
-echo
-echo "integration tests: ${#passed[@]} passed, ${#failed[@]} failed (of ${#tests[@]} files)"
-for f in "${failed[@]}"; do
-    echo "  FAILED $f"
-done
-[ ${#failed[@]} -eq 0 ]
+        PYTHONUNBUFFERED=1 timeout -k 10 "$2" python3 "$1"
+}
+tap_run_all "integration tests" files "$TIMEOUT_S" "${tests[@]}"

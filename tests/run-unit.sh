@@ -19,15 +19,7 @@ BUILD=$(cd "$1" 2>/dev/null && pwd) || { echo "run-unit: no build folder $1" >&2
 TIMEOUT_S=300
 cd "$ROOT" || exit 2
 
-wanted() {
-    [ -z "${TESTS:-}" ] && return 0
-    local pat
-    for pat in ${TESTS//,/ }; do
-        # shellcheck disable=SC2254
-        case "$1" in *$pat*) return 0 ;; esac
-    done
-    return 1
-}
+. "$ROOT/tests/tap-lib.sh"
 
 progs=()
 for f in "$BUILD"/tests/test_*; do
@@ -39,40 +31,7 @@ if [ ${#progs[@]} -eq 0 ]; then
     exit 0
 fi
 
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-passed=()
-failed=()
-for prog in "${progs[@]}"; do
-    name=$(basename "$prog")
-    echo "=== $name"
-    start=$(date +%s.%N)
-    BATCHREP_SRC="$ROOT" timeout -k 10 "$TIMEOUT_S" "$prog" 2>&1 | tee "$log"
-    rc=${PIPESTATUS[0]}
-    secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-    closing=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
-    why=""
-    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-        why="timed out after ${TIMEOUT_S}s (exit $rc)"
-    elif [ "$rc" -ne 0 ]; then
-        why="exit status $rc"
-    elif [ -z "$closing" ]; then
-        why="no closing 'N passed, N failed' line"
-    elif ! [[ "$closing" =~ \ 0\ failed$ ]]; then
-        why="exit 0 but it reports: $closing"
-    fi
-    if [ -z "$why" ]; then
-        echo "=== $name: PASS (${secs}s) $closing"
-        passed+=("$name")
-    else
-        echo "=== $name: FAIL (${secs}s) $why"
-        failed+=("$name: $why")
-    fi
-done
-
-echo
-echo "unit tests: ${#passed[@]} passed, ${#failed[@]} failed (of ${#progs[@]} programs)"
-for f in "${failed[@]}"; do
-    echo "  FAILED $f"
-done
-[ ${#failed[@]} -eq 0 ]
+run_one() {
+    BATCHREP_SRC="$ROOT" timeout -k 10 "$2" "$1"
+}
+tap_run_all "unit tests" programs "$TIMEOUT_S" "${progs[@]}"
