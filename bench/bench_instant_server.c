@@ -3,10 +3,12 @@
  * that a client benchmark measures the client (issue 5, "client-bound"). Bench tool only:
  * it stores nothing and checks no signature.
  *
- * Usage: bench_instant_server PORT [VERSIONS] [THREADS]
+ * Usage: bench_instant_server PORT [VERSIONS] [THREADS] [OWNERSHIP]
  *   listens on 127.0.0.1:PORT (never another address); VERSIONS (default 1) is how many
  *   versions every key has: their IDs are v1..vN, v1 oldest, vN latest. THREADS (default 1)
- *   event loops share the port with SO_REUSEPORT.
+ *   event loops share the port with SO_REUSEPORT. OWNERSHIP is what every bucket's Object
+ *   Ownership is: BucketOwnerEnforced (default: ACLs disabled, as new AWS buckets) or "none"
+ *   (no ownership controls: ACLs enabled, clients read each object's ACL).
  *
  * Answers (HTTP/1.1 keep-alive, one request at a time per connection, body read and dropped):
  *   GET  ...?versioning               200 <VersioningConfiguration><Status>Enabled</Status>
@@ -15,6 +17,8 @@
  *   GET  /bucket (list-type=2 or v1)  200 empty ListBucketResult
  *   GET  ...?acl                      200 AccessControlPolicy: owner FULL_CONTROL
  *   GET  /bucket?object-lock          404 ObjectLockConfigurationNotFoundError
+ *   GET  /bucket?ownershipControls    200 ObjectOwnership OWNERSHIP, or with "none" 404
+ *                                     OwnershipControlsNotFoundError
  *   GET  /bucket/key                  200, 1 KiB of 'x'
  *   HEAD /bucket/key[?versionId=V]    200, x-amz-version-id V (else vN), Content-Length 1024,
  *                                     ETag, Last-Modified
@@ -52,6 +56,7 @@ typedef struct conn {
 
 static int g_port;
 static int g_versions = 1;
+static const char *g_ownership = "BucketOwnerEnforced";
 
 static const char ETAG[] = "\"0f343b0931126a20f133d67c2b018a3b\"";
 static const char LASTMOD_HTTP[] = "Wed, 25 Nov 2026 10:00:00 GMT";
@@ -270,6 +275,23 @@ static void handle(const char *h, const char *hend, out *o)
         respond(o, 404, "Content-Type: application/xml\r\n", b, sizeof b - 1, 0);
         return;
     }
+    if (is_get && query_param(q, sp2, "ownershipControls", &vlen)) {
+        char b[512];
+        int n;
+        if (strcmp(g_ownership, "none") == 0) {
+            n = snprintf(b, sizeof b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>"
+                         "OwnershipControlsNotFoundError</Code><Message>The bucket ownership "
+                         "controls were not found</Message></Error>");
+            respond(o, 404, "Content-Type: application/xml\r\n", b, (size_t)n, 0);
+        } else {
+            n = snprintf(b, sizeof b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                         "<OwnershipControls xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                         "<Rule><ObjectOwnership>%s</ObjectOwnership></Rule>"
+                         "</OwnershipControls>", g_ownership);
+            respond(o, 200, "Content-Type: application/xml\r\n", b, (size_t)n, 0);
+        }
+        return;
+    }
     if (is_get && !has_key) {
         static const char b[] =
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult xmlns=\"http://s3."
@@ -447,6 +469,8 @@ int main(int argc, char **argv)
     if (g_versions < 1 || g_versions > 50)
         g_versions = 1;
     int threads = argc > 3 ? (int)strtol(argv[3], NULL, 10) : 1;
+    if (argc > 4)
+        g_ownership = argv[4];
     if (threads < 1 || threads > 16)
         threads = 1;
     for (int i = 1; i < threads; i++) {

@@ -2,8 +2,13 @@
 """e2e.py — end-to-end benchmarks of issue 5, against Ceph RGW and an instant canned endpoint.
 
   python3 bench/e2e.py rgw     [--objects 10000] [--conc 32] [--runs 1] [--versions 1,3]
-  python3 bench/e2e.py instant [--tasks 200000] [--conc 64,256] [--runs 3]
-  python3 bench/e2e.py scale   [--rows 1000000,10000000] [--conc 256]
+  python3 bench/e2e.py instant [--tasks 200000] [--conc 64,256] [--runs 3] [--acls disabled]
+  python3 bench/e2e.py scale   [--rows 1000000,10000000] [--conc 256] [--acls disabled]
+
+--acls says what the instant endpoint's buckets answer to GetBucketOwnershipControls:
+"disabled" (BucketOwnerEnforced, the default of new AWS buckets; a version costs HEAD + COPY)
+or "enabled" (none set; batchrep also reads each version's ACL: HEAD + GetObjectAcl + COPY).
+rclone carries no ACL either way.
 
 Every client run prints one machine-readable line
   bench=rgw tool=batchrep versions=1 objects=10000 conc=32 seconds=.. objects_per_s=..
@@ -229,9 +234,13 @@ def free_port():
     return port
 
 
-def start_instant(versions=1, threads=1):
+def start_instant(versions=1, threads=1, acls="disabled"):
+    """acls: "disabled" (buckets answer Object Ownership BucketOwnerEnforced, the default of
+    new AWS buckets: nobody reads object ACLs) or "enabled" (no ownership controls: batchrep
+    reads each version's ACL to carry it, one GetObjectAcl per version)."""
     port = free_port()
-    p = subprocess.Popen([INSTANT, str(port), str(versions), str(threads)],
+    ownership = "BucketOwnerEnforced" if acls == "disabled" else "none"
+    p = subprocess.Popen([INSTANT, str(port), str(versions), str(threads), ownership],
                          stderr=subprocess.DEVNULL)
     for _ in range(100):
         try:
@@ -260,8 +269,8 @@ def server_cpu(p):
 def bench_instant(a):
     print(machine_line())
     work = tempfile.mkdtemp(prefix="batchrep-bench-inst-")
-    srv, endpoint = start_instant(1, a.server_threads)
-    print(f"server bench_instant_server {endpoint} threads={a.server_threads}")
+    srv, endpoint = start_instant(1, a.server_threads, a.acls)
+    print(f"server bench_instant_server {endpoint} threads={a.server_threads} acls={a.acls}")
     env = s3_env(endpoint)
     try:
         n = a.tasks
@@ -301,8 +310,8 @@ def bench_instant(a):
 def bench_scale(a):
     print(machine_line())
     work = tempfile.mkdtemp(prefix="batchrep-bench-scale-", dir=a.tmp)
-    srv, endpoint = start_instant(1, a.server_threads)
-    print(f"server bench_instant_server {endpoint} threads={a.server_threads}")
+    srv, endpoint = start_instant(1, a.server_threads, a.acls)
+    print(f"server bench_instant_server {endpoint} threads={a.server_threads} acls={a.acls}")
     env = s3_env(endpoint)
     try:
         for rows in [int(r) for r in a.rows.split(",")]:
@@ -341,11 +350,13 @@ def main():
     i.add_argument("--conc", default="64,256")
     i.add_argument("--runs", type=int, default=3)
     i.add_argument("--server-threads", type=int, default=1)
+    i.add_argument("--acls", choices=("disabled", "enabled"), default="disabled")
     s = sub.add_parser("scale")
     s.add_argument("--rows", default="1000000,10000000")
     s.add_argument("--conc", type=int, default=256)
     s.add_argument("--server-threads", type=int, default=1)
     s.add_argument("--tmp", default=None)
+    s.add_argument("--acls", choices=("disabled", "enabled"), default="disabled")
     a = ap.parse_args()
     {"rgw": bench_rgw, "instant": bench_instant, "scale": bench_scale}[a.what](a)
 

@@ -11,6 +11,12 @@
  *              into an unversioned bucket would succeed and overwrite;
  *   lock       GetObjectLockConfiguration: a version with Object Lock settings fails
  *              DstBucketObjectLockConfigMissing on a destination without it.
+ *   ownership  GetBucketOwnershipControls: with BucketOwnerEnforced (the default of new
+ *              AWS buckets) ACLs are disabled, S3 refuses grants on a write there, and
+ *              a version's ACL is not read for it. The same question is asked once of each
+ *              source bucket (the feeder, worker.c): ACLs disabled there all read as the
+ *              owner's FULL_CONTROL, so they are not read either. A server without the
+ *              call (Ceph RGW 16 answers otherwise) counts as ACLs enabled.
  *   owner      GetBucketAcl's Owner.ID: with AccessControlTranslation the replica's
  *              x-amz-grant-full-control names it.
  * One request of each per destination and run, not per version.
@@ -61,6 +67,21 @@ void eng__dests_assign(eng__rules *rules, const char *const *bindings, size_t n_
     }
 }
 
+int eng__bucket_acls_disabled(const s3_endpoint *ep, const char *bucket)
+{
+    s3_request req = {.method = "GET", .bucket = bucket, .n_query = 1};
+    s3_response resp;
+    s3_outcome oc;
+    char text[64] = "";
+    req.query[0] = (s3_query_param){"ownershipControls", ""};
+    int disabled = s3_perform(ep, &req, &resp, &oc) == 0 && oc.http_status == 200 &&
+                   s3_xml_find_text((s3_slice){resp.body.ptr, resp.body.len},
+                                    "ObjectOwnership", text, sizeof text) == 0 &&
+                   strcmp(text, "BucketOwnerEnforced") == 0;
+    s3_response_cleanup(&resp);
+    return disabled;
+}
+
 void eng__dests_check(eng__rules *rules, const s3_endpoint *const *eps)
 {
     for (size_t i = 0; i < rules->n_dests; i++) {
@@ -92,6 +113,7 @@ void eng__dests_check(eng__rules *rules, const s3_endpoint *const *eps)
                              text, sizeof text) == 0)
             d->object_lock = strcmp(text, "Enabled") == 0;
         s3_response_cleanup(&resp);
+        d->acls_disabled = eng__bucket_acls_disabled(ep, d->bucket);
         req.query[0] = (s3_query_param){"acl", ""};
         text[0] = '\0';
         if (s3_perform(ep, &req, &resp, &oc) == 0 &&

@@ -78,6 +78,8 @@ typedef struct eng__dest {
     size_t ep_index;             /* endpoint (eng__pool_cfg.eps): 0 the source's, else a
                                     --destination-profile's */
     int object_lock;             /* GetObjectLockConfiguration said Enabled */
+    int acls_disabled;           /* Object Ownership BucketOwnerEnforced: a replica carries
+                                    no ACL (S3 refuses grants there) */
     char owner_grant[160];       /* id="<canonical ID of the bucket owner>" (GetBucketAcl),
                                     "" when unknown: x-amz-grant-full-control of a replica
                                     whose rule translates ownership */
@@ -119,8 +121,11 @@ int eng__dests_load_profiles(const char *const *bindings, size_t n_bindings,
 /* Points each destination named by a "BUCKET=PROFILE" binding at endpoint 1 + its index. */
 void eng__dests_assign(eng__rules *rules, const char *const *bindings, size_t n_bindings);
 /* Per destination, once: GetBucketVersioning (state), then for a usable one
-   GetObjectLockConfiguration and GetBucketAcl (owner). */
+   GetObjectLockConfiguration, GetBucketOwnershipControls and GetBucketAcl (owner). */
 void eng__dests_check(eng__rules *rules, const s3_endpoint *const *eps);
+/* 1 when GetBucketOwnershipControls says BucketOwnerEnforced (ACLs disabled); 0 otherwise,
+   also when the server cannot say (no controls set, not implemented, an error). */
+int eng__bucket_acls_disabled(const s3_endpoint *ep, const char *bucket);
 
 /* Chooses, for one version, the rule per destination (highest priority among enabled rules
    whose filter matches). out_rule[d] is the rule index for destination d, or -1. For a
@@ -240,6 +245,8 @@ void *eng__unit_job(const eng__unit *u);
 /* Resumed work: before writing to a destination, list what it already holds and skip the
    versions a run before the crash replicated (idempotent resume). */
 void eng__unit_set_recheck(eng__unit *u);
+/* The unit's source bucket has ACLs disabled: its versions' ACLs are not read. */
+void eng__unit_set_src_acls_disabled(eng__unit *u);
 
 /* One request as a unit hands it to its worker. */
 typedef struct eng__req {
@@ -323,6 +330,7 @@ typedef struct eng__apply {
     const char *src_bucket;
     const char *key;              /* decoded, same on both sides */
     const char *src_version;      /* the version ID to read */
+    int src_acls_disabled;        /* the source bucket's ACLs are disabled: not read */
     s3_buf *scratch;
     int step;
     void *state;

@@ -14,7 +14,10 @@
  *
  * Before a version is written the strategy reads its facts (facts.c), once per version:
  * HeadObject (unless the unit's own HEAD gave them), GetObjectAcl unless the rule translates
- * ownership, GetObjectTagging only for writes that cannot copy tags. Then:
+ * ownership or ACLs are disabled on either bucket (Object Ownership BucketOwnerEnforced: the
+ * source's ACLs all read as the owner's FULL_CONTROL, and the destination refuses grants with
+ * AccessControlListNotSupported), GetObjectTagging only for writes that cannot copy tags.
+ * Then:
  *   - an SSE-KMS version replicates only when the rule opts in (SseKmsEncryptedObjects);
  *     else the task fails SrcObjectNotEligible. The replica is written with
  *     x-amz-server-side-encryption: aws:kms and the rule's ReplicaKmsKeyID; an SSE-S3 version
@@ -26,7 +29,8 @@
  *     a checksum header; AWS ignores it on a copy);
  *   - the ACL goes on the write as x-amz-grant-* headers, unless it is the default (owner
  *     FULL_CONTROL only: the replica gets that anyway). With AccessControlTranslation the
- *     source ACL is not read; the destination bucket's owner gets FULL_CONTROL;
+ *     source ACL is not read; the destination bucket's owner gets FULL_CONTROL. A
+ *     destination with ACLs disabled gets no grant at all (its owner owns the replica);
  *   - the storage class is the rule's, else the source's own (CopyObject would write
  *     STANDARD).
  *
@@ -100,7 +104,9 @@ int eng__strat_write_headers(const eng__apply *a, s3_request *req, int full)
         sc = a->task->storage_class; /* a replica keeps the source's class (§7.1) */
     if (sc)
         rc |= eng__strat_add_header(req, "x-amz-storage-class", sc);
-    if (a->rule->owner_override) {
+    if (a->dest->acls_disabled) {
+        /* S3 refuses grants there; the bucket owner owns the replica */
+    } else if (a->rule->owner_override) {
         if (a->dest->owner_grant[0])
             rc |= eng__strat_add_header(req, "x-amz-grant-full-control", a->dest->owner_grant);
     } else if (f->have_acl && !f->acl_default) {
@@ -160,7 +166,8 @@ int eng__strat_facts_next(eng__apply *a, eng__req *r, int need_tags)
                        "no Object Lock configuration");
         return -1;
     }
-    if (!a->rule->owner_override && !f->have_acl) {
+    if (!f->have_acl && !a->rule->owner_override && !a->dest->acls_disabled &&
+        !a->src_acls_disabled) {
         a->step = ENG__S_ACL;
         eng__strat_source(a, r, "GET");
         r->req.query[r->req.n_query++] = (s3_query_param){"acl", ""};

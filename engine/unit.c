@@ -64,6 +64,7 @@ struct eng__unit {
     void *job;                   /* borrowed: the writer's context */
     uint64_t first_seq;
     int recheck;                 /* resumed: skip what the destinations already hold */
+    int src_acls_disabled;       /* the source bucket's ACLs are disabled (feeder) */
     size_t *skip;                /* per destination: leading versions already there */
     size_t *sent;                /* per destination: versions handled so far */
 };
@@ -297,6 +298,7 @@ const eng__rules *eng__unit_rules(const eng__unit *u) { return u->rules; }
 int eng__unit_stopped(const eng__unit *u) { return u->stop && atomic_load(u->stop); }
 void *eng__unit_job(const eng__unit *u) { return u->job; }
 void eng__unit_set_recheck(eng__unit *u) { u->recheck = 1; }
+void eng__unit_set_src_acls_disabled(eng__unit *u) { u->src_acls_disabled = 1; }
 
 int eng__unit_same_key(const eng__unit *a, const eng__unit *b)
 {
@@ -665,7 +667,8 @@ static int start_apply(eng__unit *u, const eng__rules *rules, eng__task *t)
         return 0; /* replicated before the crash: the destination holds it already */
     u->apply = (eng__apply){.task = t, .rule = r, .dest = d, .cfg = &rules->copy,
                             .src_bucket = u->bucket.ptr, .key = u->key.ptr,
-                            .src_version = task_vid(t), .scratch = &u->scratch};
+                            .src_version = task_vid(t),
+                            .src_acls_disabled = u->src_acls_disabled, .scratch = &u->scratch};
     u->strat = eng__strategy_for(t, r, d, &rules->copy);
     return 1;
 }

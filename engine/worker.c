@@ -43,6 +43,8 @@
    planner that reaches the limit asks the writer for a checkpoint at once (one fsync). */
 #define PLAN_WINDOW_ROWS 2048
 #define FAIL_THRESHOLD_MIN_TASKS 1000
+/* Source buckets whose Object Ownership the feeder remembers (a manifest names one, usually). */
+#define SRC_BUCKETS_KEPT 4
 
 typedef struct jobrun {
     eng__job job;
@@ -56,6 +58,8 @@ typedef struct jobrun {
     eng__unit_builder builder;
     eng__unit *pending;           /* planned, waiting for plan_limit to allow it */
     uint64_t feed_turn;
+    struct { char name[256]; int disabled; } src_acls[SRC_BUCKETS_KEPT]; /* last answers */
+    unsigned n_src_acls;
     int feeding;                  /* guarded by sched.mu: the feeder is using this job */
     /* shared */
     _Atomic int waiting_limit;    /* a planned unit waits for the next checkpoint */
@@ -132,6 +136,23 @@ static eng__unit *plan_one(jobrun *jr)
     return NULL;
 }
 
+/* Whether the unit's source bucket has ACLs disabled: asked once per bucket (dests.c). */
+static int src_acls_disabled(sched *s, jobrun *jr, s3_slice bucket)
+{
+    unsigned kept = jr->n_src_acls < SRC_BUCKETS_KEPT ? jr->n_src_acls : SRC_BUCKETS_KEPT;
+    for (unsigned i = 0; i < kept; i++)
+        if (strlen(jr->src_acls[i].name) == bucket.len &&
+            memcmp(jr->src_acls[i].name, bucket.ptr, bucket.len) == 0)
+            return jr->src_acls[i].disabled;
+    if (bucket.len >= sizeof jr->src_acls[0].name)
+        return 0; /* no S3 bucket name is that long: read the ACLs */
+    unsigned slot = jr->n_src_acls++ % SRC_BUCKETS_KEPT;
+    memcpy(jr->src_acls[slot].name, bucket.ptr, bucket.len);
+    jr->src_acls[slot].name[bucket.len] = '\0';
+    jr->src_acls[slot].disabled = eng__bucket_acls_disabled(s->ep, jr->src_acls[slot].name);
+    return jr->src_acls[slot].disabled;
+}
+
 /* The job the feeder serves next: highest priority, then the one served least recently. */
 static jobrun *pick(sched *s)
 {
@@ -176,6 +197,8 @@ static void feed(sched *s, jobrun *jr)
     }
     if (first < jr->resume.plan_limit)
         eng__unit_set_recheck(u); /* may have run before the crash */
+    if (src_acls_disabled(s, jr, eng__unit_bucket(u)))
+        eng__unit_set_src_acls_disabled(u);
     atomic_fetch_add(&jr->units_out, 1);
     if (eng__pool_submit(s->pool, u) != 0) {
         atomic_fetch_sub(&jr->units_out, 1);

@@ -158,7 +158,8 @@ _OBJECT_SUBRESOURCES = {"tagging": "ObjectTagging", "acl": "ObjectAcl",
 _BUCKET_SUBRESOURCES = {"versioning": "BucketVersioning", "replication": "BucketReplication",
                         "object-lock": "ObjectLockConfiguration", "tagging": "BucketTagging",
                         "acl": "BucketAcl", "location": "BucketLocation",
-                        "inventory": "BucketInventoryConfiguration", "policy": "BucketPolicy"}
+                        "inventory": "BucketInventoryConfiguration", "policy": "BucketPolicy",
+                        "ownershipControls": "BucketOwnershipControls"}
 
 
 def classify(method: str, target: str, headers: dict) -> str:

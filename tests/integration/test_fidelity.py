@@ -235,6 +235,74 @@ def case_same_endpoint(t):
                  "dstown: AccessControlTranslation: only the destination owner's FULL_CONTROL")
 
 
+def case_acls_disabled(t):
+    """Object Ownership BucketOwnerEnforced (ACLs disabled, the default of new AWS buckets),
+    aws-formats.md §6.2 "ACL updates": a source bucket with ACLs disabled has no ACL to
+    carry and one with ACLs enabled going to a destination with them disabled cannot carry
+    it (S3 refuses grants there: AccessControlListNotSupported). Either way GetObjectAcl is
+    not sent; between two buckets with ACLs enabled it is, and the grants are carried."""
+    with h.Moto() as moto, tempfile.TemporaryDirectory() as d:
+        s3 = moto.client()
+        for b, enforced in (("src", False), ("srcoff", True), ("dst", False), ("dstoff", True),
+                            ("reports", False), ("manifests", False)):
+            if enforced:
+                s3.create_bucket(Bucket=b, ObjectOwnership="BucketOwnerEnforced")
+                s3.put_bucket_versioning(Bucket=b,
+                                         VersioningConfiguration={"Status": "Enabled"})
+            else:
+                h.make_bucket(s3, b)
+        owner = s3.get_bucket_acl(Bucket="src")["Owner"]["ID"]
+        public = dict(GrantRead=f'uri="{ALL_USERS}"', GrantFullControl=f'id="{owner}"')
+        made = {"on": {f"acl/{i}": [s3.put_object(Bucket="src", Key=f"acl/{i}", Body=b"x%d" % i,
+                                                   **public)["VersionId"]] for i in range(3)},
+                "off": {f"plain/{i}": [s3.put_object(Bucket="srcoff", Key=f"plain/{i}",
+                                                      Body=b"y%d" % i)["VersionId"]]
+                        for i in range(3)}}
+
+        def job(name, src, dest):
+            rows = [(src, k, v[0]) for k, v in made[name].items()]
+            arn, etag = h.upload_manifest(s3, "manifests", f"{name}-{dest}.csv", rows)
+            jpath = h.write_json(os.path.join(d, f"{name}-{dest}.json"),
+                                 h.job_document(arn, etag, h.bucket_arn("reports")))
+            rpath = h.write_json(os.path.join(d, f"{name}-{dest}-rules.json"), {
+                "Role": "arn:aws:iam::123456789012:role/r", "Rules": [rule("all", 1, dest)]})
+            with FaultProxy(moto.url, []) as proxy:
+                res = h.run_batchrep(["run", jpath, "--replication-config", rpath,
+                                      "--state-dir", os.path.join(d, "state"), "--no-progress"],
+                                     h.batchrep_env(proxy.url))
+                proxy.wait_idle()
+                ops = [r["op"] for r in proxy.log]
+            what = f"{name} -> {dest}"
+            t.eq(res.returncode, 0, f"{what}: exit 0")
+            if res.returncode:
+                t.diag(res.stderr[-2000:])
+                return ops
+            _, rows = report_rows(s3, res)
+            t.eq(sorted(rows.values()), [("succeeded", "")] * 3, f"{what}: 3 tasks succeeded")
+            t.eq(ops.count("CopyObject"), 3, f"{what}: 3 CopyObject")
+            return ops
+
+        ops = job("on", "src", "dst")
+        t.eq(ops.count("GetObjectAcl"), 3, "ACLs enabled on both buckets: GetObjectAcl per "
+             "version")
+        for k, v in made["on"].items():
+            rep = dst_versions(s3, "dst", k)[-1]["VersionId"]
+            t.eq(grants(s3, "dst", k, rep), grants(s3, "src", k, v[0]),
+                 f"dst: {k}: the public-read grant is carried")
+        ops = job("on", "src", "dstoff")
+        t.eq(ops.count("GetObjectAcl"), 0, "destination with ACLs disabled: no GetObjectAcl")
+        t.eq(ops.count("GetBucketOwnershipControls"), 2,
+             "Object Ownership asked once of the destination and once of the source")
+        for k in made["on"]:
+            rep = dst_versions(s3, "dstoff", k)[-1]["VersionId"]
+            t.eq(grants(s3, "dstoff", k, rep), [("FULL_CONTROL", owner)],
+                 f"dstoff: {k}: no grant sent, the bucket owner's FULL_CONTROL only")
+        ops = job("off", "srcoff", "dst")
+        t.eq(ops.count("GetObjectAcl"), 0, "source with ACLs disabled: no GetObjectAcl")
+        for k in made["off"]:
+            t.eq(len(dst_versions(s3, "dst", k)), 1, f"dst: {k}: replicated")
+
+
 # ---------------------------------------------------------------------------------------------
 
 def peak_rss_kib(args, env):
@@ -435,6 +503,7 @@ def main():
     t = h.Tap()
     only = os.environ.get("FIDELITY_CASES", "")
     for name, fn in (("bad", case_bad_rules), ("same", case_same_endpoint),
+                     ("acls", case_acls_disabled),
                      ("idem", case_idempotent), ("parts", case_parts), ("far", case_other_endpoint)):
         if not only or name in only.split(","):
             started = time.monotonic()
