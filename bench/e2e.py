@@ -8,7 +8,9 @@
 --acls says what the instant endpoint's buckets answer to GetBucketOwnershipControls:
 "disabled" (BucketOwnerEnforced, the default of new AWS buckets; a version costs HEAD + COPY)
 or "enabled" (none set; batchrep also reads each version's ACL: HEAD + GetObjectAcl + COPY).
-rclone carries no ACL either way.
+rclone carries no ACL either way. The instant benchmark also runs the bare request loop
+(bench_s3loop head, then copy, over the same manifest: tool=floor), the CPU floor of libcurl
+on this machine for the same two requests per row.
 
 Every client run prints one machine-readable line
   bench=rgw tool=batchrep versions=1 objects=10000 conc=32 seconds=.. objects_per_s=..
@@ -282,25 +284,39 @@ def bench_instant(a):
             f.writelines(f"obj/{k:010d}\n" for k in range(nr))
         for conc in [int(c) for c in a.conc.split(",")]:
             extra = dict(conc=conc)
-            results = {"batchrep": [], "rclone": []}
+            results = {"batchrep": [], "rclone": [], "floor": []}
             for run in range(a.runs):
                 tag = f"{conc}-{run}"
-                for tool in ("batchrep", "rclone"):
+                for tool in results:
                     if tool == "batchrep":
-                        cmd, cenv, cnt = batchrep_cmd(work, manifest, "dst", conc, tag), env, n
-                    else:
-                        cmd = rclone_cmd("src", "dst", files_from, conc, no_check_dest=True)
+                        cmds, cenv, cnt = [batchrep_cmd(work, manifest, "dst", conc, tag)], env, n
+                    elif tool == "rclone":
+                        cmds = [rclone_cmd("src", "dst", files_from, conc, no_check_dest=True)]
                         cenv, cnt = rclone_env(endpoint), nr
+                    else:
+                        # the libcurl floor: the bare loop sends the same HEAD and CopyObject
+                        # per row (one after the other), with no engine around them
+                        cmds = [[S3LOOP, "head", manifest, str(conc)],
+                                [S3LOOP, "copy", manifest, "dst", str(conc)]]
+                        cenv, cnt = env, n
                     if run == 0:
-                        print(f"command tool={tool} {' '.join(cmd)}", flush=True)
+                        for cmd in cmds:
+                            print(f"command tool={tool} {' '.join(cmd)}", flush=True)
                     s0 = server_cpu(srv)
-                    dt, cpu, rss, rc = measure(cmd, cenv)
+                    dt = cpu = rss = rc = 0
+                    for cmd in cmds:
+                        d1, c1, r1, rc1 = measure(cmd, cenv)
+                        dt, cpu, rss, rc = dt + d1, cpu + c1, max(rss, r1), rc or rc1
                     s1 = server_cpu(srv)
                     r = fmt_line("instant", tool, extra, cnt, dt, cpu, rss, rc)
                     print(f"  server_cpu_s={s1 - s0:.2f}", flush=True)
                     results[tool].append(r)
             s = {t: summarize("instant", t, extra, r) for t, r in results.items()}
             ratios("instant", extra, s)
+            f, p = s["floor"], s["rclone"]
+            print(f"floor bench=instant conc={conc} cpu_per_object_floor_vs_rclone="
+                  f"{f['cpu'] / p['cpu']:.3f} (the bare libcurl loop's {f['cpu']:.0f} us per "
+                  f"HEAD + COPY; rclone {p['cpu']:.0f} us)", flush=True)
     finally:
         srv.send_signal(signal.SIGTERM)
         srv.wait()

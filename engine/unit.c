@@ -164,7 +164,9 @@ int eng__unit_builder_add(eng__unit_builder *b, const mf_entry *e)
     return 0;
 }
 
-static const eng__task *cmp_tasks; /* qsort has no user pointer; set under the builder only */
+/* qsort has no user pointer: the tasks being sorted, per thread (the feeder orders units that
+   Inventory rows describe while workers order units after their listings) */
+static _Thread_local const eng__task *cmp_tasks;
 static void finish_listing(eng__unit *u);
 
 static int cmp_vid(const void *pa, const void *pb)
