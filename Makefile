@@ -43,7 +43,7 @@ $(BUILD)/%.o: %.c
 
 $(BUILD)/libbatchrep.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(AR) rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^  # afresh: a removed source leaves no stale member
 
 $(BUILD)/bin/batchrep: $(CLI_OBJ) $(BUILD)/libbatchrep.a
 	@mkdir -p $(dir $@)

@@ -59,7 +59,7 @@
 #define ROLE_VERSION (MF__COL_VERSION_ID - 1)
 
 /* Every kept field fits its own slot: the fact columns are short, but a slot per role keeps
-   the bookkeeping one memcpy (10 roles x 64 KiB = 640 KiB, fixed at open). */
+   the bookkeeping one memcpy (16 roles x 64 KiB = 1 MiB, fixed at open). */
 #define ROW_BUF_BYTES (N_ROLES * (MF__FIELD_MAX_BYTES + 1))
 
 struct mf__csv {
@@ -137,7 +137,9 @@ const char *mf_errname(int err)
 
 static const char *const FIELD_NAMES[MF__N_COLS] = {
     "Ignore",         "Bucket", "Key",          "VersionId",        "IsLatest", "IsDeleteMarker",
-    "Size", "LastModifiedDate", "ETag", "StorageClass", "ReplicationStatus"};
+    "Size", "LastModifiedDate", "ETag", "StorageClass", "ReplicationStatus",
+    "EncryptionStatus", "ObjectLockRetainUntilDate", "ObjectLockMode",
+    "ObjectLockLegalHoldStatus", "BucketKeyStatus", "ObjectAccessControlList"};
 
 const char *mf__col_name(mf__col c)
 {
@@ -289,6 +291,81 @@ static int parse_bool(mf__csv *r, uint64_t line, int role, int *out)
     return -1;
 }
 
+/* One of words (upper case) that f spells in any case, copied upper case into out; else an
+   error naming the field. */
+static int parse_word(mf__csv *r, uint64_t line, int role, const char *const *words,
+                      char *out, size_t cap)
+{
+    s3_slice f = role_slice(r, role);
+    for (; *words; words++) {
+        size_t n = strlen(*words);
+        if (f.len == n && n < cap && strncasecmp(f.ptr, *words, n) == 0) {
+            memcpy(out, *words, n + 1);
+            return 0;
+        }
+    }
+    fail(r, MF_E_INVALID_CONTENT, line, "field %s: unknown value \"%.40s\"",
+         FIELD_NAMES[role + 1], f.ptr);
+    return -1;
+}
+
+/* The optional columns that let a version be copied without HeadObject or GetObjectAcl
+   (aws-formats.md §2.3): encryption, Object Lock, bucket key, the object ACL. Lock facts
+   count as known only when all three lock columns are in the schema (an empty field there
+   means "no lock"); the ACL stays base64 text for the engine to decode. */
+static int take_more_facts(mf__csv *r, uint64_t line, mf_facts *fx)
+{
+    static const char *const sse[] = {"NOT-SSE", "SSE-S3", "SSE-KMS", "SSE-C", "DSSE-KMS",
+                                      NULL};
+    static const char *const modes[] = {"GOVERNANCE", "COMPLIANCE", NULL};
+    static const char *const holds[] = {"ON", "OFF", NULL};
+    static const char *const bkey[] = {"ENABLED", "DISABLED", NULL};
+    int role = MF__COL_ENCRYPTION_STATUS - 1;
+    if (r->has_role[role] && r->len[role]) {
+        if (parse_word(r, line, role, sse, fx->encryption, sizeof fx->encryption))
+            return -1;
+        fx->known |= MF_FACT_ENCRYPTION;
+    }
+    int lu = MF__COL_LOCK_UNTIL - 1, lm = MF__COL_LOCK_MODE - 1, lh = MF__COL_LEGAL_HOLD - 1;
+    if (r->has_role[lu] && r->has_role[lm] && r->has_role[lh]) {
+        if (r->len[lm] && parse_word(r, line, lm, modes, fx->lock_mode, sizeof fx->lock_mode))
+            return -1;
+        if (r->len[lh] && parse_word(r, line, lh, holds, fx->legal_hold, sizeof fx->legal_hold))
+            return -1;
+        if (r->len[lu]) {
+            s3_slice f = role_slice(r, lu);
+            int64_t ms;
+            if (f.len >= sizeof fx->lock_until || s3_parse_time_ms(f.ptr, &ms) != 0) {
+                fail(r, MF_E_INVALID_CONTENT, line,
+                     "field ObjectLockRetainUntilDate: not an ISO-8601 time "
+                     "(2030-01-01T00:00:00.000Z): \"%.40s\"", f.ptr);
+                return -1;
+            }
+            memcpy(fx->lock_until, f.ptr, f.len + 1);
+        }
+        if (!fx->lock_mode[0] != !fx->lock_until[0]) {
+            fail(r, MF_E_INVALID_CONTENT, line, "fields ObjectLockMode and "
+                 "ObjectLockRetainUntilDate: one is set, the other empty");
+            return -1;
+        }
+        fx->known |= MF_FACT_LOCK;
+    }
+    role = MF__COL_BUCKET_KEY - 1;
+    if (r->has_role[role] && r->len[role]) {
+        char v[16];
+        if (parse_word(r, line, role, bkey, v, sizeof v))
+            return -1;
+        fx->bucket_key = strcmp(v, "ENABLED") == 0;
+        fx->known |= MF_FACT_BUCKET_KEY;
+    }
+    role = MF__COL_ACL - 1;
+    if (r->has_role[role] && r->len[role]) {
+        fx->acl = role_slice(r, role);
+        fx->known |= MF_FACT_ACL;
+    }
+    return 0;
+}
+
 /* The Inventory columns that describe the version. An empty field (a delete marker has no
    Size, ETag or StorageClass) leaves its fact unknown; a malformed one is an error. */
 static int take_facts(mf__csv *r, uint64_t line, mf_facts *fx)
@@ -363,7 +440,7 @@ static int take_facts(mf__csv *r, uint64_t line, mf_facts *fx)
                  f.ptr);
         fx->known |= MF_FACT_REPLICATION_STATUS;
     }
-    return 0;
+    return take_more_facts(r, line, fx);
 }
 
 /* Checks a complete row; on success fills r->entry and sets r->ready. */

@@ -84,6 +84,10 @@ enum {
     MF_FACT_STORAGE_CLASS = 1u << 4,
     MF_FACT_ETAG = 1u << 5,
     MF_FACT_REPLICATION_STATUS = 1u << 6,
+    MF_FACT_ENCRYPTION = 1u << 7,
+    MF_FACT_LOCK = 1u << 8,      /* lock_mode, lock_until, legal_hold ("" = none) */
+    MF_FACT_BUCKET_KEY = 1u << 9,
+    MF_FACT_ACL = 1u << 10,
 };
 
 typedef struct mf_facts {
@@ -95,6 +99,12 @@ typedef struct mf_facts {
     char storage_class[24];      /* "" when the row left it empty (a delete marker) */
     char replication_status[16]; /* COMPLETED, FAILED, PENDING, REPLICA, or "" */
     s3_slice etag;               /* borrowed like the entry's other slices; no quotes */
+    char encryption[12];         /* EncryptionStatus: NOT-SSE, SSE-S3, SSE-KMS, SSE-C, DSSE-KMS */
+    char lock_mode[12];          /* GOVERNANCE | COMPLIANCE | "" (upper case) */
+    char lock_until[32];         /* ObjectLockRetainUntilDate as written, "" when none */
+    char legal_hold[4];          /* ON | OFF | "" */
+    int bucket_key;              /* BucketKeyStatus ENABLED */
+    s3_slice acl;                /* ObjectAccessControlList: base64 of the ACL JSON, borrowed */
 } mf_facts;
 
 /*

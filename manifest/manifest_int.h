@@ -74,6 +74,12 @@ typedef enum mf__col {
     MF__COL_ETAG,
     MF__COL_STORAGE_CLASS,
     MF__COL_REPLICATION_STATUS,
+    MF__COL_ENCRYPTION_STATUS,
+    MF__COL_LOCK_UNTIL,
+    MF__COL_LOCK_MODE,
+    MF__COL_LEGAL_HOLD,
+    MF__COL_BUCKET_KEY,
+    MF__COL_ACL,
     MF__N_COLS
 } mf__col;
 

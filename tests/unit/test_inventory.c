@@ -243,6 +243,82 @@ static void test_report_manifest(void)
         tap_diag("could not remove %s", tmp);
 }
 
+/* The columns that replace HeadObject and GetObjectAcl (aws-formats.md §2.3): values in any
+   case, empty lock fields = no lock, an unknown value is refused naming file, line, field. */
+static void test_copy_facts(void)
+{
+    char tmp[] = "/tmp/batchrep-test-inv-XXXXXX";
+    if (!mkdtemp(tmp)) {
+        tap_ok(0, "mkdtemp");
+        return;
+    }
+    char p[4200], q[4200], json[2048], md5[33];
+    snprintf(p, sizeof p, "%s/inv", tmp);
+    mkdir(p, 0755);
+    const char *rows =
+        "\"src\",\"a\",\"v1\",\"SSE-KMS\",\"2030-01-01T00:00:00.000Z\",\"Governance\","
+        "\"On\",\"ENABLED\",\"eyJ2ZXJzaW9uIjoiMjAyMi0xMS0xMCJ9\"\n"
+        "\"src\",\"b\",\"v2\",\"NOT-SSE\",\"\",\"\",\"\",\"DISABLED\",\"\"\n";
+    const char *schema = "Bucket, Key, VersionId, EncryptionStatus, ObjectLockRetainUntilDate, "
+                         "ObjectLockMode, ObjectLockLegalHoldStatus, BucketKeyStatus, "
+                         "ObjectAccessControlList";
+    for (int pass = 0; pass < 2; pass++) {
+        const char *data = pass == 0 ? rows
+                                     : "\"src\",\"a\",\"v1\",\"SSE-S3\",\"\",\"Forever\","
+                                       "\"\",\"\",\"\"\n";
+        snprintf(p, sizeof p, "%s/inv/data.csv", tmp);
+        write_file(p, data);
+        s3_md5_hex(data, strlen(data), md5);
+        snprintf(json, sizeof json,
+                 "{\"fileFormat\": \"CSV\", \"fileSchema\": \"%s\", \"files\": [{\"key\": "
+                 "\"inv/data.csv\", \"size\": %zu, \"MD5checksum\": \"%s\"}]}",
+                 schema, strlen(data), md5);
+        snprintf(q, sizeof q, "%s/inv/manifest.json", tmp);
+        write_file(q, json);
+        mf_spec spec = {.format = MF_FORMAT_INVENTORY, .path = q, .display_name = "inv.json"};
+        char msg[1024] = "";
+        int rc = 0;
+        mf_reader *r = mf_open(&spec, &rc, msg, sizeof msg);
+        mf_entry e[2];
+        int n = 0;
+        if (r) {
+            while (n < 2 && (rc = mf_next(r, &e[n], msg, sizeof msg)) == 1) {
+                if (n == 0) { /* the slices of the first row die with the next call */
+                    tap_ok(e[0].facts.acl.len == 32 &&
+                               memcmp(e[0].facts.acl.ptr, "eyJ2", 4) == 0,
+                           "ObjectAccessControlList kept as written (base64)");
+                    e[0].facts.acl = (s3_slice){0};
+                }
+                n++;
+            }
+        }
+        if (pass == 0) {
+            const mf_facts *a = &e[0].facts, *b = &e[1].facts;
+            unsigned want = MF_FACT_ENCRYPTION | MF_FACT_LOCK | MF_FACT_BUCKET_KEY | MF_FACT_ACL;
+            tap_ok(r && n == 2 && (a->known & want) == want &&
+                       strcmp(a->encryption, "SSE-KMS") == 0 &&
+                       strcmp(a->lock_mode, "GOVERNANCE") == 0 &&
+                       strcmp(a->lock_until, "2030-01-01T00:00:00.000Z") == 0 &&
+                       strcmp(a->legal_hold, "ON") == 0 && a->bucket_key == 1,
+                   "row 1: SSE-KMS, GOVERNANCE until 2030, legal hold ON, bucket key, ACL "
+                   "(%s)", msg);
+            tap_ok(n == 2 && (b->known & want) == (want & ~MF_FACT_ACL) &&
+                       strcmp(b->encryption, "NOT-SSE") == 0 && !b->lock_mode[0] &&
+                       !b->lock_until[0] && !b->legal_hold[0] && b->bucket_key == 0,
+                   "row 2: not encrypted, empty lock fields = no lock (known), no ACL");
+        } else {
+            tap_ok(rc == -MF_E_INVALID_CONTENT && strstr(msg, "inv/data.csv:1:") &&
+                       strstr(msg, "field ObjectLockMode: unknown value \"Forever\""),
+                   "an unknown lock mode is refused naming file, line and field (%s)", msg);
+        }
+        mf_close(r);
+    }
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0)
+        tap_diag("could not remove %s", tmp);
+}
+
 static void test_format_names(void)
 {
     tap_ok(mf_format_parse("S3BatchOperations_CSV_20180820") == MF_FORMAT_CSV, "CSV name");
@@ -258,6 +334,7 @@ static void test_format_names(void)
 int main(void)
 {
     test_format_names();
+    test_copy_facts();
     test_inventory_fixtures();
     test_report_manifest();
     return tap_done();
