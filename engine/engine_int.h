@@ -156,6 +156,8 @@ typedef struct eng__task {
     eng__tag *tags;              /* read only when a rule needs tags */
     size_t n_tags;
     unsigned facts_known;        /* MF_FACT_* the manifest row gave (Inventory, generator) */
+    mf_facts row;                /* what the row said beyond the above (encryption, Object
+                                    Lock, bucket key; acl points into the unit's memory) */
     struct eng__facts *facts;    /* read by the first strategy that needs them; NULL before */
     /* result */
     int done;
@@ -213,8 +215,9 @@ typedef struct eng__bent {
     size_t key_raw_off, key_raw_len;
     size_t vid_off, vid_len;
     int has_version;
-    mf_facts facts;              /* etag cleared: it would point into the reader */
+    mf_facts facts;              /* etag, acl cleared: they would point into the reader */
     size_t etag_off, etag_len;   /* the row's ETag, in mem */
+    size_t acl_off, acl_len;     /* the row's ObjectAccessControlList, in mem */
 } eng__bent;
 
 typedef struct eng__unit_builder {
@@ -314,6 +317,13 @@ int eng__facts_from_acl(eng__facts *f, s3_slice xml);
 /* From tags already read (the unit's TAGS phase) or from GetObjectTagging XML. */
 int eng__facts_set_tags(eng__facts *f, const eng__tag *tags, size_t n);
 int eng__facts_tags_from_xml(eng__facts *f, s3_slice xml);
+/* A manifest row that tells everything a CopyObject needs (size, ETag, LastModified,
+   storage class, encryption, Object Lock: an Inventory with those columns) stands in for
+   HeadObject: returns 1 and sets have_head, else 0. Not for SSE-C / DSSE-KMS versions. */
+int eng__facts_from_row(eng__facts *f, const eng__task *t);
+/* The row's ObjectAccessControlList (base64 JSON, status AVAILABLE) stands in for
+   GetObjectAcl: 0 and have_acl set; -1 when it cannot (UNAVAILABLE, malformed). */
+int eng__facts_acl_from_row(eng__facts *f, s3_slice b64);
 /* 1 when the version carries Object Lock settings to replicate. */
 int eng__facts_locked(const eng__facts *f);
 

@@ -13,12 +13,18 @@
  *                           PutObjectAcl XML body is ignored by moto, headers work everywhere;
  *   GetObjectTagging        the tags, as the x-amz-tagging query string, for writes that
  *                           cannot use the COPY tagging directive (multipart, streamed).
+ * An Inventory row with the columns Size, ETag, LastModifiedDate, StorageClass,
+ * EncryptionStatus and the three ObjectLock ones tells what a CopyObject needs: it stands in
+ * for HeadObject (not for the multipart and streamed writes, which send the content headers
+ * and metadata themselves); its ObjectAccessControlList stands in for GetObjectAcl.
  *
  * Facts are read once per version and kept on its task, so a version that goes to several
  * destinations is read once.
  */
 #include "engine/engine_int.h"
 
+#include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -128,6 +134,16 @@ static const char *str_member(json_t *o, const char *name)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+/* Appends `kind value"` to the header value of permission pi ("id=\"…\", uri=\"…\""). */
+static int add_grant(eng__facts *f, int pi, const char *kind, const char *val)
+{
+    s3_buf *b = &f->grants[pi];
+    return (b->len && s3_buf_append_str(b, ", ")) || s3_buf_append_str(b, kind) ||
+                   s3_buf_append_str(b, val) || s3_buf_append_str(b, "\"")
+               ? -1
+               : 0;
+}
+
 int eng__facts_from_acl(eng__facts *f, s3_slice xml)
 {
     json_t *doc = s3_xml_to_json(xml);
@@ -158,16 +174,90 @@ int eng__facts_from_acl(eng__facts *f, s3_slice xml)
             n_owner_full++;
         else
             n_other++;
-        s3_buf *b = &f->grants[pi];
-        if ((b->len && s3_buf_append_str(b, ", ")) || s3_buf_append_str(b, kind) ||
-            s3_buf_append_str(b, val) || s3_buf_append_str(b, "\""))
-            rc = -1;
+        rc = add_grant(f, pi, kind, val);
     }
     json_decref(doc);
     /* the default ACL of a new object: its owner's FULL_CONTROL and nothing else */
     f->acl_default = n_owner_full == 1 && n_other == 0;
     f->have_acl = rc == 0;
     return rc;
+}
+
+/* ---- a manifest row instead of HeadObject and GetObjectAcl ------------------------------ */
+
+int eng__facts_from_row(eng__facts *f, const eng__task *t)
+{
+    const unsigned need = MF_FACT_DELETE_MARKER | MF_FACT_SIZE | MF_FACT_ETAG |
+                          MF_FACT_LAST_MODIFIED | MF_FACT_STORAGE_CLASS | MF_FACT_ENCRYPTION |
+                          MF_FACT_LOCK;
+    const mf_facts *r = &t->row;
+    const char *sse = strcmp(r->encryption, "NOT-SSE") == 0  ? ""
+                      : strcmp(r->encryption, "SSE-S3") == 0  ? "AES256"
+                      : strcmp(r->encryption, "SSE-KMS") == 0 ? "aws:kms"
+                                                              : NULL;
+    if ((t->facts_known & need) != need || t->is_delete_marker || !sse)
+        return 0; /* SSE-C and DSSE-KMS need what only HeadObject tells */
+    f->size = t->size;
+    snprintf(f->etag, sizeof f->etag, "\"%s\"", t->etag);
+    f->last_modified_ms = t->last_modified_ms;
+    snprintf(f->sse, sizeof f->sse, "%s", sse);
+    snprintf(f->bucket_key, sizeof f->bucket_key, "%s", r->bucket_key ? "true" : "");
+    snprintf(f->lock_mode, sizeof f->lock_mode, "%s", r->lock_mode);
+    snprintf(f->lock_until, sizeof f->lock_until, "%s", r->lock_until);
+    snprintf(f->legal_hold, sizeof f->legal_hold, "%s", r->legal_hold);
+    f->have_head = 1;
+    return 1;
+}
+
+/* ObjectAccessControlList, e.g. {"version":"2022-11-10","status":"AVAILABLE","grants":[
+   {"canonicalId":"…","permission":"FULL_CONTROL","type":"CanonicalUser"},
+   {"uri":"http://acs.amazonaws.com/groups/global/AllUsers","permission":"READ",
+   "type":"Group"}]} (aws-formats.md §2.3). Without the owner's ID, one FULL_CONTROL grant
+   to a canonical user and nothing else counts as the default ACL. */
+int eng__facts_acl_from_row(eng__facts *f, s3_slice b64)
+{
+    if (b64.len == 0 || b64.len % 4 || b64.len > FACTS_GRANTS_MAX_BYTES)
+        return -1;
+    unsigned char *raw = malloc(b64.len / 4 * 3 + 1);
+    if (!raw)
+        return -1;
+    int n = EVP_DecodeBlock(raw, (const unsigned char *)b64.ptr, (int)b64.len);
+    json_t *doc = NULL;
+    if (n >= 0) {
+        n -= (b64.ptr[b64.len - 1] == '=') + (b64.ptr[b64.len - 2] == '='); /* padding */
+        doc = json_loadb((const char *)raw, (size_t)n, 0, NULL);
+    }
+    free(raw);
+    json_t *grants = json_object_get(doc, "grants");
+    const char *status = str_member(doc, "status");
+    if (!doc || !status || strcmp(status, "AVAILABLE") != 0 || !json_is_array(grants)) {
+        json_decref(doc);
+        return -1;
+    }
+    for (int i = 0; i < 4; i++)
+        s3_buf_reset(&f->grants[i]);
+    size_t n_full_user = 0, n_other = 0, i;
+    json_t *g;
+    int rc = 0;
+    json_array_foreach(grants, i, g) {
+        const char *perm = str_member(g, "permission"), *id = str_member(g, "canonicalId");
+        const char *uri = str_member(g, "uri");
+        int pi = perm ? perm_index(perm) : -1;
+        if (pi < 0 || (!id && !uri))
+            continue;
+        if (pi == 3 && id)
+            n_full_user++;
+        else
+            n_other++;
+        if (rc == 0)
+            rc = add_grant(f, pi, id ? "id=\"" : "uri=\"", id ? id : uri);
+    }
+    json_decref(doc);
+    if (rc)
+        return -1;
+    f->acl_default = n_full_user == 1 && n_other == 0;
+    f->have_acl = 1;
+    return 0;
 }
 
 /* ---- tags ----------------------------------------------------------------------------- */

@@ -148,6 +148,8 @@ int eng__strat_facts_next(eng__apply *a, eng__req *r, int need_tags)
         return -1;
     }
     eng__facts *f = t->facts;
+    if (!f->have_head && !need_tags)
+        eng__facts_from_row(f, t); /* an Inventory row may tell all a copy needs */
     if (!f->have_head) {
         a->step = ENG__S_HEAD;
         eng__strat_source(a, r, "HEAD");
@@ -167,7 +169,8 @@ int eng__strat_facts_next(eng__apply *a, eng__req *r, int need_tags)
         return -1;
     }
     if (!f->have_acl && !a->rule->owner_override && !a->dest->acls_disabled &&
-        !a->src_acls_disabled) {
+        !a->src_acls_disabled &&
+        !((t->facts_known & MF_FACT_ACL) && eng__facts_acl_from_row(f, t->row.acl) == 0)) {
         a->step = ENG__S_ACL;
         eng__strat_source(a, r, "GET");
         r->req.query[r->req.n_query++] = (s3_query_param){"acl", ""};

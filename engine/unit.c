@@ -151,13 +151,18 @@ int eng__unit_builder_add(eng__unit_builder *b, const mf_entry *e)
     be->vid_off = b->mem.len;
     be->vid_len = e->version_id.len;
     be->facts = e->facts;
-    be->facts.etag = (s3_slice){NULL, 0}; /* points into the reader: kept in mem below */
+    be->facts.etag = be->facts.acl = (s3_slice){NULL, 0}; /* into the reader: kept in mem */
     if (s3_buf_append(&b->mem, e->version_id.ptr, e->version_id.len) ||
         s3_buf_append(&b->mem, &nul, 1))
         return -ENG_E_NOMEM;
     be->etag_off = b->mem.len;
     be->etag_len = e->facts.etag.len < 79 ? e->facts.etag.len : 0;
     if ((be->etag_len && s3_buf_append(&b->mem, e->facts.etag.ptr, be->etag_len)) ||
+        s3_buf_append(&b->mem, &nul, 1))
+        return -ENG_E_NOMEM;
+    be->acl_off = b->mem.len;
+    be->acl_len = e->facts.acl.len;
+    if ((be->acl_len && s3_buf_append(&b->mem, e->facts.acl.ptr, be->acl_len)) ||
         s3_buf_append(&b->mem, &nul, 1))
         return -ENG_E_NOMEM;
     b->n_ents++;
@@ -254,6 +259,8 @@ eng__unit *eng__unit_builder_take(eng__unit_builder *b, const eng__rules *rules,
         t->last_modified_ms = be->facts.last_modified_ms;
         memcpy(t->storage_class, be->facts.storage_class, sizeof t->storage_class);
         memcpy(t->etag, mem + be->etag_off, be->etag_len + 1);
+        t->row = be->facts;
+        t->row.acl = (s3_slice){mem + be->acl_off, be->acl_len};
         u->by_vid[i] = i;
     }
     cmp_tasks = u->tasks;

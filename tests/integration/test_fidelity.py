@@ -28,6 +28,7 @@ version.
 
 Case 4: AccessControlTranslation without Destination.Account is refused (exit 2).
 """
+import base64
 import datetime
 import json
 import os
@@ -303,6 +304,92 @@ def case_acls_disabled(t):
             t.eq(len(dst_versions(s3, "dst", k)), 1, f"dst: {k}: replicated")
 
 
+def case_inventory_facts(t):
+    """An Inventory with EncryptionStatus, the ObjectLock columns, BucketKeyStatus and
+    ObjectAccessControlList (aws-formats.md §2.3) tells what a CopyObject needs: the versions
+    are replicated with one CopyObject each, no HeadObject and no GetObjectAcl, and the
+    replicas are the same as when those are read (lock, SSE-KMS, class, ACL)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                    "fixtures"))
+    import make_inventory as mi
+    with h.Moto() as moto, tempfile.TemporaryDirectory() as d:
+        s3 = moto.client()
+        h.make_bucket(s3, "src", object_lock=True)
+        h.make_bucket(s3, "dst", object_lock=True)
+        for b in ("reports", "inv"):
+            h.make_bucket(s3, b)
+        owner = s3.get_bucket_acl(Bucket="src")["Owner"]["ID"]
+        made = {
+            "plain/a": s3.put_object(Bucket="src", Key="plain/a", Body=b"plain",
+                                     StorageClass="STANDARD_IA")["VersionId"],
+            "lock/x": s3.put_object(Bucket="src", Key="lock/x", Body=b"locked",
+                                    ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=UNTIL,
+                                    ObjectLockLegalHoldStatus="ON")["VersionId"],
+            "kms/y": s3.put_object(Bucket="src", Key="kms/y", Body=b"secret",
+                                   ServerSideEncryption="aws:kms",
+                                   SSEKMSKeyId="source-key")["VersionId"],
+            "acl/z": s3.put_object(Bucket="src", Key="acl/z", Body=b"public",
+                                   GrantRead=f'uri="{ALL_USERS}"',
+                                   GrantFullControl=f'id="{owner}"')["VersionId"],
+        }
+        acl_doc = {"version": "2022-11-10", "status": "AVAILABLE", "grants": [
+            {"canonicalId": owner, "permission": "FULL_CONTROL", "type": "CanonicalUser"}]}
+        public = dict(acl_doc, grants=acl_doc["grants"] + [
+            {"uri": ALL_USERS, "permission": "READ", "type": "Group"}])
+        b64 = lambda doc: base64.b64encode(json.dumps(doc).encode()).decode()  # noqa: E731
+        rows = mi.rows_from_listing(s3, "src")
+        for r in rows:
+            r["EncryptionStatus"] = "SSE-KMS" if r["Key"] == "kms/y" else "NOT-SSE"
+            r["BucketKeyStatus"] = "DISABLED"
+            if r["Key"] == "lock/x":
+                r.update(ObjectLockMode="Governance", ObjectLockRetainUntilDate=UNTIL,
+                         ObjectLockLegalHoldStatus="On")
+            r["ObjectAccessControlList"] = b64(public if r["Key"] == "acl/z" else acl_doc)
+        mkey = mi.build(os.path.join(d, "inv"), rows, mi.FULL_SCHEMA, "src", "inv")
+        mi.upload(s3, os.path.join(d, "inv"), "inv")
+        etag = s3.head_object(Bucket="inv", Key=mkey)["ETag"].strip('"')
+        job = h.job_document(h.object_arn("inv", mkey), etag, h.bucket_arn("reports"))
+        job["Manifest"]["Spec"] = {"Format": "S3InventoryReport_CSV_20161130"}
+        jpath = h.write_json(os.path.join(d, "job.json"), job)
+        rpath = h.write_json(os.path.join(d, "rules.json"), {
+            "Role": "arn:aws:iam::123456789012:role/r", "Rules": [rule(
+                "all", 1, "dst",
+                SourceSelectionCriteria={"SseKmsEncryptedObjects": {"Status": "Enabled"}},
+                dest={"EncryptionConfiguration": {"ReplicaKmsKeyID": "replica-key"}})]})
+        with FaultProxy(moto.url, []) as proxy:
+            res = h.run_batchrep(["run", jpath, "--replication-config", rpath, "--state-dir",
+                                  os.path.join(d, "state"), "--no-progress"],
+                                 h.batchrep_env(proxy.url))
+            proxy.wait_idle()
+            ops = [(r["op"], r["target"].split("?")[0]) for r in proxy.log]
+        t.eq(res.returncode, 0, "inventory facts: exit 0")
+        if res.returncode:
+            t.diag(res.stderr[-3000:])
+            return
+        desc = json.loads(res.stdout)["Job"]
+        t.eq((desc["ProgressSummary"]["NumberOfTasksSucceeded"],
+              desc["ProgressSummary"]["NumberOfTasksFailed"]), (4, 0),
+             "inventory facts: 4 versions replicated")
+        on_src = [op for op, path in ops if path.startswith("/src/")]
+        t.eq(sorted(on_src), [],
+             "inventory facts: no HeadObject, GetObjectAcl or listing of src (the rows told)")
+        t.eq(sum(1 for op, _ in ops if op == "CopyObject"), 4, "one CopyObject per version")
+        for key, vid in made.items():
+            got = dst_versions(s3, "dst", key)
+            if not t.eq(len(got), 1, f"{key}: one replica"):
+                continue
+            src, rep = head(s3, "src", key, vid), head(s3, "dst", key, got[0]["VersionId"])
+            t.eq(body(s3, "dst", key, got[0]["VersionId"]), body(s3, "src", key, vid),
+                 f"{key}: bytes")
+            t.eq(rep["storage"], src["storage"], f"{key}: storage class")
+            t.eq(rep["lock"], src["lock"], f"{key}: lock mode, retain-until, legal hold")
+            t.eq(grants(s3, "dst", key, got[0]["VersionId"]), grants(s3, "src", key, vid),
+                 f"{key}: ACL grants")
+            if key == "kms/y":
+                t.eq(rep["sse"], ("aws:kms", "replica-key"),
+                     f"{key}: SSE-KMS with the rule's ReplicaKmsKeyID")
+
+
 # ---------------------------------------------------------------------------------------------
 
 def peak_rss_kib(args, env):
@@ -503,7 +590,7 @@ def main():
     t = h.Tap()
     only = os.environ.get("FIDELITY_CASES", "")
     for name, fn in (("bad", case_bad_rules), ("same", case_same_endpoint),
-                     ("acls", case_acls_disabled),
+                     ("acls", case_acls_disabled), ("invfacts", case_inventory_facts),
                      ("idem", case_idempotent), ("parts", case_parts), ("far", case_other_endpoint)):
         if not only or name in only.split(","):
             started = time.monotonic()
