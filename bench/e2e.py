@@ -12,6 +12,12 @@ rclone carries no ACL either way. The instant benchmark also runs the bare reque
 (bench_s3loop head, then copy, over the same manifest: tool=floor), the CPU floor of libcurl
 on this machine for the same two requests per row.
 
+batchrep runs twice in each benchmark: tool=batchrep with the CSV manifest (bucket, key,
+version: a version costs HeadObject + CopyObject, plus GetObjectAcl where ACLs are enabled)
+and tool=batchrep-inv with an S3 Inventory report of the same versions carrying every
+optional column (EncryptionStatus, ObjectLock*, ObjectAccessControlList, ...): the row tells
+what the copy needs, so a version costs one CopyObject.
+
 Every client run prints one machine-readable line
   bench=rgw tool=batchrep versions=1 objects=10000 conc=32 seconds=.. objects_per_s=..
     cpu_s=.. cpu_ms_per_1000=.. peak_rss_kb=.. ok=1
@@ -25,6 +31,8 @@ Peers: rclone (Debian, `copy --files-from`, AWS_CA_BUNDLE unset as test-servers.
 and the AWS CLI (`aws s3 cp --recursive`, max_concurrent_requests = the same concurrency).
 """
 import argparse
+import base64
+import datetime
 import json
 import os
 import shutil
@@ -55,17 +63,25 @@ def machine_line():
 
 
 def measure(cmd, env, cwd=None, stdout=subprocess.DEVNULL):
-    """Runs cmd; returns (seconds, cpu_s of that process, peak_rss_kb, returncode)."""
-    t0 = time.monotonic()
-    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=stdout, stderr=subprocess.PIPE)
-    # stderr is drained after exit: the tools print little there (errors only)
-    _, status, ru = os.wait4(p.pid, 0)
-    dt = time.monotonic() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
-    err = p.stderr.read().decode(errors="replace")
+    """Runs cmd; returns (seconds, cpu_s of that process, peak_rss_kb, returncode).
+
+    Under GNU time (/usr/bin/time -o FILE -f "%M %U %S"), which reports the tool's own
+    rusage: the rusage Python gets from wait4 on a child it forked counts the Python
+    process's own resident pages at the fork as the child's peak RSS (ru_maxrss is taken
+    from the pre-exec image too), and this script holds manifests in memory."""
+    with tempfile.NamedTemporaryFile("r", prefix="batchrep-bench-time-") as tf:
+        t0 = time.monotonic()
+        p = subprocess.Popen(["/usr/bin/time", "-o", tf.name, "-f", "%M %U %S", *cmd],
+                             env=env, cwd=cwd, stdout=stdout, stderr=subprocess.PIPE)
+        # stderr is drained after exit: the tools print little there (errors only)
+        _, err = p.communicate()
+        dt = time.monotonic() - t0
+        last = (tf.read().strip().splitlines() or ["0 0 0"])[-1].split()
+    rss, user, sys_s = int(last[0]), float(last[1]), float(last[2])
     if p.returncode != 0:
-        sys.stderr.write(f"[{cmd[0]} exit {p.returncode}] {err[-2000:]}\n")
-    return dt, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, p.returncode
+        sys.stderr.write(f"[{cmd[0]} exit {p.returncode}] "
+                         f"{err.decode(errors='replace')[-2000:]}\n")
+    return dt, user + sys_s, rss, p.returncode
 
 
 def s3_env(endpoint):
@@ -84,13 +100,15 @@ def write_json(path, obj):
 
 
 def batchrep_cmd(work, manifest, dst, conc, tag):
-    """The job document and rules for one run; the manifest and report are local files."""
+    """The job document and rules for one run; the manifest and report are local files. A
+    manifest ending in manifest.json is an S3 Inventory report (write_inventory)."""
+    spec = ({"Format": "S3InventoryReport_CSV_20161130"} if manifest.endswith("manifest.json")
+            else {"Format": "S3BatchOperations_CSV_20180820",
+                  "Fields": ["Bucket", "Key", "VersionId"]})
     job = write_json(os.path.join(work, f"job-{tag}.json"), {
         "AccountId": "123456789012", "ConfirmationRequired": False,
         "Operation": {"S3ReplicateObject": {}},
-        "Manifest": {"Spec": {"Format": "S3BatchOperations_CSV_20180820",
-                              "Fields": ["Bucket", "Key", "VersionId"]},
-                     "Location": {"ObjectArn": manifest}},
+        "Manifest": {"Spec": spec, "Location": {"ObjectArn": manifest}},
         "Report": {"Bucket": os.path.join(work, f"report-{tag}"), "Format": "Report_CSV_20180820",
                    "Enabled": True, "ReportScope": "AllTasks", "Prefix": "r"},
         "ClientRequestToken": f"bench-{tag}-{time.time_ns()}", "Priority": 10,
@@ -103,6 +121,23 @@ def batchrep_cmd(work, manifest, dst, conc, tag):
     os.makedirs(os.path.join(work, f"report-{tag}"), exist_ok=True)
     return [BATCHREP, "run", job, "--replication-config", rules, "--state-dir",
             os.path.join(work, f"state-{tag}"), "--concurrency", str(conc), "--no-progress"]
+
+
+def write_inventory(root, rows, owner_id):
+    """An S3 Inventory report (AWS's layout, gzip, every optional column) under root for the
+    rows (dicts: Bucket, Key, VersionId, IsLatest, Size, LastModifiedDate, ETag,
+    StorageClass), each unencrypted, unlocked, with the default ACL (owner_id's
+    FULL_CONTROL): what batchrep needs to copy a version with one CopyObject. Returns the
+    path of manifest.json. Built by tests/fixtures/make_inventory.py."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
+    import make_inventory as mi
+    acl = base64.b64encode(json.dumps({"version": "2022-11-10", "status": "AVAILABLE", "grants": [
+        {"canonicalId": owner_id, "permission": "FULL_CONTROL",
+         "type": "CanonicalUser"}]}).encode()).decode()
+    for r in rows:
+        r.update(IsDeleteMarker=False, EncryptionStatus="NOT-SSE", BucketKeyStatus="DISABLED",
+                 ObjectAccessControlList=acl, ObjectOwner=owner_id)
+    return os.path.join(root, mi.build(root, rows, mi.FULL_SCHEMA, rows[0]["Bucket"], "inv"))
 
 
 def rclone_env(endpoint):
@@ -155,20 +190,37 @@ def summarize(bench, tool, extra, results):
 
 
 def ratios(bench, extra, s):
+    """batchrep (CSV manifest) and batchrep-inv (Inventory manifest) against each peer."""
     tag = " ".join(f"{k}={v}" for k, v in extra.items())
-    b = s.get("batchrep")
-    if not b:
-        return
-    for peer, p in s.items():
-        if peer == "batchrep":
+    for me in ("batchrep", "batchrep-inv"):
+        b = s.get(me)
+        if not b:
             continue
-        print(f"ratio bench={bench} {tag} vs={peer} speed={b['rate'] / p['rate']:.2f} "
-              f"cpu_per_object={b['cpu'] / p['cpu']:.3f} "
-              f"(batchrep {b['rate']:.0f}/s {b['cpu']:.0f} us; {peer} {p['rate']:.0f}/s "
-              f"{p['cpu']:.0f} us)", flush=True)
+        for peer, p in s.items():
+            if peer.startswith("batchrep"):
+                continue
+            print(f"ratio bench={bench} {tag} tool={me} vs={peer} "
+                  f"speed={b['rate'] / p['rate']:.2f} cpu_per_object={b['cpu'] / p['cpu']:.3f} "
+                  f"({me} {b['rate']:.0f}/s {b['cpu']:.0f} us; {peer} {p['rate']:.0f}/s "
+                  f"{p['cpu']:.0f} us)", flush=True)
 
 
 # ---- RGW --------------------------------------------------------------------------------
+
+def rgw_inventory(endpoint, bucket, root):
+    """The Inventory report of bucket as S3 would write it (from its listing)."""
+    import boto3
+    s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    rows = []
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        rows += [{"Bucket": bucket, "Key": v["Key"], "VersionId": v["VersionId"],
+                  "IsLatest": v["IsLatest"], "Size": v["Size"],
+                  "LastModifiedDate": v["LastModified"], "ETag": v["ETag"].strip('"'),
+                  "StorageClass": v.get("StorageClass", "STANDARD")}
+                 for v in page.get("Versions", [])]
+    return write_inventory(root, rows, s3.get_bucket_acl(Bucket=bucket)["Owner"]["ID"])
+
 
 def bench_rgw(a):
     rgw_dir = a.rgw_dir
@@ -192,6 +244,9 @@ def bench_rgw(a):
             files_from = os.path.join(work, f"files-{versions}.txt")
             with open(files_from, "w") as f:
                 f.writelines(f"obj/{k:06d}\n" for k in range(nkeys))
+            inventory = None
+            if "batchrep-inv" in tools:
+                inventory = rgw_inventory(endpoint, src, os.path.join(work, f"inv-{versions}"))
             extra = dict(versions=versions, conc=a.conc)
             results = {t: [] for t in tools}
             for run in range(a.runs):
@@ -201,6 +256,8 @@ def bench_rgw(a):
                     tag = f"{versions}-{tool}-{run}"
                     if tool == "batchrep":
                         cmd, cenv, cnt = batchrep_cmd(work, manifest, dst, a.conc, tag), env, n
+                    elif tool == "batchrep-inv":
+                        cmd, cenv, cnt = batchrep_cmd(work, inventory, dst, a.conc, tag), env, n
                     elif tool == "s3loop":
                         cmd, cenv, cnt = [S3LOOP, "copy", manifest, dst, str(a.conc)], env, n
                     elif tool == "rclone":
@@ -278,18 +335,26 @@ def bench_instant(a):
         n = a.tasks
         manifest = os.path.join(work, "manifest.csv")
         gen_manifest(manifest, n)
+        when = datetime.datetime(2026, 11, 25, 10, 0, tzinfo=datetime.timezone.utc)
+        inventory = write_inventory(os.path.join(work, "inv"), [
+            {"Bucket": "src", "Key": f"obj/{i:010d}", "VersionId": "v1", "IsLatest": True,
+             "Size": 1024, "LastModifiedDate": when, "ETag": "0f343b0931126a20f133d67c2b018a3b",
+             "StorageClass": "STANDARD"} for i in range(n)], "o")
         files_from = os.path.join(work, "files.txt")
         nr = min(n, a.rclone_tasks)
         with open(files_from, "w") as f:
             f.writelines(f"obj/{k:010d}\n" for k in range(nr))
         for conc in [int(c) for c in a.conc.split(",")]:
             extra = dict(conc=conc)
-            results = {"batchrep": [], "rclone": [], "floor": []}
+            results = {"batchrep": [], "batchrep-inv": [], "rclone": [], "floor": []}
             for run in range(a.runs):
                 tag = f"{conc}-{run}"
                 for tool in results:
                     if tool == "batchrep":
                         cmds, cenv, cnt = [batchrep_cmd(work, manifest, "dst", conc, tag)], env, n
+                    elif tool == "batchrep-inv":
+                        cmds = [batchrep_cmd(work, inventory, "dst", conc, tag + "i")]
+                        cenv, cnt = env, n
                     elif tool == "rclone":
                         cmds = [rclone_cmd("src", "dst", files_from, conc, no_check_dest=True)]
                         cenv, cnt = rclone_env(endpoint), nr
@@ -356,7 +421,7 @@ def main():
     r.add_argument("--conc", type=int, default=32)
     r.add_argument("--runs", type=int, default=1)
     r.add_argument("--versions", default="1,3")
-    r.add_argument("--tools", default="s3loop,batchrep,rclone,aws")
+    r.add_argument("--tools", default="s3loop,batchrep,batchrep-inv,rclone,aws")
     r.add_argument("--rgw-dir", default="/tmp/batchrep-rgw")
     r.add_argument("--keep", action="store_true")
     r.add_argument("--stop", action="store_true", help="stop RGW at the end")

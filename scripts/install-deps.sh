@@ -12,7 +12,7 @@ PACKAGES=(
     build-essential pkg-config
     libcurl4-openssl-dev libcsv-dev libexpat1-dev libjansson-dev libssl-dev
     zlib1g-dev libzstd-dev libsqlite3-dev
-    python3 curl zstd gzip
+    python3 curl zstd gzip time
     radosgw ceph-mon ceph-osd
 )
 
