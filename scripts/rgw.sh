@@ -5,7 +5,9 @@
 #
 #   start   installs radosgw ceph-mon ceph-osd with apt-get when missing, creates the cluster
 #           in DIR (default /tmp/batchrep-rgw) unless it is already running there, waits until
-#           S3 answers (1-2 min the first time), creates the user, prints the endpoint URL
+#           S3 answers (1-2 min the first time), creates the user, prints the endpoint URL;
+#           refuses while another cluster's mon holds 127.0.0.1:6789 (its daemons would
+#           join that cluster)
 #   stop    kills the daemons by the PIDs recorded in DIR (never by name), waits for them
 #   env     prints export lines for AWS_ENDPOINT_URL / keys / region
 #   status  exit 0 when S3 answers
@@ -46,6 +48,12 @@ start() {
     fi
     case "$DIR" in / | "$HOME" | /tmp | /work) echo "rgw.sh: refusing to use $DIR" >&2; exit 2 ;; esac
     stop >/dev/null 2>&1 || true
+    if (exec 3<>"/dev/tcp/127.0.0.1/$MON_PORT") 2>/dev/null; then
+        # a second cluster's daemons would join this mon ("wrong fsid", or an OSD of the
+        # other cluster): one Ceph cluster per machine
+        echo "rgw.sh: 127.0.0.1:$MON_PORT (ceph-mon) is taken: another Ceph cluster runs here; stop it first (rgw.sh stop ITS_DIR)" >&2
+        exit 1
+    fi
     rm -rf "$DIR"
     mkdir -p "$DIR"/{run,log,mon,osd,rgw}
     cd "$DIR"
