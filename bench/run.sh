@@ -3,7 +3,8 @@
 # header naming the machine (nproc, CPU model) so results can be recorded in bench/RESULTS.md.
 #   make bench        the hot-path micro-benchmarks only (< 1 min)
 #   make bench-full   (or BENCH=all make bench) also the end-to-end ones: the instant canned
-#                     endpoint (batchrep vs rclone at concurrency 64 and 256), the scale run
+#                     endpoint (batchrep with a CSV and an Inventory manifest vs rclone vs the
+#                     bare libcurl loop, at concurrency 64 and 256), the scale run
 #                     (BENCH_SCALE_ROWS, default 1000000,10000000 rows streamed through the
 #                     engine), and Ceph RGW (scripts/rgw.sh; batchrep vs rclone vs aws s3 cp vs
 #                     the bare request loop, 10,000 versions, 1 and 3 versions per key).
