@@ -29,7 +29,6 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <zlib.h>
 
 #include "engine/engine_int.h"
@@ -198,24 +197,20 @@ static long make_inventory(const char *dir, long rows, char *manifest_path, size
                  k % 60, v, v);
     }
     gzclose(gz);
+    s3_buf gzdata; /* the data file as written, for its MD5 */
+    s3_buf_init(&gzdata, (size_t)1 << 31);
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(md, EVP_md5(), NULL);
-    unsigned char buf[65536], dg[16];
+    char chunk[65536];
     size_t n;
-    long size = 0;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
-        EVP_DigestUpdate(md, buf, n);
-        size += (long)n;
-    }
-    fclose(f);
-    EVP_DigestFinal_ex(md, dg, NULL);
-    EVP_MD_CTX_free(md);
+    while (f && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if (s3_buf_append(&gzdata, chunk, n) != 0)
+            break;
+    if (f)
+        fclose(f);
+    long size = (long)gzdata.len;
     char hex[33];
-    for (int i = 0; i < 16; i++)
-        snprintf(hex + 2 * i, 3, "%02x", dg[i]);
+    s3_md5_hex(gzdata.ptr, gzdata.len, hex);
+    s3_buf_cleanup(&gzdata);
     json_t *m = json_pack(
         "{s:s,s:s,s:s,s:s,s:s,s:s,s:[{s:s,s:I,s:s}]}", "sourceBucket", "amzn-s3-demo-bucket",
         "destinationBucket", "arn:aws:s3:::inventory-bucket", "version", "2016-11-30",

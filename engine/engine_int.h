@@ -552,7 +552,6 @@ int eng__attach_rules(eng__job *job, eng__rules *rules, const s3_endpoint *const
 
 /* JobListDescriptor (aws-formats.md §4.4). */
 json_t *eng__job_list_descriptor(const eng__job *job);
-void eng__uuid4(char out[37]);
 int64_t eng__now_ms(void);
 void eng__iso8601_ms(int64_t ms, char out[32]);
 

@@ -11,7 +11,6 @@
 #include "engine/engine_int.h"
 
 #include <fcntl.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,27 +32,6 @@ void eng__iso8601_ms(int64_t ms, char out[32])
     gmtime_r(&t, &tm);
     size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
-}
-
-void eng__uuid4(char out[37])
-{
-    unsigned char b[16];
-    if (RAND_bytes(b, sizeof b) != 1) { /* fall back to the clock: unique enough locally */
-        int64_t now = eng__now_ms();
-        for (size_t i = 0; i < sizeof b; i++)
-            b[i] = (unsigned char)((now >> (i % 8 * 8)) ^ (getpid() >> (i % 4 * 8)) ^ i);
-    }
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (size_t i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[o++] = '-';
-        out[o++] = hex[b[i] >> 4];
-        out[o++] = hex[b[i] & 15];
-    }
-    out[o] = '\0';
 }
 
 static int bad(char *err, size_t err_len, const char *origin, const char *field,

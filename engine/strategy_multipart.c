@@ -369,6 +369,19 @@ static int ok(const s3_outcome *oc)
            oc->curl_code == 0;
 }
 
+/* A GET of source bytes that did not bring them: the S3 error, or `short_what` when the
+   answer was a success with fewer bytes than asked for. */
+static void get_failed(eng__apply *a, const s3_outcome *oc, const char *short_what)
+{
+    if (ok(oc))
+        eng__task_fail(a->task, 500, "InternalError", short_what);
+    else
+        eng__task_fail_outcome(a->task, oc,
+                               oc->http_status == 404   ? "SrcVersionNotFound"
+                               : oc->http_status == 403 ? "SrcGetObjectNotPermitted"
+                                                        : NULL);
+}
+
 static void after_object(eng__apply *a)
 {
     a->step = eng__facts_locked(a->task->facts) && a->task->facts->lock_mode[0] ? S_RETENTION
@@ -399,13 +412,7 @@ static void on_part(eng__apply *a, mpu *m, unsigned tag, const s3_call *c,
             p->state = P_GOT; /* stays in flight: its UploadPart goes out next */
             return;
         }
-        if (ok(oc))
-            eng__task_fail(a->task, 500, "InternalError", "a source part came back short");
-        else
-            eng__task_fail_outcome(a->task, oc,
-                                   oc->http_status == 404   ? "SrcVersionNotFound"
-                                   : oc->http_status == 403 ? "SrcGetObjectNotPermitted"
-                                                            : NULL);
+        get_failed(a, oc, "a source part came back short");
     } else if (ok(oc)) {
         if (m->stream)
             snprintf(p->etag, sizeof p->etag, "%s", c->resp.etag);
@@ -507,13 +514,7 @@ static void mp_on_response(eng__apply *a, unsigned tag, const s3_call *c,
             a->step = S_SMALL_PUT;
             return;
         }
-        if (ok(oc))
-            eng__task_fail(a->task, 500, "InternalError", "the source version came back short");
-        else
-            eng__task_fail_outcome(a->task, oc,
-                                   oc->http_status == 404   ? "SrcVersionNotFound"
-                                   : oc->http_status == 403 ? "SrcGetObjectNotPermitted"
-                                                            : NULL);
+        get_failed(a, oc, "the source version came back short");
         a->step = ENG__S_DONE;
         return;
     case S_SMALL_PUT:

@@ -101,7 +101,7 @@ int eng_create_job(eng_store *s, const char *job_path, const char *replication_c
             }
         }
         eng__job_row row = job.row;
-        eng__uuid4(row.id);
+        s3_uuid4(row.id);
         row.doc = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
         row.rules = rules_text;
         row.status = ENG_STATUS_NEW;

@@ -25,7 +25,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #define GEN_SCHEMA                                                                         \
@@ -71,26 +70,10 @@ static void gen_fail(gen *g, int rc, const char *msg)
 }
 
 /* A random name like AWS's data files (939c6d46-85a9-4ba8-87bd-9db705a579ce.csv.gz). */
-static void file_name(char out[64], unsigned n)
+static void file_name(char out[64])
 {
-    static const char hex[] = "0123456789abcdef";
-    unsigned char b[16];
-    FILE *u = fopen("/dev/urandom", "rb");
-    if (!u || fread(b, 1, sizeof b, u) != sizeof b) {
-        uint64_t x = (uint64_t)time(NULL) * 6364136223846793005ULL + getpid() + n;
-        for (size_t i = 0; i < sizeof b; i++, x = x * 6364136223846793005ULL + 1442695040888963407ULL)
-            b[i] = (unsigned char)(x >> 56);
-    }
-    if (u)
-        fclose(u);
-    size_t o = 0;
-    for (size_t i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[o++] = '-';
-        out[o++] = hex[b[i] >> 4];
-        out[o++] = hex[b[i] & 15];
-    }
-    snprintf(out + o, 64 - o, ".csv.gz");
+    s3_uuid4(out);
+    snprintf(out + 36, 64 - 36, ".csv.gz");
 }
 
 static int close_data(gen *g)
@@ -124,7 +107,7 @@ static int close_data(gen *g)
 static int open_data(gen *g)
 {
     char name[64], m[4600];
-    file_name(name, (unsigned)g->res->n_files);
+    file_name(name);
     snprintf(g->data_rel, sizeof g->data_rel, "%s/data/%s", g->o->base_key, name);
     snprintf(g->data_path, sizeof g->data_path, "%s/%s", g->o->out_dir, g->data_rel);
     char dir[4600];

@@ -178,6 +178,9 @@ void s3_sha256_hex(const void *data, size_t len, char out[65]);
 void s3_md5_hex(const void *data, size_t len, char out[33]);
 /* The Content-MD5 header value: base64 of the binary MD5 (24 chars + NUL). */
 void s3_md5_base64(const void *data, size_t len, char out[25]);
+/* A random (version 4) UUID, "939c6d46-85a9-4ba8-87bd-9db705a579ce" (37 bytes with the NUL):
+   job IDs, data file names. OpenSSL's RAND_bytes; the clock and pid if it fails. */
+void s3_uuid4(char out[37]);
 
 /* ---- requests and responses ---------------------------------------------------------- */
 

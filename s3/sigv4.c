@@ -28,9 +28,12 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #define MAX_SIGN_QUERY 64
 #define MAX_SIGN_HEADERS 64
@@ -512,4 +515,27 @@ int s3_sign(s3_signer *s, const s3_sign_input *in, char *out_auth, size_t auth_c
     out_auth[a.len] = '\0';
     memcpy(out_amz_date, amz_date, 17);
     return S3_E_OK;
+}
+
+void s3_uuid4(char out[37])
+{
+    unsigned char b[16];
+    if (RAND_bytes(b, sizeof b) != 1) { /* fall back to the clock: unique enough locally */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t x = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        for (size_t i = 0; i < sizeof b; i++)
+            b[i] = (unsigned char)((x >> (i % 8 * 8)) ^ ((unsigned)getpid() >> (i % 4 * 8)) ^ i);
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 15];
+    }
+    out[o] = '\0';
 }

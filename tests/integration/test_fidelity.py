@@ -236,6 +236,19 @@ def case_same_endpoint(t):
                  "dstown: AccessControlTranslation: only the destination owner's FULL_CONTROL")
 
 
+def run_logged(moto, d, name, job, rules):
+    """Runs the job through a fault proxy that injects nothing, to log what was sent.
+    Returns (CompletedProcess, the proxy's request log)."""
+    jpath = h.write_json(os.path.join(d, f"{name}.json"), job)
+    rpath = h.write_json(os.path.join(d, f"{name}-rules.json"), rules)
+    with FaultProxy(moto.url, []) as proxy:
+        res = h.run_batchrep(["run", jpath, "--replication-config", rpath, "--state-dir",
+                              os.path.join(d, "state"), "--no-progress"],
+                             h.batchrep_env(proxy.url))
+        proxy.wait_idle()
+        return res, list(proxy.log)
+
+
 def case_acls_disabled(t):
     """Object Ownership BucketOwnerEnforced (ACLs disabled, the default of new AWS buckets),
     aws-formats.md §6.2 "ACL updates": a source bucket with ACLs disabled has no ACL to
@@ -263,16 +276,11 @@ def case_acls_disabled(t):
         def job(name, src, dest):
             rows = [(src, k, v[0]) for k, v in made[name].items()]
             arn, etag = h.upload_manifest(s3, "manifests", f"{name}-{dest}.csv", rows)
-            jpath = h.write_json(os.path.join(d, f"{name}-{dest}.json"),
-                                 h.job_document(arn, etag, h.bucket_arn("reports")))
-            rpath = h.write_json(os.path.join(d, f"{name}-{dest}-rules.json"), {
-                "Role": "arn:aws:iam::123456789012:role/r", "Rules": [rule("all", 1, dest)]})
-            with FaultProxy(moto.url, []) as proxy:
-                res = h.run_batchrep(["run", jpath, "--replication-config", rpath,
-                                      "--state-dir", os.path.join(d, "state"), "--no-progress"],
-                                     h.batchrep_env(proxy.url))
-                proxy.wait_idle()
-                ops = [r["op"] for r in proxy.log]
+            res, log = run_logged(moto, d, f"{name}-{dest}",
+                                  h.job_document(arn, etag, h.bucket_arn("reports")),
+                                  {"Role": "arn:aws:iam::123456789012:role/r",
+                                   "Rules": [rule("all", 1, dest)]})
+            ops = [r["op"] for r in log]
             what = f"{name} -> {dest}"
             t.eq(res.returncode, 0, f"{what}: exit 0")
             if res.returncode:
@@ -350,18 +358,12 @@ def case_inventory_facts(t):
         etag = s3.head_object(Bucket="inv", Key=mkey)["ETag"].strip('"')
         job = h.job_document(h.object_arn("inv", mkey), etag, h.bucket_arn("reports"))
         job["Manifest"]["Spec"] = {"Format": "S3InventoryReport_CSV_20161130"}
-        jpath = h.write_json(os.path.join(d, "job.json"), job)
-        rpath = h.write_json(os.path.join(d, "rules.json"), {
+        res, log = run_logged(moto, d, "inventory", job, {
             "Role": "arn:aws:iam::123456789012:role/r", "Rules": [rule(
                 "all", 1, "dst",
                 SourceSelectionCriteria={"SseKmsEncryptedObjects": {"Status": "Enabled"}},
                 dest={"EncryptionConfiguration": {"ReplicaKmsKeyID": "replica-key"}})]})
-        with FaultProxy(moto.url, []) as proxy:
-            res = h.run_batchrep(["run", jpath, "--replication-config", rpath, "--state-dir",
-                                  os.path.join(d, "state"), "--no-progress"],
-                                 h.batchrep_env(proxy.url))
-            proxy.wait_idle()
-            ops = [(r["op"], r["target"].split("?")[0]) for r in proxy.log]
+        ops = [(r["op"], r["target"].split("?")[0]) for r in log]
         t.eq(res.returncode, 0, "inventory facts: exit 0")
         if res.returncode:
             t.diag(res.stderr[-3000:])

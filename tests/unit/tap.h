@@ -7,6 +7,9 @@
 
 #include <stddef.h>
 
+/* The cap of the s3_buf a test collects its output in (plenty, never reached). */
+#define TAP_BUF_MAX ((size_t)1 << 30)
+
 /* Records one check. Returns cond so callers can stop a case early. */
 int tap_ok(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints a "# ..." diagnostic line. */

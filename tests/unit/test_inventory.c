@@ -25,35 +25,19 @@
 
 #define FIX "tests/fixtures/inventory"
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->p = realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_fmt(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_fmt(s3_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #include <stdarg.h>
-static void sb_fmt(sbuf *b, const char *fmt, ...)
+static void sb_fmt(s3_buf *b, const char *fmt, ...)
 {
     char tmp[4096];
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    sb_add(b, tmp, (size_t)n);
+    s3_buf_append(b, tmp, (size_t)n);
 }
 
-static void entry_line(sbuf *b, const mf_entry *e)
+static void entry_line(s3_buf *b, const mf_entry *e)
 {
     const mf_facts *f = &e->facts;
     sb_fmt(b, "%llu\t%llu\t%d\t%.*s\t%.*s\t%.*s\t%.*s\t%u\t%d\t%d\t%lld\t%lld\t%s\t%.*s\n",
@@ -65,7 +49,7 @@ static void entry_line(sbuf *b, const mf_entry *e)
 }
 
 /* Reads every entry; returns the rc of the last mf_open/mf_next, dump and message filled. */
-static int read_all(const mf_spec *spec, sbuf *dump, char *msg, size_t cap)
+static int read_all(const mf_spec *spec, s3_buf *dump, char *msg, size_t cap)
 {
     int rc = 0;
     mf_reader *r = mf_open(spec, &rc, msg, cap);
@@ -115,15 +99,16 @@ static void test_inventory_fixtures(void)
         char *want_err = tap_read_fixture(xf + 0, NULL);
         chdir(dir);
         mf_spec spec = {.format = MF_FORMAT_INVENTORY, .path = path, .display_name = path};
-        sbuf dump = {0};
+        s3_buf dump;
+        s3_buf_init(&dump, TAP_BUF_MAX);
         char msg[2048] = "";
         int rc = read_all(&spec, &dump, msg, sizeof msg);
         if (want) {
             tap_ok(rc == 0, "%s: read without error (rc %d: %s)", name, rc, msg);
-            int same = dump.p && strcmp(dump.p, want) == 0;
+            int same = dump.ptr && strcmp(dump.ptr, want) == 0;
             tap_ok(same, "%s: entries and facts as expected", name);
             if (!same)
-                tap_diag("got:\n%swant:\n%s", dump.p ? dump.p : "", want);
+                tap_diag("got:\n%swant:\n%s", dump.ptr ? dump.ptr : "", want);
         } else if (want_err) {
             want_err[strcspn(want_err, "\n")] = '\0';
             tap_ok(rc < 0 && strncmp(msg, want_err, strlen(want_err)) == 0,
@@ -135,7 +120,7 @@ static void test_inventory_fixtures(void)
         } else {
             tap_ok(0, "%s: neither .expected nor .error", name);
         }
-        free(dump.p);
+        s3_buf_cleanup(&dump);
         free(want);
         free(want_err);
         n_cases++;
@@ -193,7 +178,8 @@ static void test_report_manifest(void)
     snprintf(q, sizeof q, "%s/rep/job-1/manifest.json", tmp);
     write_file(q, json);
     mf_spec spec = {.format = MF_FORMAT_REPORT, .path = q, .display_name = "report.json"};
-    sbuf dump = {0};
+    s3_buf dump;
+    s3_buf_init(&dump, TAP_BUF_MAX);
     char msg[2048] = "";
     int rc = read_all(&spec, &dump, msg, sizeof msg);
     tap_ok(rc == 0, "report manifest read (rc %d: %s)", rc, msg);
@@ -201,20 +187,20 @@ static void test_report_manifest(void)
         "0\t1\t1\tsrc\tplus+key\tplus+key\tv2\t0\t0\t0\t0\t0\t\t\n"
         "1\t2\t0\tsrc\trawq/a,b \"c\"\trawq/a,b \"c\"\t\t0\t0\t0\t0\t0\t\t\n"
         "2\t3\t1\tsrc\tk%2Fx\tk/x\tnull\t0\t0\t0\t0\t0\t\t\n";
-    int same = dump.p && strcmp(dump.p, want) == 0;
+    int same = dump.ptr && strcmp(dump.ptr, want) == 0;
     tap_ok(same, "only the failed rows, keys as written ('+' kept), empty VersionId = none");
     if (!same)
-        tap_diag("got:\n%s", dump.p ? dump.p : "");
-    free(dump.p);
+        tap_diag("got:\n%s", dump.ptr ? dump.ptr : "");
+    s3_buf_cleanup(&dump);
 
     /* damaged results file */
     snprintf(p, sizeof p, "%s/rep/job-1/results/bbb.csv", tmp);
     write_file(p, "src,x,v,failed,500,X,y\n");
-    dump = (sbuf){0};
+    s3_buf_reset(&dump);
     rc = read_all(&spec, &dump, msg, sizeof msg);
     tap_ok(rc == -MF_E_CHECKSUM && strstr(msg, "report.json: Results[1]: data file") != NULL,
            "a results file whose MD5 differs is refused, naming it (%s)", msg);
-    free(dump.p);
+    s3_buf_cleanup(&dump);
 
     /* not a report */
     write_file(q, "{\"Format\":\"Other\",\"Results\":[]}");
@@ -235,7 +221,7 @@ static void test_report_manifest(void)
     write_file(q, "{\"fileFormat\": \"CSV\", \"fileSchema\": \"Bucket, Key\", \"files\": []}");
     rc = read_all(&spec, &dump, msg, sizeof msg);
     tap_ok(rc == 0, "an inventory with no data files is an empty manifest (rc %d)", rc);
-    free(dump.p);
+    s3_buf_cleanup(&dump);
 
     char cmd[4300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);

@@ -116,69 +116,54 @@ static void load_fields(const char *dir, const char *name, mf_csv_opts *opts)
     free(text);
 }
 
-/* Appends "[escaped]" to a growable string. */
-typedef struct strbuf {
-    char *p;
-    size_t len, cap;
-} strbuf;
-
-static void sb_add(strbuf *b, const char *s, size_t n)
+/* Appends "[escaped]" to b. */
+static void sb_esc(s3_buf *b, s3_slice s)
 {
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->p = realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_esc(strbuf *b, s3_slice s)
-{
-    sb_add(b, "[", 1);
+    s3_buf_append(b, "[", 1);
     for (size_t i = 0; i < s.len; i++) {
         unsigned char c = (unsigned char)s.ptr[i];
         char tmp[8];
         if (c == '\\')
-            sb_add(b, "\\\\", 2);
+            s3_buf_append(b, "\\\\", 2);
         else if (c < 0x20 || c == 0x7f)
-            sb_add(b, tmp, (size_t)snprintf(tmp, sizeof tmp, "\\x%02X", c));
+            s3_buf_append(b, tmp, (size_t)snprintf(tmp, sizeof tmp, "\\x%02X", c));
         else
-            sb_add(b, (const char *)&c, 1);
+            s3_buf_append(b, (const char *)&c, 1);
     }
-    sb_add(b, "]", 1);
+    s3_buf_append(b, "]", 1);
 }
 
-static void sb_entry(strbuf *b, const mf_entry *e)
+static void sb_entry(s3_buf *b, const mf_entry *e)
 {
     char num[96];
-    sb_add(b, num,
+    s3_buf_append(b, num,
            (size_t)snprintf(num, sizeof num, "%llu\t%llu\t%d\t", (unsigned long long)e->seq,
                             (unsigned long long)e->line, e->has_version));
     sb_esc(b, e->bucket);
-    sb_add(b, "\t", 1);
+    s3_buf_append(b, "\t", 1);
     sb_esc(b, e->key_raw);
-    sb_add(b, "\t", 1);
+    s3_buf_append(b, "\t", 1);
     sb_esc(b, e->key);
-    sb_add(b, "\t", 1);
+    s3_buf_append(b, "\t", 1);
     sb_esc(b, e->version_id);
-    sb_add(b, "\n", 1);
+    s3_buf_append(b, "\n", 1);
 }
 
 /* The expected file without its comment lines. */
 static char *strip_comments(const char *text)
 {
-    strbuf b = {0};
-    sb_add(&b, "", 0);
+    s3_buf b;
+    s3_buf_init(&b, TAP_BUF_MAX);
+    s3_buf_append(&b, "", 0); /* ptr is "" */
     const char *p = text;
     while (*p) {
         const char *nl = strchr(p, '\n');
         size_t n = nl ? (size_t)(nl - p) + 1 : strlen(p);
         if (*p != '#')
-            sb_add(&b, p, n);
+            s3_buf_append(&b, p, n);
         p += n;
     }
-    return b.p;
+    return b.ptr;
 }
 
 /* Prints the first differing line of two texts. */
@@ -207,7 +192,7 @@ static void diag_first_diff(const char *got, const char *want)
  * msg receives the error. Also checks that every slice is NUL-terminated.
  */
 static int read_all(const char *path, const char *display, const mf_csv_opts *opts,
-                    strbuf *out, char *msg, size_t msg_len, int *slices_ok)
+                    s3_buf *out, char *msg, size_t msg_len, int *slices_ok)
 {
     msg[0] = '\0';
     mf_reader *r = mf_open_csv(path, display, opts, msg, msg_len);
@@ -315,14 +300,15 @@ static void test_good_fixtures(void)
         if (!tap_ok(exp_text != NULL, "good/%s: has a .expected file", names[i]))
             continue;
         char *want = strip_comments(exp_text);
-        strbuf got = {0};
-        sb_add(&got, "", 0);
+        s3_buf got;
+        s3_buf_init(&got, TAP_BUF_MAX);
+        s3_buf_append(&got, "", 0); /* ptr is "" */
         int slices_ok;
         int rc = read_all(path, display, &opts, &got, msg, sizeof msg, &slices_ok);
         if (!tap_ok(rc == 0, "good/%s: read to the end (rc %d)", names[i], rc))
             tap_diag("%s", msg);
-        if (!tap_ok(strcmp(got.p, want) == 0, "good/%s: entries match .expected", names[i]))
-            diag_first_diff(got.p, want);
+        if (!tap_ok(strcmp(got.ptr, want) == 0, "good/%s: entries match .expected", names[i]))
+            diag_first_diff(got.ptr, want);
         tap_ok(slices_ok, "good/%s: slices NUL-terminated", names[i]);
 
         /* the same bytes compressed: gzip 1 and 3 members, zstd 1 and 3 frames */
@@ -340,20 +326,21 @@ static void test_good_fixtures(void)
                      variants[v].parts, variants[v].ext);
             int wrc = variants[v].zstd ? zstd_file(cpath, data, len, variants[v].parts)
                                        : gzip_file(cpath, data, len, variants[v].parts);
-            strbuf cg = {0};
-            sb_add(&cg, "", 0);
+            s3_buf cg;
+            s3_buf_init(&cg, TAP_BUF_MAX);
+            s3_buf_append(&cg, "", 0); /* ptr is "" */
             rc = wrc ? -1 : read_all(cpath, display, &opts, &cg, msg, sizeof msg, &slices_ok);
-            if (!tap_ok(rc == 0 && strcmp(cg.p, want) == 0, "good/%s as %s (%d part%s)",
+            if (!tap_ok(rc == 0 && strcmp(cg.ptr, want) == 0, "good/%s as %s (%d part%s)",
                         names[i], variants[v].ext, variants[v].parts,
                         variants[v].parts > 1 ? "s" : "")) {
                 tap_diag("rc %d %s", rc, msg);
-                diag_first_diff(cg.p, want);
+                diag_first_diff(cg.ptr, want);
             }
-            free(cg.p);
+            s3_buf_cleanup(&cg);
             unlink(cpath);
         }
         free(data);
-        free(got.p);
+        s3_buf_cleanup(&got);
         free(want);
         free(exp_text);
     }
@@ -378,8 +365,9 @@ static void test_bad_fixtures(void)
         if (!tap_ok(want != NULL, "bad/%s: has a .error file", names[i]))
             continue;
         want[strcspn(want, "\n")] = '\0';
-        strbuf got = {0};
-        sb_add(&got, "", 0);
+        s3_buf got;
+        s3_buf_init(&got, TAP_BUF_MAX);
+        s3_buf_append(&got, "", 0); /* ptr is "" */
         int sticky;
         int rc = read_all(path, display, &opts, &got, msg, sizeof msg, &sticky);
         tap_ok(rc == -MF_E_INVALID_CONTENT, "bad/%s: MF_E_INVALID_CONTENT (got %s)", names[i],
@@ -393,17 +381,18 @@ static void test_bad_fixtures(void)
         char *data = tap_read_path(path, &len);
         char cpath[600];
         snprintf(cpath, sizeof cpath, "%s/%s.csv.gz", g_tmp, names[i]);
-        strbuf cg = {0};
-        sb_add(&cg, "", 0);
+        s3_buf cg;
+        s3_buf_init(&cg, TAP_BUF_MAX);
+        s3_buf_append(&cg, "", 0); /* ptr is "" */
         rc = gzip_file(cpath, data, len, 1) ? -1
                                             : read_all(cpath, display, &opts, &cg, msg,
                                                        sizeof msg, &sticky);
         tap_ok(rc == -MF_E_INVALID_CONTENT && strcmp(msg, want) == 0,
                "bad/%s as gzip: same message", names[i]);
         unlink(cpath);
-        free(cg.p);
+        s3_buf_cleanup(&cg);
         free(data);
-        free(got.p);
+        s3_buf_cleanup(&got);
         free(want);
     }
     free_names(names, n);

@@ -248,6 +248,14 @@ static void test_buf(void)
     char b64[25];
     s3_md5_base64("", 0, b64);
     tap_ok(strcmp(b64, "1B2M2Y8AsgTpgAmY7PhCfg==") == 0, "Content-MD5 of \"\" = %s", b64);
+    char u1[37], u2[37];
+    s3_uuid4(u1);
+    s3_uuid4(u2);
+    int shape = strlen(u1) == 36 && u1[8] == '-' && u1[13] == '-' && u1[18] == '-' &&
+                u1[23] == '-' && u1[14] == '4' && strchr("89ab", u1[19]) != NULL &&
+                strspn(u1, "0123456789abcdef-") == 36;
+    tap_ok(shape && strcmp(u1, u2) != 0, "s3_uuid4: version 4 layout, two calls differ (%s)",
+           u1);
 }
 
 /* ---- XML ----------------------------------------------------------------------------- */
