@@ -17,7 +17,7 @@ SAN     ?=
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -Wno-format-truncation -MMD -MP $(OPT) $(SAN) -I.
 LDFLAGS += $(SAN)
-LDLIBS  := -lcurl -lcsv -lexpat -ljansson -lcrypto -lz -lzstd -lsqlite3 -lpthread -lm
+LDLIBS  := -lcurl -lmicrohttpd -lcsv -lexpat -ljansson -lcrypto -lz -lzstd -lsqlite3 -lpthread -lm
 
 S3_SRC       := $(wildcard s3/*.c)
 MANIFEST_SRC := $(wildcard manifest/*.c)

@@ -310,7 +310,7 @@ static void bench_planner(long rows, int runs)
             }
             if (eng__unit_builder_len(&b) > 0 &&
                 (i == rows || !eng__unit_builder_same_key(&b, &e))) {
-                eng__unit *u = eng__unit_builder_take(&b, &rules, &stop, NULL);
+                eng__unit *u = eng__unit_builder_take(&b, &rules, &stop, NULL, NULL);
                 if (!u)
                     break;
                 n += (long)eng__unit_n_tasks(u);

@@ -6,6 +6,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,9 @@ static const struct {
 
 int main(int argc, char **argv)
 {
+    /* A peer can close any socket we write to (an S3 server, a metrics client, the reader
+       of our stdout): that must be an error we handle (EPIPE), never death by SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         fputs(usage, stderr);
         return CLI_EXIT_USAGE;

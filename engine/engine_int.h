@@ -28,6 +28,7 @@ typedef struct eng__queue {
     size_t cap, head, len;
     int closed;
     size_t wake_batch;            /* see eng__queue_set_wake_batch; 1 by default */
+    long (*rank)(const void *item); /* see eng__queue_set_rank; NULL: first in, first out */
 } eng__queue;
 
 int eng__queue_init(eng__queue *q, size_t cap);
@@ -42,6 +43,10 @@ void eng__queue_close(eng__queue *q);
    closed), so a consumer that pops with a timeout takes items in batches instead of being
    woken once per item. Only for consumers whose pop has a timeout (it bounds the delay). */
 void eng__queue_set_wake_batch(eng__queue *q, size_t n);
+/* With a rank, a pop takes the item of the highest rank (read at the time of the pop, so a
+   rank may change while the item waits), the earliest among equals; without, the earliest.
+   Set before the queue is shared. */
+void eng__queue_set_rank(eng__queue *q, long (*rank)(const void *item));
 
 /* ---- replication configuration -------------------------------------------------------- */
 
@@ -195,7 +200,9 @@ typedef struct eng__pool_cfg {
     int retry_cap_ms;
     eng__counters *counters;
     eng__queue *done_q;          /* finished units go here (the report writer's input) */
-    int queue_depth;             /* units waiting per worker; small keeps priorities quick */
+    int queue_depth;             /* units waiting per worker; 0: as many as it has seats
+                                    (at least 2). Short, so that units already queued do
+                                    not delay a job whose priority was raised */
 } eng__pool_cfg;
 
 typedef struct eng__pool eng__pool;
@@ -240,7 +247,10 @@ int eng__unit_builder_add(eng__unit_builder *b, const mf_entry *e);
    rules, stop and job are borrowed and must outlive the unit: the unit runs under those
    rules, abandons its work when *stop becomes nonzero, and carries job for the writer. */
 eng__unit *eng__unit_builder_take(eng__unit_builder *b, const eng__rules *rules,
-                                  _Atomic int *stop, void *job);
+                                  _Atomic int *stop, const _Atomic int *priority, void *job);
+/* The priority of the unit's job now (0 when it has none): the pool takes the unit of the
+   highest priority next (eng__queue_set_rank). */
+long eng__unit_priority(const void *unit);
 uint64_t eng__unit_first_seq(const eng__unit *u);
 const eng__rules *eng__unit_rules(const eng__unit *u);
 int eng__unit_stopped(const eng__unit *u);
@@ -426,6 +436,18 @@ int eng__ckpt_done(const eng__ckpt *c, uint64_t start, uint64_t end);
 int eng__ckpt_save(const char *path, const eng__ckpt *c);
 int eng__ckpt_load(const char *path, eng__ckpt *out); /* 0 loaded, 1 none, <0 error */
 void eng__ckpt_cleanup(eng__ckpt *c);
+
+/* ---- the metrics endpoint (metrics.c) ---------------------------------------------------- */
+
+/* Writes the Prometheus text into out (capped); 0, or nonzero when it did not fit. Called
+   on the server's own thread. */
+typedef int (*eng__metrics_render_fn)(s3_buf *out, void *user);
+typedef struct eng__metrics eng__metrics;
+/* Listens on addr ("IPv4:PORT") and serves render's text from a thread of its own. NULL,
+   with err naming the address and the reason, when it cannot. */
+eng__metrics *eng__metrics_start(const char *addr, eng__metrics_render_fn render, void *user,
+                                 char *err, size_t err_len);
+void eng__metrics_stop(eng__metrics *m); /* NULL is a no-op */
 
 /* ---- job catalogue (store.c) ----------------------------------------------------------- */
 

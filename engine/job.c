@@ -110,7 +110,7 @@ static int parse_manifest(eng__job *job, json_t *m, const char *origin, char *er
                             job->manifest_key, sizeof job->manifest_key) != 0 ||
             !job->manifest_key[0])
             return bad(err, err_len, origin, "Manifest.Location.ObjectArn",
-                       "must be an object ARN: arn:aws:s3:::bucket/key");
+                       "must be an object ARN: arn:aws:s3:::bucket/key, with " MF_ARN_BUCKET_RULE);
     } else {
         job->manifest_is_local = 1;
         snprintf(job->manifest_path, sizeof job->manifest_path, "%s", arn);
@@ -156,7 +156,7 @@ static int parse_report(eng__job *job, json_t *r, const char *origin, char *err,
         if (mf_parse_s3_arn(bucket, job->report_bucket, sizeof job->report_bucket, key,
                             sizeof key) != 0 || key[0])
             return bad(err, err_len, origin, "Report.Bucket",
-                       "must be a bucket ARN: arn:aws:s3:::bucket");
+                       "must be a bucket ARN: arn:aws:s3:::bucket, with " MF_ARN_BUCKET_RULE);
     } else {
         job->report_is_local = 1;
         snprintf(job->report_bucket, sizeof job->report_bucket, "%s", bucket);

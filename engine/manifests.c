@@ -117,7 +117,7 @@ int eng__gen_parse(eng__job *job, json_t *gen_doc, const char *origin, char *err
     if (mf_parse_s3_arn(src, g->source_bucket, sizeof g->source_bucket, key, sizeof key) != 0 ||
         key[0])
         return bad(err, err_len, origin, "SourceBucket",
-                   "must be a bucket ARN: arn:aws:s3:::bucket");
+                   "must be a bucket ARN: arn:aws:s3:::bucket, with " MF_ARN_BUCKET_RULE);
     json_t *en = json_object_get(s, "EnableManifestOutput");
     if (!json_is_boolean(en))
         return bad(err, err_len, origin, "EnableManifestOutput", "required: true or false");
@@ -325,24 +325,29 @@ static void fail_job(eng__job *job, const char *code, const char *reason)
     eng__job_fail(job, code, reason);
 }
 
-/* <job dir>/generated/<base>, base = "[<ManifestPrefix>/]job-<id>" (no "//"). */
+/* base = "[<ManifestPrefix>/]job-<id>": the prefix exactly as given (".." and "//" are
+   parts of a key), without the trailing '/'s that would double the separator, as the
+   report's Prefix (report/writer.c). Its local copy is under <job dir>/generated, at
+   s3_key_local_path (dot segments escaped). */
 static void gen_base(const eng__job *job, char *base, size_t cap)
 {
     const eng__gen *g = &job->gen;
-    if (g->out_prefix)
-        snprintf(base, cap, "%s/job-%s", g->out_prefix, job->row.id);
+    size_t plen = g->out_prefix ? strlen(g->out_prefix) : 0;
+    while (plen > 0 && g->out_prefix[plen - 1] == '/')
+        plen--;
+    if (plen > 0)
+        snprintf(base, cap, "%.*s/job-%s", (int)plen, g->out_prefix, job->row.id);
     else
         snprintf(base, cap, "job-%s", job->row.id);
-    for (char *p = strstr(base, "//"); p; p = strstr(base, "//"))
-        memmove(p, p + 1, strlen(p));
 }
 
 void eng__gen_locate(eng__job *job)
 {
-    char base[1200];
+    char base[1200], key[1300], root[4200];
     gen_base(job, base, sizeof base);
-    snprintf(job->manifest_path, sizeof job->manifest_path, "%s/generated/%s/manifest.json",
-             job->dir, base);
+    snprintf(key, sizeof key, "%s/manifest.json", base);
+    snprintf(root, sizeof root, "%s/generated", job->dir);
+    s3_key_local_path(job->manifest_path, sizeof job->manifest_path, root, key);
     job->manifest_is_local = 1;
     job->manifest_format = MF_FORMAT_INVENTORY;
     job->gen.generated = 1;
@@ -397,7 +402,11 @@ static int upload_output(eng__job *job, const s3_endpoint *ep, const char *out_d
     for (size_t i = 0; rc == 0 && i < json_array_size(files); i++) {
         const char *k = json_string_value(json_object_get(json_array_get(files, i), "key"));
         char path[4400];
-        snprintf(path, sizeof path, "%s/%s", out_dir, k ? k : "");
+        if (s3_key_local_path(path, sizeof path, out_dir, k ? k : "") != 0) {
+            snprintf(err, err_len, "%s/%s: path too long", out_dir, k ? k : "");
+            rc = -1;
+            break;
+        }
         rc = put_file(ep, g->out_bucket, k ? k : "", path, "application/gzip", err, err_len);
     }
     json_decref(m);
@@ -409,7 +418,7 @@ static int upload_output(eng__job *job, const s3_endpoint *ep, const char *out_d
     }
     if (rc == 0) {
         snprintf(key, sizeof key, "%s/manifest.checksum", base);
-        snprintf(path, sizeof path, "%s/%s/manifest.checksum", out_dir, base);
+        s3_key_local_path(path, sizeof path, out_dir, key);
         rc = put_file(ep, g->out_bucket, key, path, "text/plain", err, err_len);
     }
     if (rc == 0) {

@@ -404,8 +404,10 @@ eng__pool *eng__pool_start(const eng__pool_cfg *cfg, char *err, size_t err_len)
         w->signers = calloc(cfg->n_eps, sizeof *w->signers);
         w->multi = curl_multi_init();
         if (!w->seats || !w->calls || !w->deferred || !w->signers || !w->multi ||
-            eng__queue_init(&w->inq, cfg->queue_depth > 0 ? (size_t)cfg->queue_depth : 64))
+            eng__queue_init(&w->inq, cfg->queue_depth > 0 ? (size_t)cfg->queue_depth
+                                     : (size_t)(w->n_slots > 2 ? w->n_slots : 2)))
             goto fail;
+        eng__queue_set_rank(&w->inq, eng__unit_priority); /* highest priority first */
         curl_multi_setopt(w->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)w->n_slots);
         for (size_t e = 0; e < cfg->n_eps; e++)
             s3_signer_init(&w->signers[e], &cfg->eps[e]->creds, cfg->eps[e]->region);

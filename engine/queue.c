@@ -10,6 +10,12 @@
  * to half (it then pushes cap/2 items without blocking); a consumer that set a wake batch is
  * woken when that many items wait (its timed pop bounds the delay). Numbers in
  * bench/RESULTS.md.
+ *
+ * A queue may rank its items (the pool's input: the job's priority): a pop then takes the
+ * highest rank, the earliest among equals, by a scan of what waits. A pool queue holds as
+ * many units as its worker has seats (32 at the default concurrency on 2 cores), so a pop
+ * costs that many rank reads (an atomic load each) at most, and a job whose priority is
+ * raised overtakes the units of another that are already queued.
  */
 #include "engine/engine_int.h"
 
@@ -26,6 +32,7 @@ int eng__queue_init(eng__queue *q, size_t cap)
     q->head = q->len = 0;
     q->closed = 0;
     q->wake_batch = 1;
+    q->rank = NULL;
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->not_empty, NULL);
     pthread_cond_init(&q->not_full, NULL);
@@ -86,7 +93,20 @@ void *eng__queue_pop(eng__queue *q, int timeout_ms, int *out_closed)
     }
     void *item = NULL;
     if (q->len > 0) {
-        item = q->items[q->head];
+        size_t best = 0;
+        if (q->rank) {
+            long best_rank = q->rank(q->items[q->head]);
+            for (size_t i = 1; i < q->len; i++) {
+                long r = q->rank(q->items[(q->head + i) % q->cap]);
+                if (r > best_rank) {
+                    best_rank = r;
+                    best = i;
+                }
+            }
+        }
+        item = q->items[(q->head + best) % q->cap];
+        for (size_t i = best; i > 0; i--) /* close the gap; the others keep their order */
+            q->items[(q->head + i) % q->cap] = q->items[(q->head + i - 1) % q->cap];
         q->head = (q->head + 1) % q->cap;
         q->len--;
         /* a producer waits only while len == cap, so len passes cap/2 before it can need
@@ -113,5 +133,12 @@ void eng__queue_set_wake_batch(eng__queue *q, size_t n)
 {
     pthread_mutex_lock(&q->mu);
     q->wake_batch = n < 1 ? 1 : n > q->cap ? q->cap : n;
+    pthread_mutex_unlock(&q->mu);
+}
+
+void eng__queue_set_rank(eng__queue *q, long (*rank)(const void *item))
+{
+    pthread_mutex_lock(&q->mu);
+    q->rank = rank;
     pthread_mutex_unlock(&q->mu);
 }

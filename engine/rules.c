@@ -25,15 +25,6 @@ static int fail(char *err, size_t err_len, const char *origin, const char *path,
     return -ENG_E_INVALID_RULES;
 }
 
-static const char *bucket_from_arn(const char *arn)
-{
-    static const char pfx[] = ":s3:::";
-    const char *p = strstr(arn, pfx);
-    if (strncmp(arn, "arn:", 4) != 0 || !p || p[sizeof pfx - 1] == '\0')
-        return NULL;
-    return p + sizeof pfx - 1;
-}
-
 static int parse_tag(json_t *t, eng__tag *out, const char *origin, const char *path,
                      char *err, size_t err_len)
 {
@@ -178,9 +169,11 @@ static int parse_rule(eng__rules *rs, json_t *jr, size_t idx, const char *origin
     json_t *db = dest ? json_object_get(dest, "Bucket") : NULL;
     if (!json_is_string(db))
         return fail(err, err_len, origin, sub, "required: a bucket ARN (arn:aws:s3:::name)");
-    const char *bname = bucket_from_arn(json_string_value(db));
-    if (!bname || strchr(bname, '/'))
-        return fail(err, err_len, origin, sub, "must be a bucket ARN (arn:aws:s3:::name)");
+    char bname[64], bkey[8];
+    if (mf_parse_s3_arn(json_string_value(db), bname, sizeof bname, bkey, sizeof bkey) != 0 ||
+        bkey[0])
+        return fail(err, err_len, origin, sub,
+                    "must be a bucket ARN (arn:aws:s3:::name), with " MF_ARN_BUCKET_RULE);
     r->dest_bucket = dupstr(bname);
     json_t *sc = json_object_get(dest, "StorageClass");
     if (sc) {

@@ -61,6 +61,7 @@ struct eng__unit {
     s3_buf scratch;              /* copy source, query values */
     const eng__rules *rules;     /* borrowed: the job's */
     _Atomic int *stop;           /* borrowed: the job's stop flag */
+    const _Atomic int *priority; /* borrowed: the job's priority (the pool's order) */
     void *job;                   /* borrowed: the writer's context */
     uint64_t first_seq;
     int recheck;                 /* resumed: skip what the destinations already hold */
@@ -227,7 +228,7 @@ static enum phase phase_from_facts(eng__unit *u)
 }
 
 eng__unit *eng__unit_builder_take(eng__unit_builder *b, const eng__rules *rules,
-                                  _Atomic int *stop, void *job)
+                                  _Atomic int *stop, const _Atomic int *priority, void *job)
 {
     size_t n = b->n_ents;
     size_t sz = sizeof(eng__unit) + n * sizeof(eng__task) + 2 * n * sizeof(size_t) + b->mem.len;
@@ -270,6 +271,7 @@ eng__unit *eng__unit_builder_take(eng__unit_builder *b, const eng__rules *rules,
     set_phase(u, phase_from_facts(u));
     u->rules = rules;
     u->stop = stop;
+    u->priority = priority;
     u->job = job;
     u->first_seq = n ? u->tasks[0].seq : 0;
     b->n_ents = 0;
@@ -305,6 +307,11 @@ uint64_t eng__unit_hash(const eng__unit *u) { return u->hash; }
 uint64_t eng__unit_first_seq(const eng__unit *u) { return u->first_seq; }
 const eng__rules *eng__unit_rules(const eng__unit *u) { return u->rules; }
 int eng__unit_stopped(const eng__unit *u) { return u->stop && atomic_load(u->stop); }
+long eng__unit_priority(const void *unit)
+{
+    const eng__unit *u = unit;
+    return u->priority ? atomic_load(u->priority) : 0;
+}
 void *eng__unit_job(const eng__unit *u) { return u->job; }
 void eng__unit_set_recheck(eng__unit *u) { u->recheck = 1; }
 void eng__unit_set_src_acls_disabled(eng__unit *u) { u->src_acls_disabled = 1; }

@@ -8,7 +8,8 @@
  *            Active and which are Paused, finishes jobs, writes progress and heartbeat;
  *   feeder   reads the manifests of the Active jobs and hands units to the pool: always
  *            from the highest priority, round-robin among equal ones. The pool's queues are
- *            short (64 units a worker), so a change of priority shows within a second;
+ *            short (as many units as a worker has seats) and each takes the highest
+ *            priority first, so a change of priority shows at the next units taken;
  *   pool     N workers with curl multi handles (pool.c);
  *   writer   writes each finished unit's report rows to its job's results files, counts,
  *            checks the failure threshold, and every second syncs the files and writes the
@@ -22,15 +23,11 @@
  */
 #include "engine/engine_int.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,7 +36,8 @@
 #define CKPT_INTERVAL_MS 1000
 /* Rows the planner may run ahead of the last checkpoint. After a crash every unit below the
    limit that is not done is rechecked against its destinations (one request each), so the
-   window is kept near what can be in flight: 64 queued units a worker plus the slots. A
+   window is kept near what can be in flight: the pool's queues (one unit per seat) and the
+   seats, a few hundred units at the default concurrency. A
    planner that reaches the limit asks the writer for a checkpoint at once (one fsync). */
 #define PLAN_WINDOW_ROWS 2048
 #define FAIL_THRESHOLD_MIN_TASKS 1000
@@ -65,6 +63,7 @@ typedef struct jobrun {
     _Atomic int waiting_limit;    /* a planned unit waits for the next checkpoint */
     _Atomic int stop;             /* abandon work: cancelled or failed */
     _Atomic int priority;
+    _Atomic int status_now;       /* job.row.status, for the metrics thread */
     _Atomic int runnable;         /* the feeder may hand out units */
     _Atomic int plan_done;        /* manifest read to its end (or failed) */
     _Atomic int64_t units_out;    /* handed to the pool, not yet written */
@@ -96,7 +95,7 @@ typedef struct sched {
     const s3_endpoint *const *eps; /* and one per --destination-profile binding */
     const eng_options *opts;
     char state_root[4096];
-    int metrics_fd;
+    eng__metrics *metrics;       /* NULL without --metrics-addr */
 } sched;
 
 static volatile sig_atomic_t g_signalled;
@@ -120,7 +119,7 @@ static eng__unit *plan_one(jobrun *jr)
         eng__unit *u = NULL;
         if (eng__unit_builder_len(&jr->builder) > 0 &&
             !eng__unit_builder_same_key(&jr->builder, &e))
-            u = eng__unit_builder_take(&jr->builder, &jr->rules, &jr->stop, jr);
+            u = eng__unit_builder_take(&jr->builder, &jr->rules, &jr->stop, &jr->priority, jr);
         if (eng__unit_builder_add(&jr->builder, &e) != 0) {
             snprintf(jr->plan_error, sizeof jr->plan_error, "out of memory planning units");
             eng__unit_destroy(u);
@@ -132,7 +131,7 @@ static eng__unit *plan_one(jobrun *jr)
     if (rc < 0)
         snprintf(jr->plan_error, sizeof jr->plan_error, "%s", msg);
     if (eng__unit_builder_len(&jr->builder) > 0)
-        return eng__unit_builder_take(&jr->builder, &jr->rules, &jr->stop, jr);
+        return eng__unit_builder_take(&jr->builder, &jr->rules, &jr->stop, &jr->priority, jr);
     return NULL;
 }
 
@@ -326,49 +325,15 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-/* ---- metrics (Prometheus text format on 127.0.0.1:PORT) ---------------------------------- */
+/* ---- metrics (Prometheus text format; served by metrics.c on its own thread) ------------ */
 
-static int metrics_listen(const char *addr, char *err, size_t err_len)
+/* Reads only atomics and, under mu, the list of jobs and their fixed fields. */
+static int render_metrics(s3_buf *b, void *user)
 {
-    char host[64];
-    const char *colon = strrchr(addr, ':');
-    if (!colon || colon - addr >= (long)sizeof host) {
-        snprintf(err, err_len, "--metrics-addr: expected HOST:PORT, got \"%s\"", addr);
-        return -1;
-    }
-    memcpy(host, addr, (size_t)(colon - addr));
-    host[colon - addr] = '\0';
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_port = htons((uint16_t)strtol(colon + 1, NULL, 10));
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
-        snprintf(err, err_len, "--metrics-addr: \"%s\" is not an IPv4 address", host);
-        return -1;
-    }
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 16) != 0) {
-        snprintf(err, err_len, "--metrics-addr %s: %s", addr, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static void metrics_serve(sched *s)
-{
-    int c = accept(s->metrics_fd, NULL, NULL);
-    if (c < 0)
-        return;
-    char req[1024];
-    struct pollfd pfd = {.fd = c, .events = POLLIN};
-    if (poll(&pfd, 1, 200) > 0)
-        (void)!read(c, req, sizeof req);
-    s3_buf b;
-    s3_buf_init(&b, 1u << 20);
+    sched *s = user;
     char line[512];
     const eng__counters *k = &s->counters;
+    int rc = 0;
     snprintf(line, sizeof line,
              "# TYPE batchrep_requests_total counter\nbatchrep_requests_total %llu\n"
              "# TYPE batchrep_retries_total counter\nbatchrep_retries_total %llu\n"
@@ -378,14 +343,15 @@ static void metrics_serve(sched *s)
              (unsigned long long)atomic_load(&k->requests),
              (unsigned long long)atomic_load(&k->retries),
              (unsigned long long)atomic_load(&k->throttle_events));
-    s3_buf_append_str(&b, line);
+    rc |= s3_buf_append_str(b, line);
     uint64_t ok = 0, bad = 0, bytes = 0;
     int64_t inflight = 0;
     s3_buf per;
-    s3_buf_init(&per, 1u << 20);
+    s3_buf_init(&per, b->max_bytes);
     pthread_mutex_lock(&s->mu);
     for (jobrun *jr = s->jobs; jr; jr = jr->next) {
         uint64_t a = atomic_load(&jr->succeeded), f = atomic_load(&jr->failed);
+        const char *st = eng_status_name((eng_status)atomic_load(&jr->status_now));
         ok += a;
         bad += f;
         bytes += atomic_load(&jr->bytes);
@@ -394,10 +360,9 @@ static void metrics_serve(sched *s)
                  "batchrep_job_tasks{job_id=\"%s\",status=\"%s\",outcome=\"succeeded\"} %llu\n"
                  "batchrep_job_tasks{job_id=\"%s\",status=\"%s\",outcome=\"failed\"} %llu\n"
                  "batchrep_job_tasks_total{job_id=\"%s\"} %llu\n",
-                 jr->job.row.id, eng_status_name(jr->job.row.status), (unsigned long long)a,
-                 jr->job.row.id, eng_status_name(jr->job.row.status), (unsigned long long)f,
-                 jr->job.row.id, (unsigned long long)jr->job.row.total);
-        s3_buf_append_str(&per, line);
+                 jr->job.row.id, st, (unsigned long long)a, jr->job.row.id, st,
+                 (unsigned long long)f, jr->job.row.id, (unsigned long long)jr->job.row.total);
+        rc |= s3_buf_append_str(&per, line);
     }
     pthread_mutex_unlock(&s->mu);
     snprintf(line, sizeof line,
@@ -409,17 +374,10 @@ static void metrics_serve(sched *s)
              "# TYPE batchrep_job_tasks gauge\n",
              (unsigned long long)ok, (unsigned long long)bad, (unsigned long long)bytes,
              (long long)inflight);
-    s3_buf_append_str(&b, line);
-    s3_buf_append(&b, per.ptr ? per.ptr : "", per.len);
-    snprintf(line, sizeof line,
-             "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
-             "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-             b.len);
-    (void)!write(c, line, strlen(line));
-    (void)!write(c, b.ptr ? b.ptr : "", b.len);
-    s3_buf_cleanup(&b);
+    rc |= s3_buf_append_str(b, line);
+    rc |= s3_buf_append(b, per.ptr ? per.ptr : "", per.len);
     s3_buf_cleanup(&per);
-    close(c);
+    return rc;
 }
 
 /* ---- control ----------------------------------------------------------------------------- */
@@ -454,6 +412,7 @@ static void set_status(jobrun *jr, eng_status st)
         jr->active_since_ms = 0;
     }
     r->status = st;
+    atomic_store(&jr->status_now, (int)st);
 }
 
 /* Takes a claimed job into the run: rules, checkpoint, report files, manifest reader. */
@@ -677,6 +636,7 @@ static int scan_one(const eng__job_row *r, void *user)
     }
     if (jr->job.row.status == ENG_STATUS_CANCELLING || jr->job.row.status == ENG_STATUS_FAILING)
         atomic_store(&jr->stop, 1);
+    atomic_store(&jr->status_now, (int)jr->job.row.status);
     pthread_mutex_lock(&s->mu);
     jr->next = s->jobs;
     s->jobs = jr;
@@ -801,13 +761,14 @@ int eng_worker(eng_store *st, const eng_options *opts, eng_result *out, char *er
     pthread_mutex_init(&s->mu, NULL);
     s->ep = &ep;
     s->opts = &o;
-    s->metrics_fd = -1;
     snprintf(s->state_root, sizeof s->state_root, "%s", eng__store_dir(st));
-    if (o.metrics_addr && (s->metrics_fd = metrics_listen(o.metrics_addr, err, err_len)) < 0) {
+    if (o.metrics_addr &&
+        !(s->metrics = eng__metrics_start(o.metrics_addr, render_metrics, s, err, err_len))) {
         free(s);
-        return -ENG_E_INVALID_JOB;
+        return -ENG_E_IO;
     }
     if (eng__queue_init(&s->done_q, 1024) != 0) {
+        eng__metrics_stop(s->metrics);
         free(s);
         return -ENG_E_NOMEM;
     }
@@ -816,9 +777,10 @@ int eng_worker(eng_store *st, const eng_options *opts, eng_result *out, char *er
     eng__pool_cfg pc = {.ep = &ep, .eps = s->eps, .n_eps = n_eps, .workers = o.workers, .concurrency = o.concurrency,
                         .max_attempts = o.max_attempts, .retry_base_ms = o.retry_base_ms,
                         .retry_cap_ms = o.retry_cap_ms, .counters = &s->counters,
-                        .done_q = &s->done_q, .queue_depth = 64};
+                        .done_q = &s->done_q, .queue_depth = 0};
     s->pool = eng__pool_start(&pc, err, err_len);
     if (!s->pool) {
+        eng__metrics_stop(s->metrics);
         eng__queue_cleanup(&s->done_q);
         free(s);
         return -ENG_E_THREAD;
@@ -888,14 +850,10 @@ int eng_worker(eng_store *st, const eng_options *opts, eng_result *out, char *er
             break;
         if (o.until_idle && !o.only_job_id && !c.runnable_seen && !s->jobs)
             break;
-        if (s->metrics_fd >= 0) {
-            struct pollfd pfd = {.fd = s->metrics_fd, .events = POLLIN};
-            if (poll(&pfd, 1, TICK_MS) > 0)
-                metrics_serve(s);
-        } else {
-            usleep(TICK_MS * 1000);
-        }
+        usleep(TICK_MS * 1000);
     }
+    eng__metrics_stop(s->metrics); /* before the jobs below leave the list without mu */
+    s->metrics = NULL;
     pthread_mutex_lock(&s->mu);
     s->quit = 1;
     pthread_mutex_unlock(&s->mu);
@@ -915,8 +873,6 @@ int eng_worker(eng_store *st, const eng_options *opts, eng_result *out, char *er
     out->throttle_events = atomic_load(&s->counters.throttle_events);
     eng__pool_destroy(s->pool);
     eng__queue_cleanup(&s->done_q);
-    if (s->metrics_fd >= 0)
-        close(s->metrics_fd);
     pthread_mutex_destroy(&s->mu);
     free(s);
     for (size_t i = 1; i < n_eps; i++) {

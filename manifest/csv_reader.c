@@ -96,6 +96,8 @@ struct mf__csv {
     char *row;
     size_t row_len;
     char *keybuf;
+    char last_bucket[64];     /* the last bucket name found valid ("" none): rows of one
+                                 bucket are checked once */
 
     /* output */
     uint64_t seq;
@@ -484,6 +486,20 @@ static void take_row(mf__csv *r, uint64_t line)
         fail(r, MF_E_INVALID_CONTENT, line, "field Key: empty");
         return;
     }
+    s3_slice bucket = role_slice(r, ROLE_BUCKET);
+    if (bucket.len >= sizeof r->last_bucket || memcmp(r->last_bucket, bucket.ptr, bucket.len) ||
+        r->last_bucket[bucket.len]) {
+        const char *why = s3_bucket_name_problem(bucket);
+        if (why) {
+            char ex[32] = "";
+            excerpt(bucket.ptr, bucket.len, ex, sizeof ex);
+            fail(r, MF_E_INVALID_CONTENT, line, "field Bucket: \"%s\" is not a bucket name: %s",
+                 ex, why);
+            return;
+        }
+        memcpy(r->last_bucket, bucket.ptr, bucket.len);
+        r->last_bucket[bucket.len] = '\0';
+    }
 
     s3_slice raw = role_slice(r, ROLE_KEY);
     memcpy(r->keybuf, raw.ptr, raw.len);
@@ -512,7 +528,7 @@ static void take_row(mf__csv *r, uint64_t line)
         return;
     e->seq = r->seq++;
     e->line = line;
-    e->bucket = role_slice(r, ROLE_BUCKET);
+    e->bucket = bucket;
     e->key_raw = raw;
     e->key.ptr = r->keybuf;
     e->key.len = (size_t)klen;

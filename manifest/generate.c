@@ -108,10 +108,16 @@ static int open_data(gen *g)
 {
     char name[64], m[4600];
     file_name(name);
-    snprintf(g->data_rel, sizeof g->data_rel, "%s/data/%s", g->o->base_key, name);
-    snprintf(g->data_path, sizeof g->data_path, "%s/%s", g->o->out_dir, g->data_rel);
     char dir[4600];
-    snprintf(dir, sizeof dir, "%s/%s/data", g->o->out_dir, g->o->base_key);
+    if ((size_t)snprintf(g->data_rel, sizeof g->data_rel, "%s/data/%s", g->o->base_key, name) >=
+            sizeof g->data_rel ||
+        s3_key_local_path(g->data_path, sizeof g->data_path, g->o->out_dir, g->data_rel) ||
+        s3_key_local_path(dir, sizeof dir, g->o->out_dir, g->data_rel)) {
+        snprintf(m, sizeof m, "%s/%s: path too long", g->o->out_dir, g->data_rel);
+        gen_fail(g, -MF_E_IO, m);
+        return -1;
+    }
+    *strrchr(dir, '/') = '\0'; /* the data folder */
     if (mkdir_p(dir) != 0) {
         snprintf(m, sizeof m, "%s: cannot create: %s", dir, strerror(errno));
         gen_fail(g, -MF_E_IO, m);
@@ -388,7 +394,12 @@ int mf_generate(const mf_gen_opts *o, mf_gen_result *out, char *err, size_t err_
     g.files = json_array();
     s3_buf_init(&g.line, 16384);
     char dir[4400];
-    snprintf(dir, sizeof dir, "%s/%s", o->out_dir, o->base_key);
+    if (s3_key_local_path(dir, sizeof dir, o->out_dir, o->base_key) != 0) {
+        snprintf(err, err_len, "%s/%s: path too long", o->out_dir, o->base_key);
+        json_decref(g.files);
+        s3_buf_cleanup(&g.line);
+        return -MF_E_IO;
+    }
     if (mkdir_p(dir) != 0) {
         snprintf(err, err_len, "%s: cannot create: %s", dir, strerror(errno));
         json_decref(g.files);

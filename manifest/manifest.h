@@ -171,7 +171,10 @@ int mf_next(mf_reader *r, mf_entry *out, char *err, size_t err_len);
 
 void mf_close(mf_reader *r); /* NULL is a no-op */
 
-/* "arn:aws:s3:::bucket/key/with/slashes" -> bucket, key. A bucket ARN has no key (key ""). */
+/* "arn:aws:s3:::bucket/key/with/slashes" -> bucket, key. A bucket ARN has no key (key "").
+   The bucket must be a name S3 accepts (s3_bucket_name_problem); a refusal's message can
+   end with MF_ARN_BUCKET_RULE. */
+#define MF_ARN_BUCKET_RULE "a bucket name S3 accepts: 3-63 characters of a-z 0-9 . -"
 int mf_parse_s3_arn(const char *arn, char *bucket, size_t bucket_cap, char *key, size_t key_cap);
 
 /*
@@ -236,7 +239,7 @@ typedef struct mf_gen_result {
     uint64_t n_selected;         /* rows written */
     size_t n_files;              /* data files */
     uint64_t n_heads;            /* HeadObject calls for ObjectReplicationStatuses */
-    char manifest_json[4200];    /* out_dir/base_key/manifest.json */
+    char manifest_json[4200];    /* s3_key_local_path(out_dir, base_key)/manifest.json */
     char manifest_md5[33];       /* MD5 hex of manifest.json (= its ETag after a PUT) */
 } mf_gen_result;
 
@@ -251,7 +254,8 @@ typedef struct mf_gen_result {
  *                                 "IsDeleteMarker","Size","LastModifiedDate","ETag",
  *                                 "StorageClass" (every field quoted; keys %-encoded, '/'
  *                                 kept, so '+' is %2B and space %20), in listing order
- * files[].key is the key relative to out_dir, so the folder can be uploaded as is.
+ * files[].key is the key relative to out_dir; on disk each file is at
+ * s3_key_local_path(out_dir, key) ("." and ".." segments of base_key escaped).
  * Returns 0 or -MF_E_*; err names the bucket/key or the file.
  */
 int mf_generate(const mf_gen_opts *opts, mf_gen_result *out, char *err, size_t err_len);

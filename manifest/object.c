@@ -8,7 +8,8 @@
  *   arn:<partition>:s3:::<bucket>         a bucket ARN: key ""
  * where <partition> is "aws" or "aws-" followed by lower-case letters, digits and '-'
  * ("aws-cn", "aws-us-gov", "aws-iso-b", ...). Region and account must be empty, as they are
- * for every S3 bucket/object ARN; access-point and Outposts ARNs are rejected.
+ * for every S3 bucket/object ARN; access-point and Outposts ARNs are rejected. The bucket
+ * must be a name S3 accepts (s3_bucket_name_problem): "arn:aws:s3:::.." names no bucket.
  *
  * The download goes to a temporary file next to local_path and is renamed into place only
  * when the GET succeeded and the ETag matched, so local_path never holds a partial or wrong
@@ -55,7 +56,8 @@ int mf_parse_s3_arn(const char *arn, char *bucket, size_t bucket_cap, char *key,
     size_t blen = slash ? (size_t)(slash - res) : strlen(res);
     const char *k = slash ? slash + 1 : "";
     size_t klen = strlen(k);
-    if (blen == 0 || blen >= bucket_cap || klen >= key_cap)
+    if (blen == 0 || blen >= bucket_cap || klen >= key_cap ||
+        s3_bucket_name_problem((s3_slice){res, blen}))
         return -MF_E_INVALID_SPEC;
     memcpy(bucket, res, blen);
     bucket[blen] = '\0';

@@ -224,7 +224,8 @@ static int load_inventory(mf_reader *r)
         if (!dest || mf_parse_s3_arn(dest, r->data_bucket, sizeof r->data_bucket, key,
                                      sizeof key) != 0 || key[0]) {
             set_err(r, -MF_E_INVALID_CONTENT,
-                    "%s: destinationBucket: must be a bucket ARN (arn:aws:s3:::bucket), got %s",
+                    "%s: destinationBucket: must be a bucket ARN (arn:aws:s3:::bucket), with "
+                    MF_ARN_BUCKET_RULE ", got %s",
                     r->display, dest ? dest : "nothing");
             return -1;
         }
@@ -312,7 +313,9 @@ static int load_report(mf_reader *r)
     return 0;
 }
 
-/* A local data file: key under the manifest's folder or one of its parents. */
+/* A local data file: key under the manifest's folder or one of its parents, at
+   s3_key_local_path (a key's "." and ".." segments are escaped there, as where the
+   generator and the report writer put such keys; a key never climbs out of the folders). */
 static int find_local(mf_reader *r, const char *key, char *out, size_t cap)
 {
     char dir[4096];
@@ -323,8 +326,7 @@ static int find_local(mf_reader *r, const char *key, char *out, size_t cap)
             *slash = '\0';
         else
             snprintf(dir, sizeof dir, ".");
-        snprintf(out, cap, "%s/%s", dir[0] ? dir : "", key);
-        if (access(out, R_OK) == 0)
+        if (s3_key_local_path(out, cap, dir[0] ? dir : "", key) == 0 && access(out, R_OK) == 0)
             return 0;
         if (!slash || !dir[0])
             return -1;

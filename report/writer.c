@@ -8,7 +8,9 @@
  *   [<prefix>/]job-<id>/manifest.json, manifest.json.md5
  * AWS's results names are 40 lowercase hex digits of undocumented origin; ours are the SHA-1
  * of a fixed text so that a resumed run reopens the same files. A trailing '/' on the prefix
- * is not doubled ("reports/" and "reports" give the same keys) [Inferred].
+ * is not doubled ("reports/" and "reports" give the same keys) [Inferred]. Keys keep the
+ * prefix exactly (".." included); on disk a "." or ".." segment is written "%2E" / "%2E%2E"
+ * (s3_key_local_path), so a prefix like "../other" stays under root_dir.
  *
  * Rows are formatted into a 256 KiB buffer per file and written with one write(2) when it is
  * full: about 2,500 rows per system call. rpt_writer_sync writes what is buffered and
@@ -209,7 +211,9 @@ rpt_writer *rpt_writer_open(const rpt_opts *opts, char *err, size_t err_len)
                              opts->job_id);
     else
         too_long |= fmt_fits(w->job_key, sizeof w->job_key, "job-%s", opts->job_id);
-    too_long |= fmt_fits(w->job_dir, sizeof w->job_dir, "%s/%s", opts->root_dir, w->job_key);
+    /* the prefix is a user's text: "." and ".." segments stay in the key and are escaped in
+       the local path, which never leaves root_dir (s3_key_local_path) */
+    too_long |= s3_key_local_path(w->job_dir, sizeof w->job_dir, opts->root_dir, w->job_key) != 0;
     char results_dir[4096];
     too_long |= fmt_fits(results_dir, sizeof results_dir, "%s/results", w->job_dir);
     for (int i = 0; i < 2 && !too_long; i++) {
@@ -221,8 +225,8 @@ rpt_writer *rpt_writer_open(const rpt_opts *opts, char *err, size_t err_len)
         }
         too_long |= fmt_fits(w->f[i].key, sizeof w->f[i].key, "%s/results/%s.csv",
                              w->job_key, name);
-        too_long |= fmt_fits(w->f[i].path, sizeof w->f[i].path, "%s/%s", opts->root_dir,
-                             w->f[i].key);
+        too_long |= s3_key_local_path(w->f[i].path, sizeof w->f[i].path, opts->root_dir,
+                                      w->f[i].key) != 0;
     }
     if (too_long) {
         set_err(err, err_len, "report: bucket, prefix, job id or root directory too long");

@@ -450,6 +450,9 @@ int s3_call_prepare(s3_call *c, const s3_endpoint *ep, s3_signer *signer,
     int is_put = strcmp(m, "PUT") == 0, is_post = strcmp(m, "POST") == 0;
     if ((is_get || is_head) && req->body_len)
         return S3_E_ARG;
+    /* a name outside S3's rules ("..", "a/b") would put the request on another bucket */
+    if (req->bucket && s3_bucket_name_problem(s3_slice_cstr(req->bucket)))
+        return S3_E_ARG;
 
     /* curl_easy_reset clears CURLOPT_PRIVATE too; the owner may have set it once at init
        (the engine's slot pointer), so it survives the reset. Unset, it becomes c. */
@@ -538,6 +541,9 @@ int s3_call_prepare(s3_call *c, const s3_endpoint *ep, s3_signer *signer,
     SETOPT(CURLOPT_HTTPHEADER, c->hdrs);
     SETOPT(CURLOPT_PRIVATE, priv ? (void *)priv : (void *)c);
     SETOPT(CURLOPT_NOSIGNAL, 1L);
+    /* keys are sent as they are: without this curl collapses "x/../a" to "a", another key
+       (or, for "../b/k", another bucket) than the one that was signed and meant */
+    SETOPT(CURLOPT_PATH_AS_IS, 1L);
     SETOPT(CURLOPT_TCP_NODELAY, 1L);
     SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
     SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1); /* S3 speaks HTTP/1.1 only */

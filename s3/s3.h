@@ -123,6 +123,16 @@ long s3_uri_decode_inplace(char *s, size_t len, int plus_is_space, size_t *bad_a
    "?versionId=" + the encoded version id when version_id is neither NULL nor "". */
 int s3_copy_source(s3_buf *out, const char *bucket, const char *key, const char *version_id);
 
+/* ---- names ----------------------------------------------------------------------------- */
+
+/* NULL when S3 accepts name as a bucket name (names.c gives the rules), else a sentence that
+   says which rule it breaks. */
+const char *s3_bucket_name_problem(s3_slice name);
+/* out = root + "/" + key, with each "." or ".." segment of key written as "%2E" / "%2E%2E"
+   so that the path stays under root whatever the key; every other byte is kept. 0, or -1
+   when it does not fit in cap. */
+int s3_key_local_path(char *out, size_t cap, const char *root, const char *key);
+
 /* ---- signer -------------------------------------------------------------------------- */
 
 typedef struct s3_signer {

@@ -11,7 +11,7 @@ set -euo pipefail
 PACKAGES=(
     build-essential pkg-config
     libcurl4-openssl-dev libcsv-dev libexpat1-dev libjansson-dev libssl-dev
-    zlib1g-dev libzstd-dev libsqlite3-dev
+    zlib1g-dev libzstd-dev libsqlite3-dev libmicrohttpd-dev
     python3 curl zstd gzip time
     radosgw ceph-mon ceph-osd
 )

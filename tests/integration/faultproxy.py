@@ -39,6 +39,9 @@ Fault kinds:
                   operation happened, the client does not know (tests idempotence)
     internal_after  forwarded; the client gets the 500 InternalError instead of the answer
     delay         forwarded after sleeping rule.delay_s seconds
+    hold          forwarded only once the test calls proxy.release() (or the proxy stops):
+                  work stays in flight for exactly as long as a test needs, however fast
+                  the machine; proxy.held() counts the requests waiting
 
 Log. Every request is recorded (proxy.log, a list of dicts): seq, conn, t_start (request head
 read, time.monotonic()), t_end (answer sent or connection reset), method, target (path+query
@@ -60,7 +63,7 @@ import urllib.parse
 import uuid
 
 FAULT_KINDS = ("slowdown", "internal", "reset", "copy200", "reset_after", "internal_after",
-               "delay")
+               "delay", "hold")
 COPY_OPS = ("CopyObject", "UploadPartCopy")
 
 SLOWDOWN_XML = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
@@ -88,13 +91,14 @@ class Rule:
     every     fault every N-th matching request (default 1: all of them)
     at        fault exactly these 1-based match counts (instead of every)
     times     at most this many faults from this rule (None = no limit)
+    after     never fault the first `after` matching requests
     unique    count only the first time a method+path+query is seen
     delay_s   for fault="delay"
     """
 
     def __init__(self, fault: str, op=None, method=None, path_re: str | None = None,
                  every: int = 1, at=None, times: int | None = None, unique: bool = False,
-                 delay_s: float = 0.0):
+                 delay_s: float = 0.0, after: int = 0):
         if fault not in FAULT_KINDS:
             raise ValueError(f"Rule: unknown fault {fault!r}; one of {FAULT_KINDS}")
         self.fault = fault
@@ -108,6 +112,7 @@ class Rule:
         self.times = times
         self.unique = unique
         self.delay_s = delay_s
+        self.after = after
         if fault == "copy200" and (not self.ops or not self.ops <= set(COPY_OPS)):
             raise ValueError("Rule: copy200 needs op='CopyObject' and/or 'UploadPartCopy'")
         self.matched = 0   # requests counted
@@ -126,6 +131,8 @@ class Rule:
         """Counts one matching request; True when this count is to be faulted."""
         self.matched += 1
         if self.times is not None and self.injected >= self.times:
+            return False
+        if self.matched <= self.after:
             return False
         hit = self.matched in self.at if self.at is not None else self.matched % self.every == 0
         if hit:
@@ -347,6 +354,8 @@ class FaultProxy:
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._released = threading.Event()  # set: "hold" requests go on
+        self._n_held = 0                     # under _lock
         self.port: int | None = None
         self.url: str | None = None
 
@@ -369,6 +378,7 @@ class FaultProxy:
 
     def stop(self) -> None:
         self._stopping = True
+        self._released.set()
         if self._listener is not None:
             try:
                 # Wake accept(): shutdown works on Linux for a listening socket.
@@ -393,6 +403,15 @@ class FaultProxy:
         rules = [_rule(r) for r in (plan or [])]
         with self._lock:
             self._rules = rules
+
+    def release(self) -> None:
+        """Lets every held request (and any later one a hold rule selects) go upstream."""
+        self._released.set()
+
+    def held(self) -> int:
+        """How many requests a hold rule is holding now."""
+        with self._lock:
+            return self._n_held
 
     @property
     def rules(self) -> list[Rule]:
@@ -589,6 +608,12 @@ class FaultProxy:
             return False
         if fault == "delay":
             time.sleep(rule.delay_s)
+        if fault == "hold":
+            with self._lock:
+                self._n_held += 1
+            self._released.wait(IDLE_TIMEOUT_S)
+            with self._lock:
+                self._n_held -= 1
 
         # Forward upstream, then relay (or, for *_after faults, drop) the answer.
         up = None

@@ -574,8 +574,9 @@ def read_report(s3, bucket: str, prefix: str | None, job_id: str) -> dict:
         files[entry["Key"]] = body
         rows.setdefault(entry.get("TaskExecutionStatus", "?"), []).extend(parse_csv(body))
     keys = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
-        keys += [o["Key"] for o in page.get("Contents", [])]
+    # the whole bucket, filtered here: signed moto refuses a Prefix with dot segments
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].startswith(base)]
     return {"manifest": manifest, "manifest_raw": raw, "manifest_md5": md5,
             "results": results, "files": files, "rows": rows, "keys": sorted(keys)}
 

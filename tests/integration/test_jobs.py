@@ -10,12 +10,18 @@ priorities, live progress and metrics, driven through the real binary on moto.
     JobStatusException; cancel of a running job -> Cancelling, then Cancelled with a partial
     report whose rows each appear once;
   * two jobs in one worker: the higher priority one, created second, finishes first;
-    update-job-priority on a running worker flips the order;
+    update-job-priority on a running worker flips the order, even over the lowered job's
+    units already queued in the pool (a proxy holds the lowered job's copies, so the case
+    does not depend on the machine's speed);
+  * health probes on --metrics-addr (connect+close, reset, half a request, idle
+    connections) neither kill nor stall the worker;
   * describe-job from another process shows live progress; --metrics-addr serves Prometheus
     text with per-job progress.
 """
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -24,6 +30,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+from faultproxy import FaultProxy, Rule  # noqa: E402
 
 RULES = {"Role": "arn:aws:iam::123456789012:role/r", "Rules": [
     {"ID": "all", "Priority": 1, "Status": "Enabled", "Filter": {"Prefix": ""},
@@ -67,9 +74,9 @@ class Env:
     def describe(self, job_id):
         return self.json("describe-job", "--job-id", job_id)["Job"]
 
-    def worker(self, *extra):
+    def worker(self, *extra, env=None):
         return subprocess.Popen([h.batchrep_bin(), "worker", "--state-dir", self.state,
-                                 "--no-progress", *extra], env=self.env,
+                                 "--no-progress", *extra], env=env or self.env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -81,6 +88,30 @@ def wait_status(e, job_id, statuses, timeout_s=120):
             return d
         time.sleep(0.2)
     return e.describe(job_id)
+
+
+def probe_metrics(port):
+    """What health checks and scanners do to a metrics port: connect and close at once (a
+    Kubernetes tcpSocket probe, `nc -z`), connect and reset (SO_LINGER 0), send half a
+    request and close, and hold an idle connection open during a scrape."""
+    socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    rst = socket.create_connection(("127.0.0.1", port), timeout=5)
+    rst.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    rst.close()
+    half = socket.create_connection(("127.0.0.1", port), timeout=5)
+    half.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+    half.close()
+    # a client that asks and leaves before the answer: the server writes to a closed socket
+    for _ in range(20):
+        gone = socket.create_connection(("127.0.0.1", port), timeout=5)
+        gone.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        gone.close()
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(8)]
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+    for c in idle:
+        c.close()
+    return body
 
 
 def main():
@@ -146,36 +177,72 @@ def main():
              f"({db['TerminationDate']} < {da['TerminationDate']})")
 
         # ---- update-job-priority while running flips the order; live progress; metrics ----
-        jc = e.create(e.job(s3, "prioC", 250, priority=5))
+        # Deterministic on any machine: a proxy lets prioC's first 20 copies through and then
+        # holds its copies until the test releases them, so C is Active with work in flight
+        # (and most of its manifest unread: at most 20 done + 4 in flight + 2 x 64 queued)
+        # when D's priority is raised. C has 600 keys so that what is left of it after D's
+        # feed is far more than what D has queued (so C cannot end in the same tick).
+        jc = e.create(e.job(s3, "prioC", 600, priority=5))
         jd = e.create(e.job(s3, "prioD", 250, priority=1))
         port = h.free_port()
-        w = e.worker("--until-idle", "--concurrency", "4", "--metrics-addr", f"127.0.0.1:{port}")
-        try:
-            dc = wait_status(e, jc, ("Active",))
-            time.sleep(0.5)
-            r = e.json("update-job-priority", "--job-id", jd, "--priority", "50")
-            t.eq(r, {"JobId": jd, "Priority": 50}, "update-job-priority answers JobId, Priority")
-            live = e.describe(jc)["ProgressSummary"]
-            t.ok(0 < live["NumberOfTasksSucceeded"] < 250,
-                 f"describe-job from another process shows live progress "
-                 f"({live['NumberOfTasksSucceeded']}/250)")
-            dd = wait_status(e, jd, ("Active",), 30)
-            t.eq(dd["Status"], "Active", "the raised job becomes Active")
-            st = wait_status(e, jc, ("Paused", "Pausing", "Complete"), 30)["Status"]
-            t.ok(st in ("Paused", "Pausing"), f"the lowered job is paused ({st})")
-            metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-            t.ok("batchrep_tasks_total{outcome=\"succeeded\"}" in metrics and
-                 "batchrep_bytes_replicated_total " in metrics and
-                 f'batchrep_job_tasks_total{{job_id="{jd}"}} 250' in metrics,
-                 "the metrics endpoint serves totals and per-job progress")
-            w.wait(timeout=300)
-        finally:
-            if w.poll() is None:
-                w.kill()
+        hold = Rule("hold", op="CopyObject", path_re=r"^/dst/prioC/", after=20)
+        with FaultProxy(moto.url, [hold]) as proxy:
+            w = e.worker("--until-idle", "--concurrency", "4", "--metrics-addr",
+                         f"127.0.0.1:{port}", env=h.batchrep_env(proxy.url))
+            try:
+                end_t = time.time() + 120
+                while time.time() < end_t and (
+                        proxy.held() < 1 or
+                        e.describe(jc)["ProgressSummary"]["NumberOfTasksSucceeded"] < 20):
+                    time.sleep(0.2)
+                live = e.describe(jc)
+                t.eq((live["Status"], live["ProgressSummary"]["NumberOfTasksSucceeded"]),
+                     ("Active", 20), "describe-job from another process shows live progress "
+                     "(20 of 600 copies let through, the rest held)")
+                # item 2 of the hardening issue: a probe that connects and closes, one that
+                # resets, and one that stays idle must not kill or stall the worker
+                probe_metrics(port)
+                r = e.json("update-job-priority", "--job-id", jd, "--priority", "50")
+                t.eq(r, {"JobId": jd, "Priority": 50}, "update-job-priority answers JobId, Priority")
+                dd = wait_status(e, jd, ("Active",), 30)
+                t.eq(dd["Status"], "Active", "the raised job becomes Active")
+                st = wait_status(e, jc, ("Paused", "Pausing"), 30)["Status"]
+                t.ok(st in ("Paused", "Pausing"), f"the lowered job is paused ({st})")
+                t.ok(w.poll() is None, "health probes (connect+close, reset, idle) left the "
+                     "worker running")
+                metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                                 timeout=10).read().decode()
+                t.ok("batchrep_tasks_total{outcome=\"succeeded\"}" in metrics and
+                     "batchrep_bytes_replicated_total " in metrics and
+                     f'batchrep_job_tasks_total{{job_id="{jd}"}} 250' in metrics and
+                     f'batchrep_job_tasks{{job_id="{jc}",status="Pausing",outcome="succeeded"}} 20'
+                     in metrics,
+                     "the metrics endpoint serves totals and per-job progress and status")
+                n_before = len(proxy.log)
+                proxy.release()
+                w.wait(timeout=300)
+            finally:
+                if w.poll() is None:
+                    w.kill()
+            after = [x["target"] for x in proxy.log[n_before:] if x["op"] == "CopyObject"]
+        # C's units queued in the pool when D was raised: up to 2 x 64. Taken first in,
+        # first out they all ran before D's; taken by priority, a C unit runs only when a
+        # pool thread finds no D unit waiting (the feeder adds one per unit taken). So look
+        # at the first 64 copies sent after the release (the held ones are sent first).
+        first = after[4:68]
+        c_first = sum(1 for x in first if x.startswith("/dst/prioC/"))
+        t.ok(len(first) == 64 and c_first < 32,
+             f"the pool takes the raised job's units before the lowered "
+             f"job's queued ones ({c_first} of the first 64 copies after the release were C's)")
+        t.eq(w.returncode, 0, "the worker exits 0 when idle")
         dc, dd = e.describe(jc), e.describe(jd)
         t.eq((dc["Status"], dd["Status"]), ("Complete", "Complete"), "both Complete")
+        t.eq((dc["ProgressSummary"]["NumberOfTasksSucceeded"],
+              dd["ProgressSummary"]["NumberOfTasksSucceeded"]), (600, 250),
+             "every task of both succeeded")
         t.ok(dd["TerminationDate"] < dc["TerminationDate"],
-             "after update-job-priority the raised job finished first")
+             f"after update-job-priority the raised job finished first "
+             f"({dd['TerminationDate']} < {dc['TerminationDate']})")
 
         # ---- cancel a running job: Cancelling -> Cancelled, partial report ----
         je = e.create(e.job(s3, "cancel", 400, priority=5))

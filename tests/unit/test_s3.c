@@ -995,6 +995,32 @@ static void test_http(void)
            "empty PUT request line and Content-Length: 0 as sent");
     s3_response_cleanup(&resp);
 
+    /* dot segments are sent as they are (CURLOPT_PATH_AS_IS): curl would otherwise send
+       "x/../a/key" as "/bkt/a/key" (another key) and "../../v/o" as "/v/o" (another bucket) */
+    static const struct {
+        const char *key, *line;
+    } dots[] = {{"x/../a/key", "DELETE /bkt/x/../a/key HTTP/1.1\r\n"},
+                {"../../v/o", "DELETE /bkt/../../v/o HTTP/1.1\r\n"},
+                {"./k/.", "DELETE /bkt/./k/. HTTP/1.1\r\n"},
+                {"a//b", "DELETE /bkt/a//b HTTP/1.1\r\n"}};
+    for (size_t i = 0; i < sizeof dots / sizeof dots[0]; i++) {
+        server d = {.n_responses = 1};
+        d.responses[0] = "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n";
+        server_start(&d);
+        local_endpoint(&ep, d.port);
+        s3_request dr = {.method = "DELETE", .bucket = "bkt", .key = dots[i].key};
+        rc = s3_perform(&ep, &dr, &resp, &oc);
+        server_stop(&d);
+        tap_ok(rc == 0 && strncmp(d.req[0], dots[i].line, strlen(dots[i].line)) == 0,
+               "key \"%s\" sent as it is: %.*s", dots[i].key, (int)strlen(dots[i].line) - 2,
+               d.req[0]);
+        s3_response_cleanup(&resp);
+    }
+    s3_request bad = {.method = "GET", .bucket = "..", .key = "k"};
+    tap_ok(s3_perform(&ep, &bad, &resp, &oc) == S3_E_ARG,
+           "a bucket name S3 refuses (\"..\") is never sent");
+    s3_response_cleanup(&resp);
+
     /* HEAD on a delete marker (moto/AWS: 405 with headers, no body) */
     server h = {.n_responses = 1};
     h.responses[0] = "HTTP/1.1 405 METHOD NOT ALLOWED\r\nx-amz-delete-marker: true\r\n"
@@ -1157,6 +1183,59 @@ static void test_http(void)
     s3_call_cleanup(&call);
 }
 
+/* Bucket naming rules (s3/names.c; S3 User Guide "Bucket naming rules"). */
+static void test_bucket_names(void)
+{
+    static const struct {
+        const char *name;
+        int ok;
+    } cases[] = {
+        {"abc", 1}, {"my-bucket.example", 1}, {"0ab", 1}, {"a.b-c.1", 1},
+        {"a23456789012345678901234567890123456789012345678901234567890123", 1},
+        {"a234567890123456789012345678901234567890123456789012345678901234", 0}, /* 64 */
+        {"", 0}, {"ab", 0}, {"..", 0}, {"...", 0}, {"a..b", 0}, {".ab", 0}, {"ab.", 0},
+        {"-ab", 0}, {"ab-", 0}, {"a/b", 0}, {"a%2Fb", 0}, {"UPPER", 0}, {"a_b", 0},
+        {"a b", 0}, {"192.168.5.4", 0}, {"1.2.3.4", 0}, {"1.2.3", 1}, {"1.2.3.4.5", 1},
+        {"1234.2.3.4", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *why = s3_bucket_name_problem(s3_slice_cstr(cases[i].name));
+        tap_ok((why == NULL) == cases[i].ok, "bucket name \"%s\" %s (%s)", cases[i].name,
+               cases[i].ok ? "accepted" : "refused", why ? why : "valid");
+    }
+}
+
+/* Local paths of S3 keys never leave their root: "." and ".." segments are escaped. */
+static void test_key_local_path(void)
+{
+    static const struct {
+        const char *key, *want;
+    } cases[] = {
+        {"a/b.csv", "/r/a/b.csv"},
+        {"../x", "/r/%2E%2E/x"},
+        {"a/../../x", "/r/a/%2E%2E/%2E%2E/x"},
+        {"./a/.", "/r/%2E/a/%2E"},
+        {"..", "/r/%2E%2E"},
+        {"a//b", "/r/a//b"},
+        {"...", "/r/..."},
+        {".a/..b/a..", "/r/.a/..b/a.."},
+        {"%2E%2E/y", "/r/%2E%2E/y"},
+        {"", "/r/"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[64];
+        int rc = s3_key_local_path(out, sizeof out, "/r", cases[i].key);
+        tap_ok(rc == 0 && strcmp(out, cases[i].want) == 0, "local path of \"%s\" is %s (got %s)",
+               cases[i].key, cases[i].want, rc == 0 ? out : "an error");
+    }
+    char small[8];
+    tap_ok(s3_key_local_path(small, sizeof small, "/r", "../abc") != 0,
+           "a local path that does not fit is an error, not a cut path");
+    tap_ok(s3_key_local_path(small, sizeof small, "/r", "abcd") == 0 &&
+               strcmp(small, "/r/abcd") == 0,
+           "a path that just fits (7 bytes and the NUL in 8) is written whole");
+}
+
 int main(void)
 {
     test_buf();
@@ -1172,5 +1251,7 @@ int main(void)
     test_sigv4();
     test_prepare();
     test_http();
+    test_bucket_names();
+    test_key_local_path();
     return tap_done();
 }
