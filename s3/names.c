@@ -3,10 +3,12 @@
  *
  * Bucket names follow S3's rules for general purpose buckets (User Guide, "Bucket naming
  * rules"): 3 to 63 characters; lower-case letters, digits, '.' and '-'; beginning and ending
- * with a letter or a digit; no two adjacent periods; not formatted as an IPv4 address. A
- * name outside them can never name a real bucket, and some of them ("..", "a/b", "") would
- * make a request path reach another bucket or the service, so every bucket that reaches a
- * request is checked here first.
+ * with a letter or a digit; no two adjacent periods; not formatted as an IPv4 address. The
+ * older us-east-1 rules also allowed upper-case letters and '_' and up to 255 characters,
+ * and such buckets still answer (AWS's own CreateJob example names "my_manifests"), so
+ * those are accepted too. What is refused can never name a bucket, and some of it (".",
+ * "..", "a/b", "a?b", "") would make a request path reach another bucket or the service, so
+ * every bucket that reaches a request is checked here first.
  *
  * Keys are never changed: S3 keys may contain "." and ".." segments and "//", and a request
  * carries them as they are (s3_call_prepare sets CURLOPT_PATH_AS_IS). A local copy of an
@@ -19,9 +21,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static int is_lower_alnum(char c)
+static int is_alnum(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
 /* "192.168.5.4": four groups of 1-3 digits separated by periods. */
@@ -49,16 +51,17 @@ const char *s3_bucket_name_problem(s3_slice name)
 {
     if (name.len < 3)
         return "a bucket name has at least 3 characters";
-    if (name.len > 63)
-        return "a bucket name has at most 63 characters";
+    if (name.len > 255)
+        return "a bucket name has at most 63 characters (255 for older us-east-1 buckets)";
     for (size_t i = 0; i < name.len; i++) {
         char c = name.ptr[i];
-        if (!is_lower_alnum(c) && c != '.' && c != '-')
-            return "a bucket name has only lower-case letters, digits, '.' and '-'";
+        if (!is_alnum(c) && c != '.' && c != '-' && c != '_')
+            return "a bucket name has only letters, digits, '.', '-' (and '_' in older "
+                   "us-east-1 buckets)";
         if (c == '.' && i > 0 && name.ptr[i - 1] == '.')
             return "a bucket name has no two adjacent periods";
     }
-    if (!is_lower_alnum(name.ptr[0]) || !is_lower_alnum(name.ptr[name.len - 1]))
+    if (!is_alnum(name.ptr[0]) || !is_alnum(name.ptr[name.len - 1]))
         return "a bucket name begins and ends with a letter or a digit";
     if (looks_like_ipv4(name))
         return "a bucket name is not formatted as an IP address";

@@ -125,8 +125,8 @@ int s3_copy_source(s3_buf *out, const char *bucket, const char *key, const char 
 
 /* ---- names ----------------------------------------------------------------------------- */
 
-/* NULL when S3 accepts name as a bucket name (names.c gives the rules), else a sentence that
-   says which rule it breaks. */
+/* NULL when S3 accepts name as a bucket name (names.c gives the rules: today's, and the older
+   us-east-1 ones with upper case and '_'), else a sentence that says which rule it breaks. */
 const char *s3_bucket_name_problem(s3_slice name);
 /* out = root + "/" + key, with each "." or ".." segment of key written as "%2E" / "%2E%2E"
    so that the path stays under root whatever the key; every other byte is kept. 0, or -1

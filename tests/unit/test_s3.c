@@ -1192,17 +1192,26 @@ static void test_bucket_names(void)
     } cases[] = {
         {"abc", 1}, {"my-bucket.example", 1}, {"0ab", 1}, {"a.b-c.1", 1},
         {"a23456789012345678901234567890123456789012345678901234567890123", 1},
-        {"a234567890123456789012345678901234567890123456789012345678901234", 0}, /* 64 */
-        {"", 0}, {"ab", 0}, {"..", 0}, {"...", 0}, {"a..b", 0}, {".ab", 0}, {"ab.", 0},
-        {"-ab", 0}, {"ab-", 0}, {"a/b", 0}, {"a%2Fb", 0}, {"UPPER", 0}, {"a_b", 0},
-        {"a b", 0}, {"192.168.5.4", 0}, {"1.2.3.4", 0}, {"1.2.3", 1}, {"1.2.3.4.5", 1},
-        {"1234.2.3.4", 1},
+        /* older us-east-1 names: upper case, '_', up to 255 (AWS's "my_manifests") */
+        {"my_manifests", 1}, {"UPPER", 1}, {"a234567890123456789012345678901234567890123456789012345678901234", 1},
+        {"", 0}, {"ab", 0}, {".", 0}, {"..", 0}, {"...", 0}, {"a..b", 0}, {".ab", 0},
+        {"ab.", 0}, {"-ab", 0}, {"ab-", 0}, {"_ab", 0}, {"a/b", 0}, {"a%2Fb", 0}, {"a?b", 0},
+        {"a#b", 0}, {"a b", 0}, {"a\\b", 0}, {"192.168.5.4", 0}, {"1.2.3.4", 0}, {"1.2.3", 1},
+        {"1.2.3.4.5", 1}, {"1234.2.3.4", 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *why = s3_bucket_name_problem(s3_slice_cstr(cases[i].name));
         tap_ok((why == NULL) == cases[i].ok, "bucket name \"%s\" %s (%s)", cases[i].name,
                cases[i].ok ? "accepted" : "refused", why ? why : "valid");
     }
+    char long_name[257];
+    memset(long_name, 'a', sizeof long_name - 1);
+    long_name[255] = '\0';
+    tap_ok(!s3_bucket_name_problem(s3_slice_cstr(long_name)), "a 255-character name accepted");
+    long_name[255] = 'a';
+    long_name[256] = '\0';
+    tap_ok(s3_bucket_name_problem(s3_slice_cstr(long_name)) != NULL,
+           "a 256-character name refused");
 }
 
 /* Local paths of S3 keys never leave their root: "." and ".." segments are escaped. */
