@@ -2,6 +2,7 @@
 #   make            build bin/batchrep and the test programs
 #   make test       install dependencies, build, run every test (unit + integration on moto)
 #   make check      build, then the symbol check (every global carries its module prefix)
+#                   and the include check (every include points down DESIGN.md's layers)
 #   make check-asan the whole test suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench      hot-path micro-benchmarks (one machine-readable line each)
 #   make bench-full also the end-to-end benchmarks: instant endpoint, scale, Ceph RGW + peers
@@ -22,9 +23,13 @@ LDLIBS  := -lcurl -lmicrohttpd -lcsv -lexpat -ljansson -lcrypto -lz -lzstd -lsql
 S3_SRC       := $(wildcard s3/*.c)
 MANIFEST_SRC := $(wildcard manifest/*.c)
 REPORT_SRC   := $(wildcard report/*.c)
+REPL_SRC     := $(wildcard replicate/*.c)
 ENGINE_SRC   := $(wildcard engine/*.c)
+JOBS_SRC     := $(wildcard jobs/*.c)
+RUN_SRC      := $(wildcard run/*.c)
 CLI_SRC      := $(wildcard cli/*.c)
-LIB_SRC      := $(S3_SRC) $(MANIFEST_SRC) $(REPORT_SRC) $(ENGINE_SRC)
+LIB_SRC      := $(S3_SRC) $(MANIFEST_SRC) $(REPORT_SRC) $(REPL_SRC) $(ENGINE_SRC) $(JOBS_SRC) \
+                $(RUN_SRC)
 LIB_OBJ      := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ      := $(CLI_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC     := $(wildcard tests/unit/test_*.c)
@@ -64,9 +69,11 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libbatchrep.a
 deps:
 	bash scripts/install-deps.sh
 
-# Every exported symbol carries its module prefix (STYLE.md "Names say what and whose").
+# Every exported symbol carries its module prefix (STYLE.md "Names say what and whose"), and
+# every include points down the layers (DESIGN.md "Layout").
 check: all
 	bash scripts/check-symbols.sh $(LIB_OBJ) $(CLI_OBJ)
+	bash scripts/check-includes.sh
 
 unit: all
 	bash tests/run-unit.sh $(BUILD)

@@ -16,7 +16,7 @@
  *                 StorageClass); the open (MD5 of the data file) is timed too
  *   planner_entries  the planner's per-key work on Inventory rows (3 versions per key, all
  *                 facts known): group rows into units, order each key's versions by
- *                 LastModified (eng__unit_builder_add / _take, which sorts), free the unit;
+ *                 LastModified (eng_unit_builder_add / _take, which sorts), free the unit;
  *                 also printed as ns per entry
  * Usage: bench_hotpath [ROWS] [RUNS]   (defaults 2000000 rows, 5 runs)
  */
@@ -31,7 +31,7 @@
 #include <jansson.h>
 #include <zlib.h>
 
-#include "engine/engine_int.h"
+#include "engine/engine.h"
 #include "manifest/manifest.h"
 #include "report/report.h"
 #include "s3/s3.h"
@@ -278,13 +278,13 @@ static void bench_planner(long rows, int runs)
 {
     enum { KEY_CAP = 128 };
     char key[KEY_CAP], vid[40], etag[40];
-    eng__rules rules;
+    repl_rules rules;
     memset(&rules, 0, sizeof rules);
     _Atomic int stop = 0;
     double rate[32];
     for (int r = 0; r < runs; r++) {
-        eng__unit_builder b;
-        eng__unit_builder_init(&b);
+        eng_unit_builder b;
+        eng_unit_builder_init(&b);
         long units = 0, n = 0;
         double t0 = now_s();
         for (long i = 0; i <= rows; i++) {
@@ -308,20 +308,20 @@ static void bench_planner(long rows, int runs)
                                      .storage_class = "STANDARD",
                                      .etag = {etag, (size_t)el}};
             }
-            if (eng__unit_builder_len(&b) > 0 &&
-                (i == rows || !eng__unit_builder_same_key(&b, &e))) {
-                eng__unit *u = eng__unit_builder_take(&b, &rules, &stop, NULL, NULL);
+            if (eng_unit_builder_len(&b) > 0 &&
+                (i == rows || !eng_unit_builder_same_key(&b, &e))) {
+                eng_unit *u = eng_unit_builder_take(&b, &rules, &stop, NULL, NULL);
                 if (!u)
                     break;
-                n += (long)eng__unit_n_tasks(u);
+                n += (long)eng_unit_n_tasks(u);
                 units++;
-                eng__unit_destroy(u);
+                eng_unit_destroy(u);
             }
-            if (i < rows && eng__unit_builder_add(&b, &e) != 0)
+            if (i < rows && eng_unit_builder_add(&b, &e) != 0)
                 break;
         }
         double dt = now_s() - t0;
-        eng__unit_builder_cleanup(&b);
+        eng_unit_builder_cleanup(&b);
         rate[r] = (double)n / dt;
         printf("bench=planner_entries run=%d entries=%ld units=%ld seconds=%.3f "
                "entries_per_s=%.0f ns_per_entry=%.1f\n",

@@ -8,7 +8,8 @@
 
 #include <getopt.h>
 
-#include "engine/engine.h"
+#include "jobs/jobs.h"
+#include "run/run.h"
 
 enum { CLI_EXIT_OK = 0, CLI_EXIT_ERROR = 1, CLI_EXIT_USAGE = 2, CLI_EXIT_FAILED = 3,
        CLI_EXIT_CANCELLED = 4 };
@@ -60,7 +61,7 @@ enum { CLI_OPT_RUN_BASE = 1000 };
 /* 1: c was one of the shared options (applied to o); 0: not one; -1: bad value.
    --destination-profile values are kept in a static table (at most CLI_MAX_DEST_PROFILES). */
 #define CLI_MAX_DEST_PROFILES 15
-int cli_run_option(int c, const char *arg, eng_options *o);
+int cli_run_option(int c, const char *arg, run_options *o);
 
 /* Prints JSON on stdout, AWS CLI style (4-space indent). */
 void cli_print_json(json_t *j);

@@ -81,7 +81,7 @@ typedef struct verb_def {
     const char *help;
     int positional;
     int need_job_id, need_priority, need_status;
-    int (*call)(eng_store *st, const args *a, json_t **out, char *err, size_t err_len);
+    int (*call)(jobs_store *st, const args *a, json_t **out, char *err, size_t err_len);
 } verb_def;
 
 static int need(const char *value, const char *name, const char *help)
@@ -105,46 +105,46 @@ static int run_verb(int argc, char **argv, const verb_def *v)
         (v->need_status && need(a.requested, "--requested-job-status", help)) ||
         (v->need_priority && cli_parse_int("--priority", a.priority, 0, 2147483647, &a.prio)))
         return CLI_EXIT_USAGE;
-    eng_store *st;
-    if (eng_store_open(a.state, &st, err, sizeof err) != 0) {
+    jobs_store *st;
+    if (jobs_store_open(a.state, &st, err, sizeof err) != 0) {
         fprintf(stderr, "batchrep: %s\n", err);
         return CLI_EXIT_ERROR;
     }
     json_t *out = NULL;
     int rc = v->call(st, &a, &out, err, sizeof err);
-    eng_store_close(st);
+    jobs_store_close(st);
     if (rc) {
         fprintf(stderr, "batchrep: %s\n", err);
-        return rc == -ENG_E_INVALID_JOB ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
+        return rc == -JOBS_E_INVALID_JOB ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
     }
     cli_print_json(out);
     json_decref(out);
     return CLI_EXIT_OK;
 }
 
-static int call_create(eng_store *st, const args *a, json_t **out, char *err, size_t n)
+static int call_create(jobs_store *st, const args *a, json_t **out, char *err, size_t n)
 {
-    return eng_create_job(st, a->positional, a->repl, out, err, n);
+    return jobs_create_job(st, a->positional, a->repl, out, err, n);
 }
 
-static int call_describe(eng_store *st, const args *a, json_t **out, char *err, size_t n)
+static int call_describe(jobs_store *st, const args *a, json_t **out, char *err, size_t n)
 {
-    return eng_describe_job(st, a->job_id, out, err, n);
+    return jobs_describe_job(st, a->job_id, out, err, n);
 }
 
-static int call_list(eng_store *st, const args *a, json_t **out, char *err, size_t n)
+static int call_list(jobs_store *st, const args *a, json_t **out, char *err, size_t n)
 {
-    return eng_list_jobs(st, a->statuses, a->n_statuses, out, err, n);
+    return jobs_list_jobs(st, a->statuses, a->n_statuses, out, err, n);
 }
 
-static int call_priority(eng_store *st, const args *a, json_t **out, char *err, size_t n)
+static int call_priority(jobs_store *st, const args *a, json_t **out, char *err, size_t n)
 {
-    return eng_update_job_priority(st, a->job_id, a->prio, out, err, n);
+    return jobs_update_job_priority(st, a->job_id, a->prio, out, err, n);
 }
 
-static int call_status(eng_store *st, const args *a, json_t **out, char *err, size_t n)
+static int call_status(jobs_store *st, const args *a, json_t **out, char *err, size_t n)
 {
-    return eng_update_job_status(st, a->job_id, a->requested, a->reason, out, err, n);
+    return jobs_update_job_status(st, a->job_id, a->requested, a->reason, out, err, n);
 }
 
 int cli_create_job(int argc, char **argv)

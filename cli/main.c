@@ -71,7 +71,7 @@ static int parse_bytes(const char *name, const char *value, int64_t min, int64_t
     return 0;
 }
 
-int cli_run_option(int c, const char *arg, eng_options *o)
+int cli_run_option(int c, const char *arg, run_options *o)
 {
     static const char *profiles[CLI_MAX_DEST_PROFILES];
     switch (c - CLI_OPT_RUN_BASE) {

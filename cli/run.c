@@ -53,10 +53,10 @@ static const char worker_help[] =
 
 enum { OPT_REPL = 1, OPT_STATE, OPT_UNTIL_IDLE };
 
-static int open_store(const char *state_dir, eng_store **st)
+static int open_store(const char *state_dir, jobs_store **st)
 {
     char err[1024];
-    if (eng_store_open(state_dir, st, err, sizeof err) != 0) {
+    if (jobs_store_open(state_dir, st, err, sizeof err) != 0) {
         fprintf(stderr, "batchrep: %s\n", err);
         return -1;
     }
@@ -73,7 +73,7 @@ static int run_or_worker(int argc, char **argv, int is_run)
         CLI_RUN_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
-    eng_options o;
+    run_options o;
     memset(&o, 0, sizeof o);
     o.progress = isatty(STDERR_FILENO);
     const char *repl = NULL, *state = NULL;
@@ -101,36 +101,36 @@ static int run_or_worker(int argc, char **argv, int is_run)
                 is_run ? run_help : worker_help);
         return CLI_EXIT_USAGE;
     }
-    eng_store *st;
+    jobs_store *st;
     if (open_store(state, &st) != 0)
         return CLI_EXIT_ERROR;
     char err[2048], id[64] = "";
     int rc;
     if (is_run) {
         json_t *created;
-        rc = eng_create_job(st, argv[optind], repl, &created, err, sizeof err);
+        rc = jobs_create_job(st, argv[optind], repl, &created, err, sizeof err);
         if (rc) {
             fprintf(stderr, "batchrep: %s\n", err);
-            eng_store_close(st);
-            return rc == -ENG_E_INVALID_JOB ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
+            jobs_store_close(st);
+            return rc == -JOBS_E_INVALID_JOB ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
         }
         snprintf(id, sizeof id, "%s", json_string_value(json_object_get(created, "JobId")));
         json_decref(created);
         o.only_job_id = id;
     }
-    eng_result res;
-    rc = eng_worker(st, &o, &res, err, sizeof err);
+    run_result res;
+    rc = run_worker(st, &o, &res, err, sizeof err);
     if (rc) {
         fprintf(stderr, "batchrep: %s\n", err);
-        eng_store_close(st);
-        return rc == -ENG_E_INVALID_JOB ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
+        jobs_store_close(st);
+        return rc == -RUN_E_INVALID_OPTIONS ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
     }
     int exit_code = CLI_EXIT_OK;
     if (is_run) {
         json_t *d;
-        if (eng_describe_job(st, id, &d, err, sizeof err) != 0) {
+        if (jobs_describe_job(st, id, &d, err, sizeof err) != 0) {
             fprintf(stderr, "batchrep: %s\n", err);
-            eng_store_close(st);
+            jobs_store_close(st);
             return CLI_EXIT_ERROR;
         }
         cli_print_json(d);
@@ -150,7 +150,7 @@ static int run_or_worker(int argc, char **argv, int is_run)
                                                        : CLI_EXIT_ERROR;
         json_decref(d);
     }
-    eng_store_close(st);
+    jobs_store_close(st);
     return exit_code;
 }
 

@@ -1,39 +1,36 @@
 /*
- * engine.h — runs S3 Batch Replication jobs.
+ * engine.h — executes replication work: many requests in flight, nothing else.
  *
  * The map of the module:
- *   job       the CreateJob document (../shared/aws-formats.md §3), validated with messages
- *             that name the field; the job's status (§4) and its DescribeJob JSON;
- *   rules     the replication configuration (PutBucketReplication JSON, or the source
- *             bucket's GetBucketReplication XML) and rule selection for one version;
- *   planner   manifest entries -> key groups ("units": every listed version of one key), so
- *             the versions of a key are replayed oldest first on one worker;
- *   pool      N worker threads, each owning one curl multi handle with many transfers in
- *             flight; they meet the planner and the report writer only at bounded queues;
- *   unit      the per-key state machine: list the key's versions, read tags when a rule
- *             needs them, decide eligibility, then copy / delete-marker each version to
- *             each destination, with retries (full-jitter backoff) and a shared slow-down.
+ *   queue     bounded queues where threads meet (queue.c); a queue may rank its items;
+ *   unit      every listed version of one key ("unit"), replayed oldest first: built from
+ *             manifest entries (the builder), then a state machine over copy strategies
+ *             (unit.c; strategies in strategy.c, strategy_multipart.c);
+ *   pool      N threads, each owning one curl multi handle with many transfers in flight
+ *             (pool.c); units come in through per-thread queues, highest job priority
+ *             first, and leave through the caller's done queue with every task's outcome.
  *
- * Depends on: manifest, report, s3, jansson, pthreads.
+ * It knows nothing of jobs, catalogues or reports: the caller (run/) hands it units and
+ * reads back eng_task outcomes. What a version needs and where it may go is asked of
+ * replicate/.
+ *
+ * Depends on: replicate, manifest (entries), s3, libcurl, pthreads.
  */
 #ifndef BATCHREP_ENGINE_H
 #define BATCHREP_ENGINE_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <jansson.h>
+
+#include "manifest/manifest.h"
+#include "replicate/replicate.h"
+#include "s3/s3.h"
 
 #define ENG_ERRNO_MAP(XX)                                                                  \
     XX(OK, "success")                                                                      \
-    XX(NOMEM, "out of memory")                                                             \
-    XX(INVALID_JOB, "invalid job document")                                                \
-    XX(INVALID_RULES, "invalid replication configuration")                                 \
-    XX(CONFIG, "invalid endpoint or credentials configuration")                            \
-    XX(IO, "local file I/O error")                                                         \
-    XX(S3, "S3 request failed")                                                            \
-    XX(THREAD, "cannot start a thread")                                                    \
-    XX(NOT_FOUND, "no such job")                                                           \
-    XX(STATUS, "the job's status does not allow this (JobStatusException)")
+    XX(NOMEM, "out of memory")
 
 typedef enum eng_err {
 #define XX(name, msg) ENG_E_##name,
@@ -41,95 +38,161 @@ typedef enum eng_err {
 #undef XX
 } eng_err;
 
-const char *eng_strerror(int err);
-const char *eng_errname(int err);
+/* ---- bounded queue of pointers (mutex + two condition variables) ---------------------- */
 
-/* AWS JobStatus (§4.1), in the enum's documented order of a job's life. */
-#define ENG_STATUS_MAP(XX)                                                                 \
-    XX(NEW, "New")                                                                         \
-    XX(PREPARING, "Preparing")                                                             \
-    XX(SUSPENDED, "Suspended")                                                             \
-    XX(READY, "Ready")                                                                     \
-    XX(ACTIVE, "Active")                                                                   \
-    XX(PAUSING, "Pausing")                                                                 \
-    XX(PAUSED, "Paused")                                                                   \
-    XX(COMPLETING, "Completing")                                                           \
-    XX(COMPLETE, "Complete")                                                               \
-    XX(FAILING, "Failing")                                                                 \
-    XX(FAILED, "Failed")                                                                   \
-    XX(CANCELLING, "Cancelling")                                                           \
-    XX(CANCELLED, "Cancelled")
+typedef struct eng_queue {
+    pthread_mutex_t mu;
+    pthread_cond_t not_empty;
+    pthread_cond_t not_full;
+    /* guarded by mu */
+    void **items;
+    size_t cap, head, len;
+    int closed;
+    size_t wake_batch;            /* see eng_queue_set_wake_batch; 1 by default */
+    long (*rank)(const void *item); /* see eng_queue_set_rank; NULL: first in, first out */
+} eng_queue;
 
-typedef enum eng_status {
-#define XX(name, str) ENG_STATUS_##name,
-    ENG_STATUS_MAP(XX)
-#undef XX
-} eng_status;
+int eng_queue_init(eng_queue *q, size_t cap);
+void eng_queue_cleanup(eng_queue *q);
+/* Blocks while full. Returns -1 when the queue is closed (item not taken). */
+int eng_queue_push(eng_queue *q, void *item);
+/* Waits up to timeout_ms (-1: forever, 0: no wait). Returns NULL on timeout or when closed
+   and drained; *out_closed tells which. */
+void *eng_queue_pop(eng_queue *q, int timeout_ms, int *out_closed);
+void eng_queue_close(eng_queue *q);
+/* A push wakes a waiting consumer only once n items are queued (or the queue is full or
+   closed), so a consumer that pops with a timeout takes items in batches instead of being
+   woken once per item. Only for consumers whose pop has a timeout (it bounds the delay). */
+void eng_queue_set_wake_batch(eng_queue *q, size_t n);
+/* With a rank, a pop takes the item of the highest rank (read at the time of the pop, so a
+   rank may change while the item waits), the earliest among equals; without, the earliest.
+   Set before the queue is shared. */
+void eng_queue_set_rank(eng_queue *q, long (*rank)(const void *item));
 
-const char *eng_status_name(eng_status s);
+/* ---- units: the versions of one key, and what each task (manifest row) came to ---------- */
 
-/* ---- the job catalogue ----------------------------------------------------------------- */
+/* Outcome of one task (one manifest row): what the report writes. */
+typedef struct eng_task {
+    uint64_t seq;
+    s3_slice key_raw;            /* into the unit's memory */
+    s3_slice version_id;
+    int has_version;
+    size_t dup_of;               /* 1 + index of the task with the same version, or 0 */
+    char resolved_vid[160];      /* the current version's ID, for rows without one */
+    /* learnt from the listing */
+    int found;
+    int is_delete_marker;
+    int is_latest;
+    int64_t last_modified_ms;
+    unsigned list_pos;
+    int64_t size;
+    char storage_class[24];
+    char etag[80];
+    repl_tag *tags;              /* read only when a rule needs tags */
+    size_t n_tags;
+    unsigned facts_known;        /* MF_FACT_* the manifest row gave (Inventory, generator) */
+    mf_facts row;                /* what the row said beyond the above (encryption, Object
+                                    Lock, bucket key; acl points into the unit's memory) */
+    struct repl_facts *facts;    /* read by the first strategy that needs them; NULL before */
+    /* result */
+    int done;
+    int not_run;                 /* the job stopped first: no report row */
+    int succeeded;
+    int http_status;
+    const char *error_code;      /* static string or s3_code, "" on success */
+    char s3_code[64];            /* S3's own error code when the row reports it (the
+                                    outcome it came from does not outlive the request) */
+    char message[160];
+} eng_task;
 
-/* The state directory's job catalogue (SQLite, WAL; store.c). Several processes may open the
-   same one at once. state_dir NULL: $BATCHREP_STATE_DIR, else $XDG_STATE_HOME/batchrep,
-   else ~/.local/state/batchrep. */
-typedef struct eng_store eng_store;
-int eng_store_open(const char *state_dir, eng_store **out, char *err, size_t err_len);
-void eng_store_close(eng_store *s); /* NULL is a no-op */
+typedef struct eng_unit eng_unit;
 
-/*
- * The verbs, named like `aws s3control`'s. Each returns 0 and sets *out to the JSON that the
- * verb prints (AWS's field names; the caller decrefs), or -ENG_E_* with err naming the
- * problem: ENG_E_INVALID_JOB for a bad document or argument, ENG_E_NOT_FOUND for an unknown
- * job, ENG_E_STATUS for a transition the job's status does not allow (AWS's
- * JobStatusException).
- */
-int eng_create_job(eng_store *s, const char *job_path, const char *replication_config_path,
-                   json_t **out, char *err, size_t err_len);
-int eng_describe_job(eng_store *s, const char *job_id, json_t **out, char *err,
-                     size_t err_len);
-int eng_list_jobs(eng_store *s, const char *const *statuses, size_t n_statuses, json_t **out,
-                  char *err, size_t err_len);
-int eng_update_job_priority(eng_store *s, const char *job_id, long priority, json_t **out,
-                            char *err, size_t err_len);
-int eng_update_job_status(eng_store *s, const char *job_id, const char *requested,
-                          const char *reason, json_t **out, char *err, size_t err_len);
+/* ---- the job being run ----------------------------------------------------------------- */
 
-/* ---- running jobs ----------------------------------------------------------------------- */
+typedef struct eng_counters {
+    _Atomic uint64_t succeeded;
+    _Atomic uint64_t failed;
+    _Atomic uint64_t retries;
+    _Atomic uint64_t throttle_events;
+    _Atomic uint64_t requests;
+} eng_counters;
 
-typedef struct eng_options {
-    int concurrency;                     /* transfers in flight in total; 0: 64 */
-    int workers;                         /* worker threads; 0: number of cores */
-    int max_attempts;                    /* per request, first try included; 0: 8 */
-    int retry_base_ms;                   /* full-jitter backoff base; 0: 100 */
-    int retry_cap_ms;                    /* backoff cap; 0: 20000 */
-    int progress;                        /* 1: live progress line on stderr */
-    int until_idle;                      /* worker: return when no job is runnable */
-    const char *only_job_id;             /* run only this job (the `run` verb) */
-    const char *metrics_addr;            /* "127.0.0.1:PORT": Prometheus text endpoint */
-    int64_t multipart_threshold_bytes;   /* above: multipart copy; 0: 5 GiB (CopyObject's
-                                            limit) */
-    int64_t part_size_bytes;             /* multipart and streamed part size; 0: 8 MiB */
-    const char *const *destination_profiles; /* "BUCKET=PROFILE": that destination lives on
-                                            the profile's endpoint, with its credentials */
-    size_t n_destination_profiles;
-} eng_options;
+typedef struct eng_pool_cfg {
+    const s3_endpoint *ep;       /* = eps[0] */
+    const s3_endpoint *const *eps; /* every endpoint a request may name (eng__req.ep_index) */
+    size_t n_eps;
+    int workers;
+    int concurrency;
+    int max_attempts;
+    int retry_base_ms;
+    int retry_cap_ms;
+    eng_counters *counters;
+    eng_queue *done_q;          /* finished units go here (the report writer's input) */
+    int queue_depth;             /* units waiting per worker; 0: as many as it has seats
+                                    (at least 2). Short, so that units already queued do
+                                    not delay a job whose priority was raised */
+} eng_pool_cfg;
 
-/* What a run tells the CLI. */
-typedef struct eng_result {
-    uint64_t retries;                    /* requests re-sent after a retryable failure */
-    uint64_t throttle_events;            /* 503 / SlowDown answers */
-    uint64_t jobs_finished;
-} eng_result;
+typedef struct eng_pool eng_pool;
 
-/*
- * Runs jobs from the catalogue until stopped (SIGINT/SIGTERM), or with until_idle until no
- * job is runnable: New jobs are prepared (Preparing -> Suspended or Ready), Ready, Active and
- * Paused jobs run with transfer slots going to the highest priority first, Cancelling jobs
- * stop; a job whose worker died is taken over from its last checkpoint. With only_job_id the
- * worker runs that job alone and returns when it is terminal (or Suspended).
- */
-int eng_worker(eng_store *s, const eng_options *opts, eng_result *out, char *err,
-               size_t err_len);
+eng_pool *eng_pool_start(const eng_pool_cfg *cfg, char *err, size_t err_len);
+/* Hands a unit to the worker that owns its key (hash), blocking while that worker's queue
+   is full. */
+int eng_pool_submit(eng_pool *p, eng_unit *u);
+/* No more units: workers drain, then exit; joins them. */
+void eng_pool_finish(eng_pool *p);
+void eng_pool_destroy(eng_pool *p);
+
+/* Unit construction by the planner: rows of one key are gathered, then turned into a unit
+   with a single allocation. */
+typedef struct eng_bent {
+    uint64_t seq;
+    size_t key_raw_off, key_raw_len;
+    size_t vid_off, vid_len;
+    int has_version;
+    mf_facts facts;              /* etag, acl cleared: they would point into the reader */
+    size_t etag_off, etag_len;   /* the row's ETag, in mem */
+    size_t acl_off, acl_len;     /* the row's ObjectAccessControlList, in mem */
+} eng_bent;
+
+typedef struct eng_unit_builder {
+    s3_buf mem;                  /* bucket, key, then each row's raw key and version */
+    eng_bent *ents;
+    size_t n_ents, cap_ents;
+    size_t bucket_len, key_len;  /* bucket at mem[0], key right after it */
+} eng_unit_builder;
+
+/* At most this many rows in one unit; a longer run of one key is split (in order). */
+#define ENG_UNIT_MAX_TASKS 100000
+
+void eng_unit_builder_init(eng_unit_builder *b);
+void eng_unit_builder_cleanup(eng_unit_builder *b);
+size_t eng_unit_builder_len(const eng_unit_builder *b);
+/* 1 when e belongs to the group being built (same bucket and key), 0 otherwise. */
+int eng_unit_builder_same_key(const eng_unit_builder *b, const mf_entry *e);
+int eng_unit_builder_add(eng_unit_builder *b, const mf_entry *e);
+/* Turns the group into a unit (one allocation) and empties the builder. NULL: no memory.
+   rules, stop and job are borrowed and must outlive the unit: the unit runs under those
+   rules, abandons its work when *stop becomes nonzero, and carries job for the writer. */
+eng_unit *eng_unit_builder_take(eng_unit_builder *b, const repl_rules *rules,
+                                  _Atomic int *stop, const _Atomic int *priority, void *job);
+/* The priority of the unit's job now (0 when it has none): the pool takes the unit of the
+   highest priority next (eng_queue_set_rank). */
+long eng_unit_priority(const void *unit);
+uint64_t eng_unit_first_seq(const eng_unit *u);
+void *eng_unit_job(const eng_unit *u);
+/* Resumed work: before writing to a destination, list what it already holds and skip the
+   versions a run before the crash replicated (idempotent resume). */
+void eng_unit_set_recheck(eng_unit *u);
+/* The unit's source bucket has ACLs disabled: its versions' ACLs are not read. */
+void eng_unit_set_src_acls_disabled(eng_unit *u);
+
+/* Accessors for the report writer. */
+size_t eng_unit_n_tasks(const eng_unit *u);
+const eng_task *eng_unit_task(const eng_unit *u, size_t i);
+s3_slice eng_unit_bucket(const eng_unit *u);
+uint64_t eng__unit_hash(const eng_unit *u);
+void eng_unit_destroy(eng_unit *u);
+
 
 #endif

@@ -37,7 +37,7 @@
 #include <time.h>
 
 typedef struct seat {
-    eng__unit *unit;            /* NULL: free */
+    eng_unit *unit;            /* NULL: free */
     int n_calls;                /* calls it holds (in flight or waiting to be re-sent) */
     int wants_call;             /* it had a request to send and no call was free */
 } seat;
@@ -55,14 +55,14 @@ typedef struct wcall {
 
 typedef struct worker {
     pthread_t th;
-    struct eng__pool *pool;
-    eng__queue inq;
+    struct eng_pool *pool;
+    eng_queue inq;
     CURLM *multi;
     s3_signer *signers;         /* one per endpoint (each caches its own signing key) */
     seat *seats;
     wcall *calls;
     int n_slots;
-    eng__unit **deferred;       /* units whose key is busy here, FIFO */
+    eng_unit **deferred;       /* units whose key is busy here, FIFO */
     size_t n_deferred;
     unsigned rng;
     int started;
@@ -73,8 +73,8 @@ typedef struct worker {
     uint64_t n_admitted;
 } worker;
 
-struct eng__pool {
-    eng__pool_cfg cfg;
+struct eng_pool {
+    eng_pool_cfg cfg;
     worker *workers;
     int n_workers;
     /* the shared slow-down limiter (atomics, no lock) */
@@ -95,7 +95,7 @@ static int64_t now_ms(void)
 
 /* ---- limiter ------------------------------------------------------------------------- */
 
-static void limiter_throttled(eng__pool *p)
+static void limiter_throttled(eng_pool *p)
 {
     int64_t now = now_ms(), last = atomic_load(&p->last_cut_ms);
     atomic_store(&p->clean_streak, 0);
@@ -105,7 +105,7 @@ static void limiter_throttled(eng__pool *p)
     atomic_store(&p->allowed, a / 2 > 0 ? a / 2 : 1);
 }
 
-static void limiter_clean(eng__pool *p)
+static void limiter_clean(eng_pool *p)
 {
     int a = atomic_load(&p->allowed);
     if (a >= p->cfg.concurrency)
@@ -118,7 +118,7 @@ static void limiter_clean(eng__pool *p)
 
 /* ---- one worker ------------------------------------------------------------------------ */
 
-static int key_busy(const worker *w, const eng__unit *u)
+static int key_busy(const worker *w, const eng_unit *u)
 {
     for (int i = 0; i < w->n_slots; i++)
         if (w->seats[i].unit && eng__unit_same_key(w->seats[i].unit, u))
@@ -144,8 +144,8 @@ static seat *free_seat(worker *w)
 
 static void finish_unit(worker *w, seat *st)
 {
-    eng__pool *p = w->pool;
-    eng__queue_push(p->cfg.done_q, st->unit);
+    eng_pool *p = w->pool;
+    eng_queue_push(p->cfg.done_q, st->unit);
     st->unit = NULL;
     st->n_calls = 0;
     st->wants_call = 0;
@@ -164,7 +164,7 @@ static void release(wcall *c)
    unit has been told, and c is free again). */
 static int start(worker *w, seat *st, wcall *c, const eng__req *r)
 {
-    eng__pool *p = w->pool;
+    eng_pool *p = w->pool;
     size_t ei = r->ep_index < p->cfg.n_eps ? r->ep_index : 0;
     c->tag = r->tag;
     c->expect_xml = r->expect_xml;
@@ -234,7 +234,7 @@ static void resend(worker *w, wcall *c)
 
 static int backoff_ms(worker *w, int attempt)
 {
-    const eng__pool_cfg *c = &w->pool->cfg;
+    const eng_pool_cfg *c = &w->pool->cfg;
     int64_t ceiling = (int64_t)c->retry_base_ms << (attempt - 1 < 20 ? attempt - 1 : 20);
     if (ceiling > c->retry_cap_ms)
         ceiling = c->retry_cap_ms;
@@ -243,7 +243,7 @@ static int backoff_ms(worker *w, int attempt)
 
 static void on_done(worker *w, wcall *c, CURLcode code)
 {
-    eng__pool *p = w->pool;
+    eng_pool *p = w->pool;
     s3_outcome oc;
     curl_multi_remove_handle(w->multi, c->call.easy);
     c->in_multi = 0;
@@ -269,7 +269,7 @@ static void on_done(worker *w, wcall *c, CURLcode code)
     pump(w, st);
 }
 
-static void admit(worker *w, seat *st, eng__unit *u)
+static void admit(worker *w, seat *st, eng_unit *u)
 {
     st->unit = u;
     st->n_calls = 0;
@@ -282,7 +282,7 @@ static void admit(worker *w, seat *st, eng__unit *u)
    the input is closed and drained. */
 static int admit_new(worker *w, int busy)
 {
-    eng__pool *p = w->pool;
+    eng_pool *p = w->pool;
     for (;;) {
         seat *st = free_seat(w);
         if (!st || !free_call(w) || atomic_load(&p->inflight) >= atomic_load(&p->allowed))
@@ -290,7 +290,7 @@ static int admit_new(worker *w, int busy)
         /* a deferred unit whose key became free goes first */
         for (size_t i = 0; i < w->n_deferred; i++) {
             if (!key_busy(w, w->deferred[i])) {
-                eng__unit *u = w->deferred[i];
+                eng_unit *u = w->deferred[i];
                 memmove(&w->deferred[i], &w->deferred[i + 1],
                         (w->n_deferred - i - 1) * sizeof *w->deferred);
                 w->n_deferred--;
@@ -301,7 +301,7 @@ static int admit_new(worker *w, int busy)
         if (w->n_deferred >= (size_t)w->n_slots)
             return 0; /* bounded: wait for keys to free up */
         int closed = 0;
-        eng__unit *u = eng__queue_pop(&w->inq, busy || w->n_deferred ? 0 : 50, &closed);
+        eng_unit *u = eng_queue_pop(&w->inq, busy || w->n_deferred ? 0 : 50, &closed);
         if (!u)
             return closed && w->n_deferred == 0;
         if (key_busy(w, u))
@@ -379,9 +379,9 @@ static void *worker_main(void *arg)
 
 /* ---- pool ---------------------------------------------------------------------------- */
 
-eng__pool *eng__pool_start(const eng__pool_cfg *cfg, char *err, size_t err_len)
+eng_pool *eng_pool_start(const eng_pool_cfg *cfg, char *err, size_t err_len)
 {
-    eng__pool *p = calloc(1, sizeof *p);
+    eng_pool *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
     p->cfg = *cfg;
@@ -404,10 +404,10 @@ eng__pool *eng__pool_start(const eng__pool_cfg *cfg, char *err, size_t err_len)
         w->signers = calloc(cfg->n_eps, sizeof *w->signers);
         w->multi = curl_multi_init();
         if (!w->seats || !w->calls || !w->deferred || !w->signers || !w->multi ||
-            eng__queue_init(&w->inq, cfg->queue_depth > 0 ? (size_t)cfg->queue_depth
+            eng_queue_init(&w->inq, cfg->queue_depth > 0 ? (size_t)cfg->queue_depth
                                      : (size_t)(w->n_slots > 2 ? w->n_slots : 2)))
             goto fail;
-        eng__queue_set_rank(&w->inq, eng__unit_priority); /* highest priority first */
+        eng_queue_set_rank(&w->inq, eng_unit_priority); /* highest priority first */
         curl_multi_setopt(w->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)w->n_slots);
         for (size_t e = 0; e < cfg->n_eps; e++)
             s3_signer_init(&w->signers[e], &cfg->eps[e]->creds, cfg->eps[e]->region);
@@ -422,7 +422,7 @@ eng__pool *eng__pool_start(const eng__pool_cfg *cfg, char *err, size_t err_len)
         if (pthread_create(&p->workers[i].th, NULL, worker_main, &p->workers[i]) != 0) {
             snprintf(err, err_len, "cannot start worker thread %d", i);
             for (int k = 0; k < i; k++)
-                eng__queue_close(&p->workers[k].inq);
+                eng_queue_close(&p->workers[k].inq);
             for (int k = 0; k < i; k++)
                 pthread_join(p->workers[k].th, NULL);
             goto fail_quiet;
@@ -435,23 +435,23 @@ fail:
 fail_quiet:
     for (int i = 0; p->workers && i < p->n_workers; i++)
         p->workers[i].started = 0;
-    eng__pool_destroy(p);
+    eng_pool_destroy(p);
     return NULL;
 }
 
-int eng__pool_submit(eng__pool *p, eng__unit *u)
+int eng_pool_submit(eng_pool *p, eng_unit *u)
 {
     worker *w = &p->workers[eng__unit_hash(u) % (uint64_t)p->n_workers];
-    int rc = eng__queue_push(&w->inq, u);
+    int rc = eng_queue_push(&w->inq, u);
     if (atomic_load(&w->want_input) && atomic_exchange(&w->want_input, 0))
         curl_multi_wakeup(w->multi);
     return rc;
 }
 
-void eng__pool_finish(eng__pool *p)
+void eng_pool_finish(eng_pool *p)
 {
     for (int i = 0; i < p->n_workers; i++)
-        eng__queue_close(&p->workers[i].inq);
+        eng_queue_close(&p->workers[i].inq);
     for (int i = 0; i < p->n_workers; i++) {
         if (p->workers[i].started)
             pthread_join(p->workers[i].th, NULL);
@@ -459,16 +459,16 @@ void eng__pool_finish(eng__pool *p)
     }
 }
 
-static size_t cfg_n_eps(const eng__pool *p)
+static size_t cfg_n_eps(const eng_pool *p)
 {
     return p->cfg.n_eps;
 }
 
-void eng__pool_destroy(eng__pool *p)
+void eng_pool_destroy(eng_pool *p)
 {
     if (!p)
         return;
-    eng__pool_finish(p);
+    eng_pool_finish(p);
     for (int i = 0; p->workers && i < p->n_workers; i++) {
         worker *w = &p->workers[i];
         for (int k = 0; w->calls && k < w->n_slots; k++)
@@ -480,16 +480,16 @@ void eng__pool_destroy(eng__pool *p)
             memset(w->signers, 0, cfg_n_eps(p) * sizeof *w->signers); /* secrets */
         free(w->signers);
         for (size_t k = 0; k < w->n_deferred; k++)
-            eng__unit_destroy(w->deferred[k]);
+            eng_unit_destroy(w->deferred[k]);
         free(w->deferred);
         if (w->multi)
             curl_multi_cleanup(w->multi);
         if (w->inq.items) {
             int closed;
-            eng__unit *u;
-            while ((u = eng__queue_pop(&w->inq, 0, &closed)))
-                eng__unit_destroy(u);
-            eng__queue_cleanup(&w->inq);
+            eng_unit *u;
+            while ((u = eng_queue_pop(&w->inq, 0, &closed)))
+                eng_unit_destroy(u);
+            eng_queue_cleanup(&w->inq);
         }
     }
     free(p->workers);

@@ -17,13 +17,13 @@
  * costs that many rank reads (an atomic load each) at most, and a job whose priority is
  * raised overtakes the units of another that are already queued.
  */
-#include "engine/engine_int.h"
+#include "engine/engine.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <time.h>
 
-int eng__queue_init(eng__queue *q, size_t cap)
+int eng_queue_init(eng_queue *q, size_t cap)
 {
     q->items = calloc(cap, sizeof *q->items);
     if (!q->items)
@@ -39,7 +39,7 @@ int eng__queue_init(eng__queue *q, size_t cap)
     return 0;
 }
 
-void eng__queue_cleanup(eng__queue *q)
+void eng_queue_cleanup(eng_queue *q)
 {
     if (!q->items)
         return;
@@ -50,7 +50,7 @@ void eng__queue_cleanup(eng__queue *q)
     pthread_cond_destroy(&q->not_full);
 }
 
-int eng__queue_push(eng__queue *q, void *item)
+int eng_queue_push(eng_queue *q, void *item)
 {
     pthread_mutex_lock(&q->mu);
     while (q->len == q->cap && !q->closed)
@@ -78,7 +78,7 @@ static void deadline_in(struct timespec *ts, int ms)
     }
 }
 
-void *eng__queue_pop(eng__queue *q, int timeout_ms, int *out_closed)
+void *eng_queue_pop(eng_queue *q, int timeout_ms, int *out_closed)
 {
     struct timespec until;
     if (timeout_ms > 0)
@@ -120,7 +120,7 @@ void *eng__queue_pop(eng__queue *q, int timeout_ms, int *out_closed)
     return item;
 }
 
-void eng__queue_close(eng__queue *q)
+void eng_queue_close(eng_queue *q)
 {
     pthread_mutex_lock(&q->mu);
     q->closed = 1;
@@ -129,16 +129,40 @@ void eng__queue_close(eng__queue *q)
     pthread_mutex_unlock(&q->mu);
 }
 
-void eng__queue_set_wake_batch(eng__queue *q, size_t n)
+void eng_queue_set_wake_batch(eng_queue *q, size_t n)
 {
     pthread_mutex_lock(&q->mu);
     q->wake_batch = n < 1 ? 1 : n > q->cap ? q->cap : n;
     pthread_mutex_unlock(&q->mu);
 }
 
-void eng__queue_set_rank(eng__queue *q, long (*rank)(const void *item))
+void eng_queue_set_rank(eng_queue *q, long (*rank)(const void *item))
 {
     pthread_mutex_lock(&q->mu);
     q->rank = rank;
     pthread_mutex_unlock(&q->mu);
+}
+
+const char *eng_strerror(int err)
+{
+    switch (err < 0 ? -err : err) {
+#define XX(name, msg)                                                                      \
+    case ENG_E_##name:                                                                 \
+        return msg;
+        ENG_ERRNO_MAP(XX)
+#undef XX
+    }
+    return "unknown error";
+}
+
+const char *eng_errname(int err)
+{
+    switch (err < 0 ? -err : err) {
+#define XX(name, msg)                                                                      \
+    case ENG_E_##name:                                                                 \
+        return "ENG_E_" #name;
+        ENG_ERRNO_MAP(XX)
+#undef XX
+    }
+    return "ENG_E_UNKNOWN";
 }

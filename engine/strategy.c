@@ -82,7 +82,7 @@ static int is_kms(const char *sse)
 
 int eng__strat_write_headers(const eng__apply *a, s3_request *req, int full)
 {
-    const eng__facts *f = a->task->facts;
+    const repl_facts *f = a->task->facts;
     int rc = 0;
     static const char *const grant_names[4] = {
         "x-amz-grant-read", "x-amz-grant-read-acp", "x-amz-grant-write-acp",
@@ -142,14 +142,14 @@ int eng__strat_write_headers(const eng__apply *a, s3_request *req, int full)
 
 int eng__strat_facts_next(eng__apply *a, eng__req *r, int need_tags)
 {
-    eng__task *t = a->task;
-    if (!t->facts && !(t->facts = eng__facts_new())) {
+    eng_task *t = a->task;
+    if (!t->facts && !(t->facts = repl_facts_new())) {
         eng__task_fail(t, 500, "InternalError", "out of memory");
         return -1;
     }
-    eng__facts *f = t->facts;
+    repl_facts *f = t->facts;
     if (!f->have_head && !need_tags)
-        eng__facts_from_row(f, t); /* an Inventory row may tell all a copy needs */
+        repl_facts_from_row(f, &t->row, t->etag); /* an Inventory row may tell all a copy needs */
     if (!f->have_head) {
         a->step = ENG__S_HEAD;
         eng__strat_source(a, r, "HEAD");
@@ -162,7 +162,7 @@ int eng__strat_facts_next(eng__apply *a, eng__req *r, int need_tags)
                        "rule does not replicate SSE-KMS objects)");
         return -1;
     }
-    if (eng__facts_locked(f) && !a->dest->object_lock) {
+    if (repl_facts_locked(f) && !a->dest->object_lock) {
         eng__task_fail(t, 400, "DstBucketObjectLockConfigMissing",
                        "The version has Object Lock settings and the destination bucket has "
                        "no Object Lock configuration");
@@ -170,7 +170,7 @@ int eng__strat_facts_next(eng__apply *a, eng__req *r, int need_tags)
     }
     if (!f->have_acl && !a->rule->owner_override && !a->dest->acls_disabled &&
         !a->src_acls_disabled &&
-        !((t->facts_known & MF_FACT_ACL) && eng__facts_acl_from_row(f, t->row.acl) == 0)) {
+        !((t->facts_known & MF_FACT_ACL) && repl_facts_acl_from_row(f, t->row.acl) == 0)) {
         a->step = ENG__S_ACL;
         eng__strat_source(a, r, "GET");
         r->req.query[r->req.n_query++] = (s3_query_param){"acl", ""};
@@ -178,7 +178,7 @@ int eng__strat_facts_next(eng__apply *a, eng__req *r, int need_tags)
     }
     if (need_tags && !f->have_tags) {
         if (t->tags) { /* read by the unit's TAGS phase */
-            if (eng__facts_set_tags(f, t->tags, t->n_tags) == 0)
+            if (repl_facts_set_tags(f, t->tags, t->n_tags) == 0)
                 return 0;
         } else if (f->tag_count == 0) {
             f->have_tags = 1;
@@ -194,20 +194,20 @@ int eng__strat_facts_next(eng__apply *a, eng__req *r, int need_tags)
 
 void eng__strat_facts_on_response(eng__apply *a, const s3_call *c, const s3_outcome *oc)
 {
-    eng__task *t = a->task;
-    eng__facts *f = t->facts;
+    eng_task *t = a->task;
+    repl_facts *f = t->facts;
     s3_slice body = {c->resp.body.ptr, c->resp.body.len};
     int step = a->step;
     a->step = 0; /* decide again with what was learnt */
     if (oc->http_status == 200 && !oc->error_in_200) {
         if (step == ENG__S_HEAD) {
-            eng__facts_from_head(f, &c->resp);
+            repl_facts_from_head(f, &c->resp);
         } else if (step == ENG__S_ACL) {
-            if (eng__facts_from_acl(f, body) != 0) {
+            if (repl_facts_from_acl(f, body) != 0) {
                 eng__task_fail(t, 500, "InternalError", "malformed GetObjectAcl answer");
                 a->step = ENG__S_DONE;
             }
-        } else if (eng__facts_tags_from_xml(f, body) != 0) {
+        } else if (repl_facts_tags_from_xml(f, body) != 0) {
             eng__task_fail(t, 500, "InternalError", "malformed GetObjectTagging answer");
             a->step = ENG__S_DONE;
         }
@@ -246,7 +246,7 @@ int eng__strat_ambiguous(const s3_outcome *o)
 
 int eng__strat_landed(const eng__apply *a, const s3_response *r, const char *expect_etag)
 {
-    const eng__facts *f = a->task->facts;
+    const repl_facts *f = a->task->facts;
     int64_t lm;
     if (r->status != 200)
         return 0;
@@ -289,7 +289,7 @@ static int copy_next(eng__apply *a, eng__req *r)
     if (eng__strat_write_headers(a, &r->req, 0) != 0)
         return 0;
     if (!a->first_write_ms)
-        a->first_write_ms = eng__now_ms();
+        a->first_write_ms = s3_wall_ms();
     r->expect_xml = 1;
     return 1;
 }
@@ -306,7 +306,7 @@ static int copy_rebuild(eng__apply *a, unsigned tag, const s3_outcome *prev, eng
 
 /* The ETag a copy gets: the source's, when S3 computes it the same way (an MD5 of the bytes:
    not for multipart or SSE-KMS sources). NULL: size and time only. */
-static const char *copy_etag(const eng__facts *f)
+static const char *copy_etag(const repl_facts *f)
 {
     if (!f || strchr(f->etag, '-') || is_kms(f->sse))
         return NULL;
@@ -371,8 +371,8 @@ static void dm_on_response(eng__apply *a, unsigned tag, const s3_call *c,
 const eng__strategy eng__strategy_delete_marker = {"delete-marker", dm_next, NULL,
                                                    dm_on_response, NULL};
 
-const eng__strategy *eng__strategy_for(const eng__task *t, const eng__rule *r,
-                                       const eng__dest *d, const eng__copy_cfg *cfg)
+const eng__strategy *eng__strategy_for(const eng_task *t, const repl_rule *r,
+                                       const repl_dest *d, const repl_copy_cfg *cfg)
 {
     (void)r;
     if (t->is_delete_marker)

@@ -178,7 +178,7 @@ static int build_part(eng__apply *a, mpu *m, unsigned tag, eng__req *r)
 
 static int build_serial(eng__apply *a, mpu *m, eng__req *r)
 {
-    const eng__facts *f = a->task->facts;
+    const repl_facts *f = a->task->facts;
     switch (a->step) {
     case S_CREATE:
         eng__strat_target(a, r, "POST");
@@ -293,7 +293,7 @@ static int mp_next_common(eng__apply *a, eng__req *r, int stream)
             a->step = S_CREATE;
         }
         if (!a->first_write_ms)
-            a->first_write_ms = eng__now_ms();
+            a->first_write_ms = s3_wall_ms();
     }
     if (a->step == S_PARTS) {
         if (m->part_failed) {
@@ -384,7 +384,7 @@ static void get_failed(eng__apply *a, const s3_outcome *oc, const char *short_wh
 
 static void after_object(eng__apply *a)
 {
-    a->step = eng__facts_locked(a->task->facts) && a->task->facts->lock_mode[0] ? S_RETENTION
+    a->step = repl_facts_locked(a->task->facts) && a->task->facts->lock_mode[0] ? S_RETENTION
               : strcmp(a->task->facts->legal_hold, "ON") == 0                   ? S_LEGAL_HOLD
                                                                                 : ENG__S_DONE;
 }

@@ -37,11 +37,11 @@ enum phase { PH_HEAD = 0, PH_LIST, PH_TAGS, PH_RECHECK, PH_APPLY, PH_DONE };
 
 static const char *const phase_names[] = {"HEAD", "LIST", "TAGS", "RECHECK", "APPLY", "DONE"};
 
-struct eng__unit {
+struct eng_unit {
     uint64_t hash;
     s3_slice bucket, key;        /* key decoded; both NUL-terminated in mem */
     size_t n_tasks;
-    eng__task *tasks;
+    eng_task *tasks;
     size_t *order;               /* indices of found, distinct versions, oldest first */
     size_t n_order;
     size_t *by_vid;              /* task indices sorted by version ID, for matching */
@@ -59,7 +59,7 @@ struct eng__unit {
     int busy;                    /* the serial request (tag 0) is in flight */
     eng__apply apply;
     s3_buf scratch;              /* copy source, query values */
-    const eng__rules *rules;     /* borrowed: the job's */
+    const repl_rules *rules;     /* borrowed: the job's */
     _Atomic int *stop;           /* borrowed: the job's stop flag */
     const _Atomic int *priority; /* borrowed: the job's priority (the pool's order) */
     void *job;                   /* borrowed: the writer's context */
@@ -74,7 +74,7 @@ struct eng__unit {
    (curl's mstate()). */
 static int trace_on = -1;
 
-static void set_phase(eng__unit *u, enum phase p)
+static void set_phase(eng_unit *u, enum phase p)
 {
     if (trace_on < 0)
         trace_on = getenv("BATCHREP_TRACE") && *getenv("BATCHREP_TRACE") == '1';
@@ -95,33 +95,33 @@ static uint64_t fnv1a(const char *p, size_t n, uint64_t h)
     return h;
 }
 
-void eng__unit_builder_init(eng__unit_builder *b)
+void eng_unit_builder_init(eng_unit_builder *b)
 {
     memset(b, 0, sizeof *b);
     s3_buf_init(&b->mem, (size_t)1 << 30);
 }
 
-void eng__unit_builder_cleanup(eng__unit_builder *b)
+void eng_unit_builder_cleanup(eng_unit_builder *b)
 {
     s3_buf_cleanup(&b->mem);
     free(b->ents);
     memset(b, 0, sizeof *b);
 }
 
-size_t eng__unit_builder_len(const eng__unit_builder *b)
+size_t eng_unit_builder_len(const eng_unit_builder *b)
 {
     return b->n_ents;
 }
 
-int eng__unit_builder_same_key(const eng__unit_builder *b, const mf_entry *e)
+int eng_unit_builder_same_key(const eng_unit_builder *b, const mf_entry *e)
 {
-    return b->n_ents > 0 && b->n_ents < ENG__UNIT_MAX_TASKS &&
+    return b->n_ents > 0 && b->n_ents < ENG_UNIT_MAX_TASKS &&
            e->bucket.len == b->bucket_len && e->key.len == b->key_len &&
            memcmp(b->mem.ptr, e->bucket.ptr, e->bucket.len) == 0 &&
            memcmp(b->mem.ptr + b->bucket_len + 1, e->key.ptr, e->key.len) == 0;
 }
 
-int eng__unit_builder_add(eng__unit_builder *b, const mf_entry *e)
+int eng_unit_builder_add(eng_unit_builder *b, const mf_entry *e)
 {
     static const char nul = '\0';
     if (b->n_ents == 0) {
@@ -135,13 +135,13 @@ int eng__unit_builder_add(eng__unit_builder *b, const mf_entry *e)
     }
     if (b->n_ents == b->cap_ents) {
         size_t nc = b->cap_ents ? b->cap_ents * 2 : 8;
-        eng__bent *ne = realloc(b->ents, nc * sizeof *ne);
+        eng_bent *ne = realloc(b->ents, nc * sizeof *ne);
         if (!ne)
             return -ENG_E_NOMEM;
         b->ents = ne;
         b->cap_ents = nc;
     }
-    eng__bent *be = &b->ents[b->n_ents];
+    eng_bent *be = &b->ents[b->n_ents];
     be->seq = e->seq;
     be->has_version = e->has_version;
     be->key_raw_off = b->mem.len;
@@ -172,12 +172,12 @@ int eng__unit_builder_add(eng__unit_builder *b, const mf_entry *e)
 
 /* qsort has no user pointer: the tasks being sorted, per thread (the feeder orders units that
    Inventory rows describe while workers order units after their listings) */
-static _Thread_local const eng__task *cmp_tasks;
-static void finish_listing(eng__unit *u);
+static _Thread_local const eng_task *cmp_tasks;
+static void finish_listing(eng_unit *u);
 
 static int cmp_vid(const void *pa, const void *pb)
 {
-    const eng__task *a = &cmp_tasks[*(const size_t *)pa], *b = &cmp_tasks[*(const size_t *)pb];
+    const eng_task *a = &cmp_tasks[*(const size_t *)pa], *b = &cmp_tasks[*(const size_t *)pb];
     size_t n = a->version_id.len < b->version_id.len ? a->version_id.len : b->version_id.len;
     int c = memcmp(a->version_id.ptr, b->version_id.ptr, n);
     if (c)
@@ -187,7 +187,7 @@ static int cmp_vid(const void *pa, const void *pb)
 
 /* A row the manifest already describes (Inventory, generated manifest): its version ID,
    whether it is a delete marker and, for a version, its storage class. */
-static int row_described(const eng__task *t)
+static int row_described(const eng_task *t)
 {
     return t->has_version && t->version_id.len > 0 &&
            (t->facts_known & MF_FACT_DELETE_MARKER) &&
@@ -199,11 +199,11 @@ static int row_described(const eng__task *t)
    list_pos, so duplicates are found as after a listing; otherwise the manifest's order
    breaks LastModified ties (a generated manifest is in listing order: later = older). Returns
    the phase to start in. */
-static enum phase phase_from_facts(eng__unit *u)
+static enum phase phase_from_facts(eng_unit *u)
 {
     size_t n = u->n_tasks;
     for (size_t i = 0; i < n; i++) {
-        const eng__task *t = &u->tasks[i];
+        const eng_task *t = &u->tasks[i];
         if (!row_described(t))
             return n == 1 ? PH_HEAD : PH_LIST;
         if (n > 1 && (t->facts_known & (MF_FACT_LATEST | MF_FACT_LAST_MODIFIED)) !=
@@ -211,8 +211,8 @@ static enum phase phase_from_facts(eng__unit *u)
             return PH_LIST;
     }
     for (size_t i = 0; i < n; i++) {
-        eng__task *t = &u->tasks[u->by_vid[i]];
-        const eng__task *prev = i ? &u->tasks[u->by_vid[i - 1]] : NULL;
+        eng_task *t = &u->tasks[u->by_vid[i]];
+        const eng_task *prev = i ? &u->tasks[u->by_vid[i - 1]] : NULL;
         t->found = 1;
         if (n == 1)
             t->is_latest = 1; /* alone in its unit: nothing to order (as after a HEAD) */
@@ -227,16 +227,16 @@ static enum phase phase_from_facts(eng__unit *u)
     return PH_TAGS;
 }
 
-eng__unit *eng__unit_builder_take(eng__unit_builder *b, const eng__rules *rules,
+eng_unit *eng_unit_builder_take(eng_unit_builder *b, const repl_rules *rules,
                                   _Atomic int *stop, const _Atomic int *priority, void *job)
 {
     size_t n = b->n_ents;
-    size_t sz = sizeof(eng__unit) + n * sizeof(eng__task) + 2 * n * sizeof(size_t) + b->mem.len;
+    size_t sz = sizeof(eng_unit) + n * sizeof(eng_task) + 2 * n * sizeof(size_t) + b->mem.len;
     char *block = calloc(1, sz);
     if (!block)
         return NULL;
-    eng__unit *u = (eng__unit *)block;
-    u->tasks = (eng__task *)(block + sizeof *u);
+    eng_unit *u = (eng_unit *)block;
+    u->tasks = (eng_task *)(block + sizeof *u);
     u->order = (size_t *)(u->tasks + n);
     u->by_vid = u->order + n;
     char *mem = (char *)(u->by_vid + n);
@@ -247,8 +247,8 @@ eng__unit *eng__unit_builder_take(eng__unit_builder *b, const eng__rules *rules,
     u->hash = fnv1a(u->key.ptr, u->key.len, fnv1a(u->bucket.ptr, u->bucket.len,
                                                   1469598103934665603ULL));
     for (size_t i = 0; i < n; i++) {
-        eng__task *t = &u->tasks[i];
-        const eng__bent *be = &b->ents[i];
+        eng_task *t = &u->tasks[i];
+        const eng_bent *be = &b->ents[i];
         t->seq = be->seq;
         t->has_version = be->has_version;
         t->key_raw = (s3_slice){mem + be->key_raw_off, be->key_raw_len};
@@ -279,18 +279,18 @@ eng__unit *eng__unit_builder_take(eng__unit_builder *b, const eng__rules *rules,
     return u;
 }
 
-void eng__unit_destroy(eng__unit *u)
+void eng_unit_destroy(eng_unit *u)
 {
     if (!u)
         return;
     for (size_t i = 0; i < u->n_tasks; i++) {
-        eng__task *t = &u->tasks[i];
+        eng_task *t = &u->tasks[i];
         for (size_t k = 0; k < t->n_tags; k++) {
             free(t->tags[k].key);
             free(t->tags[k].value);
         }
         free(t->tags);
-        eng__facts_destroy(t->facts);
+        repl_facts_destroy(t->facts);
     }
     if (u->strat && u->strat->cleanup)
         u->strat->cleanup(&u->apply);
@@ -300,23 +300,23 @@ void eng__unit_destroy(eng__unit *u)
     free(u);
 }
 
-size_t eng__unit_n_tasks(const eng__unit *u) { return u->n_tasks; }
-const eng__task *eng__unit_task(const eng__unit *u, size_t i) { return &u->tasks[i]; }
-s3_slice eng__unit_bucket(const eng__unit *u) { return u->bucket; }
-uint64_t eng__unit_hash(const eng__unit *u) { return u->hash; }
-uint64_t eng__unit_first_seq(const eng__unit *u) { return u->first_seq; }
-const eng__rules *eng__unit_rules(const eng__unit *u) { return u->rules; }
-int eng__unit_stopped(const eng__unit *u) { return u->stop && atomic_load(u->stop); }
-long eng__unit_priority(const void *unit)
+size_t eng_unit_n_tasks(const eng_unit *u) { return u->n_tasks; }
+const eng_task *eng_unit_task(const eng_unit *u, size_t i) { return &u->tasks[i]; }
+s3_slice eng_unit_bucket(const eng_unit *u) { return u->bucket; }
+uint64_t eng__unit_hash(const eng_unit *u) { return u->hash; }
+uint64_t eng_unit_first_seq(const eng_unit *u) { return u->first_seq; }
+const repl_rules *eng__unit_rules(const eng_unit *u) { return u->rules; }
+int eng__unit_stopped(const eng_unit *u) { return u->stop && atomic_load(u->stop); }
+long eng_unit_priority(const void *unit)
 {
-    const eng__unit *u = unit;
+    const eng_unit *u = unit;
     return u->priority ? atomic_load(u->priority) : 0;
 }
-void *eng__unit_job(const eng__unit *u) { return u->job; }
-void eng__unit_set_recheck(eng__unit *u) { u->recheck = 1; }
-void eng__unit_set_src_acls_disabled(eng__unit *u) { u->src_acls_disabled = 1; }
+void *eng_unit_job(const eng_unit *u) { return u->job; }
+void eng_unit_set_recheck(eng_unit *u) { u->recheck = 1; }
+void eng_unit_set_src_acls_disabled(eng_unit *u) { u->src_acls_disabled = 1; }
 
-int eng__unit_same_key(const eng__unit *a, const eng__unit *b)
+int eng__unit_same_key(const eng_unit *a, const eng_unit *b)
 {
     return a->hash == b->hash && a->key.len == b->key.len && a->bucket.len == b->bucket.len &&
            memcmp(a->key.ptr, b->key.ptr, a->key.len) == 0 &&
@@ -325,7 +325,7 @@ int eng__unit_same_key(const eng__unit *a, const eng__unit *b)
 
 /* ---- outcomes ------------------------------------------------------------------------ */
 
-static void set_result(eng__task *t, int ok, int http, const char *code, const char *msg)
+static void set_result(eng_task *t, int ok, int http, const char *code, const char *msg)
 {
     t->done = 1;
     t->succeeded = ok;
@@ -334,13 +334,13 @@ static void set_result(eng__task *t, int ok, int http, const char *code, const c
     snprintf(t->message, sizeof t->message, "%s", msg);
 }
 
-void eng__task_fail(eng__task *t, int http, const char *code, const char *msg)
+void eng__task_fail(eng_task *t, int http, const char *code, const char *msg)
 {
     if (!t->done)
         set_result(t, 0, http, code, msg);
 }
 
-void eng__unit_abandon(eng__unit *u)
+void eng__unit_abandon(eng_unit *u)
 {
     for (size_t i = 0; i < u->n_tasks; i++) {
         if (!u->tasks[i].done) {
@@ -353,7 +353,7 @@ void eng__unit_abandon(eng__unit *u)
 
 /* An S3 failure that outlived its retries, or a permanent one we have no reason code for:
    the row carries S3's own code and the HTTP status seen (500 when there was no answer). */
-void eng__task_fail_outcome(eng__task *t, const s3_outcome *oc, const char *code)
+void eng__task_fail_outcome(eng_task *t, const s3_outcome *oc, const char *code)
 {
     char msg[160];
     int http = oc->http_status ? (int)oc->http_status : 500;
@@ -375,13 +375,13 @@ void eng__task_fail_outcome(eng__task *t, const s3_outcome *oc, const char *code
 /* ---- LIST ---------------------------------------------------------------------------- */
 
 typedef struct list_ctx {
-    eng__unit *u;
+    eng_unit *u;
     int other_key_seen;
     char last_key[1100];
     char last_vid[256];
 } list_ctx;
 
-static void take_facts(eng__task *t, const s3_version_entry *v)
+static void take_facts(eng_task *t, const s3_version_entry *v)
 {
     t->found = 1;
     t->is_delete_marker = v->is_delete_marker;
@@ -393,11 +393,11 @@ static void take_facts(eng__task *t, const s3_version_entry *v)
     snprintf(t->etag, sizeof t->etag, "%s", v->etag);
 }
 
-static void note_version(eng__unit *u, const s3_version_entry *v)
+static void note_version(eng_unit *u, const s3_version_entry *v)
 {
     if (v->is_latest) { /* manifest rows without a version ID act on the current version */
         for (size_t i = 0; i < u->n_tasks; i++) {
-            eng__task *t = &u->tasks[i];
+            eng_task *t = &u->tasks[i];
             if (t->has_version || t->found)
                 continue;
             take_facts(t, v);
@@ -408,7 +408,7 @@ static void note_version(eng__unit *u, const s3_version_entry *v)
     size_t vlen = strlen(v->version_id), lo = 0, hi = u->n_tasks;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        const eng__task *t = &u->tasks[u->by_vid[mid]];
+        const eng_task *t = &u->tasks[u->by_vid[mid]];
         size_t n = t->version_id.len < vlen ? t->version_id.len : vlen;
         int c = memcmp(t->version_id.ptr, v->version_id, n);
         if (c == 0)
@@ -419,7 +419,7 @@ static void note_version(eng__unit *u, const s3_version_entry *v)
             hi = mid;
     }
     for (size_t i = lo; i < u->n_tasks; i++) {
-        eng__task *t = &u->tasks[u->by_vid[i]];
+        eng_task *t = &u->tasks[u->by_vid[i]];
         if (t->version_id.len != vlen || memcmp(t->version_id.ptr, v->version_id, vlen) != 0)
             break;
         if (t->has_version)
@@ -430,7 +430,7 @@ static void note_version(eng__unit *u, const s3_version_entry *v)
 static int on_version(const s3_version_entry *v, void *user)
 {
     list_ctx *lc = user;
-    eng__unit *u = lc->u;
+    eng_unit *u = lc->u;
     if (strlen(v->key) != u->key.len || memcmp(v->key, u->key.ptr, u->key.len) != 0) {
         lc->other_key_seen = 1; /* keys are listed in order: ours came first */
         return 1;
@@ -442,7 +442,7 @@ static int on_version(const s3_version_entry *v, void *user)
 
 static int cmp_order(const void *pa, const void *pb)
 {
-    const eng__task *a = &cmp_tasks[*(const size_t *)pa], *b = &cmp_tasks[*(const size_t *)pb];
+    const eng_task *a = &cmp_tasks[*(const size_t *)pa], *b = &cmp_tasks[*(const size_t *)pb];
     if (a->is_latest != b->is_latest)
         return a->is_latest - b->is_latest; /* the current version goes last */
     if (a->last_modified_ms != b->last_modified_ms)
@@ -450,11 +450,11 @@ static int cmp_order(const void *pa, const void *pb)
     return (a->list_pos < b->list_pos) - (a->list_pos > b->list_pos); /* later = older */
 }
 
-static void finish_listing(eng__unit *u)
+static void finish_listing(eng_unit *u)
 {
     u->n_order = 0;
     for (size_t i = 0; i < u->n_tasks; i++) {
-        eng__task *t = &u->tasks[i];
+        eng_task *t = &u->tasks[i];
         if (t->has_version && t->version_id.len == 0) {
             eng__task_fail(t, 400, "SrcVersionNotFound",
                       "The manifest row has an empty version ID (use null for a null version)");
@@ -486,7 +486,7 @@ static void finish_listing(eng__unit *u)
 
 /* ---- request building ----------------------------------------------------------------- */
 
-static void req_init(s3_request *req, const char *method, const eng__unit *u)
+static void req_init(s3_request *req, const char *method, const eng_unit *u)
 {
     memset(req, 0, sizeof *req);
     req->method = method;
@@ -499,7 +499,7 @@ static void add_query(s3_request *req, const char *name, const char *value)
     req->query[req->n_query++] = (s3_query_param){name, value};
 }
 
-static const char *task_vid(const eng__task *t)
+static const char *task_vid(const eng_task *t)
 {
     return t->has_version ? t->version_id.ptr : t->resolved_vid;
 }
@@ -510,9 +510,9 @@ static int archived(const char *storage_class)
 }
 
 /* Picks the destinations of order[cur]; fails the task when none is eligible. */
-static void select_dests(eng__unit *u, const eng__rules *rules)
+static void select_dests(eng_unit *u, const repl_rules *rules)
 {
-    eng__task *t = &u->tasks[u->order[u->cur]];
+    eng_task *t = &u->tasks[u->order[u->cur]];
     size_t n = 0;
     u->selected = 1;
     u->cur_dest = 0;
@@ -521,7 +521,7 @@ static void select_dests(eng__unit *u, const eng__rules *rules)
         return;
     }
     if (!archived(t->storage_class))
-        n = eng__rules_select(rules, u->key, t->tags, t->n_tags, t->is_delete_marker,
+        n = repl_rules_select(rules, u->key, t->tags, t->n_tags, t->is_delete_marker,
                               u->rule_for_dest);
     if (n == 0) {
         eng__task_fail(t, 500, "SrcObjectNotEligible", "Object is not eligible for replication");
@@ -529,13 +529,13 @@ static void select_dests(eng__unit *u, const eng__rules *rules)
     }
 }
 
-static void dest_unusable(eng__task *t, const eng__dest *d)
+static void dest_unusable(eng_task *t, const repl_dest *d)
 {
     switch (d->state) {
-    case ENG__DEST_MISSING:
+    case REPL_DEST_MISSING:
         eng__task_fail(t, 404, "DstBucketNotFound", "Destination bucket not found");
         break;
-    case ENG__DEST_UNVERSIONED:
+    case REPL_DEST_UNVERSIONED:
         eng__task_fail(t, 400, "DstBucketUnversioned",
                   "Versioning is not enabled on the destination bucket");
         break;
@@ -571,16 +571,16 @@ static int etag_eq(const char *a, const char *b)
     return la == lb && la > 0 && memcmp(a, b, la) == 0;
 }
 
-static int targets(const eng__unit *u, const eng__rules *rules, const eng__task *t, size_t d)
+static int targets(const eng_unit *u, const repl_rules *rules, const eng_task *t, size_t d)
 {
     if (t->done || archived(t->storage_class))
         return 0;
-    size_t n = eng__rules_select(rules, u->key, t->tags, t->n_tags, t->is_delete_marker,
+    size_t n = repl_rules_select(rules, u->key, t->tags, t->n_tags, t->is_delete_marker,
                                  u->rule_for_dest);
     return n > 0 && u->rule_for_dest[d] >= 0;
 }
 
-static int dest_targeted(const eng__unit *u, const eng__rules *rules, size_t d)
+static int dest_targeted(const eng_unit *u, const repl_rules *rules, size_t d)
 {
     for (size_t i = 0; i < u->n_order; i++)
         if (targets(u, rules, &u->tasks[u->order[i]], d))
@@ -589,7 +589,7 @@ static int dest_targeted(const eng__unit *u, const eng__rules *rules, size_t d)
 }
 
 typedef struct dest_list {
-    const eng__unit *u;
+    const eng_unit *u;
     s3_version_entry *v;
     size_t n, cap;
     int other_key_seen;
@@ -622,12 +622,12 @@ static int cmp_entry_age(const void *pa, const void *pb)
     return (a->list_pos < b->list_pos) - (a->list_pos > b->list_pos);
 }
 
-static void on_recheck(eng__unit *u, const eng__rules *rules, const s3_call *c,
+static void on_recheck(eng_unit *u, const repl_rules *rules, const s3_call *c,
                        const s3_outcome *oc)
 {
     size_t d = u->cur_dest++;
     if (u->n_order == 1) { /* HEAD of the destination key's current version */
-        const eng__task *t = &u->tasks[u->order[0]];
+        const eng_task *t = &u->tasks[u->order[0]];
         const s3_response *r = &c->resp;
         if (t->is_delete_marker)
             u->skip[d] = oc->http_status == 404 && r->delete_marker;
@@ -654,7 +654,7 @@ static void on_recheck(eng__unit *u, const eng__rules *rules, const s3_call *c,
         size_t j;
         for (j = 0; j < k; j++) {
             const s3_version_entry *e = &dl.v[dl.n - k + j];
-            const eng__task *t = &u->tasks[seq[j]];
+            const eng_task *t = &u->tasks[seq[j]];
             if (e->is_delete_marker != t->is_delete_marker ||
                 (!t->is_delete_marker && !etag_eq(e->etag, t->etag)))
                 break;
@@ -668,14 +668,14 @@ static void on_recheck(eng__unit *u, const eng__rules *rules, const s3_call *c,
 }
 
 /* Starts order[cur] -> destination cur_dest; 0 when there is nothing to send there. */
-static int start_apply(eng__unit *u, const eng__rules *rules, eng__task *t)
+static int start_apply(eng_unit *u, const repl_rules *rules, eng_task *t)
 {
     int ri = u->rule_for_dest[u->cur_dest];
     if (ri < 0)
         return 0;
-    const eng__rule *r = &rules->rules[ri];
-    const eng__dest *d = &rules->dests[u->cur_dest];
-    if (d->state != ENG__DEST_OK) {
+    const repl_rule *r = &rules->rules[ri];
+    const repl_dest *d = &rules->dests[u->cur_dest];
+    if (d->state != REPL_DEST_OK) {
         dest_unusable(t, d);
         return 0;
     }
@@ -689,10 +689,10 @@ static int start_apply(eng__unit *u, const eng__rules *rules, eng__task *t)
     return 1;
 }
 
-static int next_apply(eng__unit *u, const eng__rules *rules, eng__req *r)
+static int next_apply(eng_unit *u, const repl_rules *rules, eng__req *r)
 {
     while (u->cur < u->n_order) {
-        eng__task *t = &u->tasks[u->order[u->cur]];
+        eng_task *t = &u->tasks[u->order[u->cur]];
         if (!u->selected)
             select_dests(u, rules);
         while (u->cur_dest < rules->n_dests) {
@@ -716,7 +716,7 @@ static int next_apply(eng__unit *u, const eng__rules *rules, eng__req *r)
     return 0;
 }
 
-static int build(eng__unit *u, const eng__rules *rules, eng__req *r)
+static int build(eng_unit *u, const repl_rules *rules, eng__req *r)
 {
     s3_request *req = &r->req;
     r->expect_xml = 0;
@@ -737,7 +737,7 @@ static int build(eng__unit *u, const eng__rules *rules, eng__req *r)
     for (;;) {
         switch (u->phase) {
         case PH_HEAD: {
-            const eng__task *t = &u->tasks[0];
+            const eng_task *t = &u->tasks[0];
             if (t->has_version && t->version_id.len == 0) {
                 set_phase(u, PH_LIST); /* LIST's bookkeeping fails the row */
                 continue;
@@ -780,7 +780,7 @@ static int build(eng__unit *u, const eng__rules *rules, eng__req *r)
             while (u->cur_dest < rules->n_dests && !dest_targeted(u, rules, u->cur_dest))
                 u->cur_dest++;
             if (u->cur_dest >= rules->n_dests ||
-                rules->dests[u->cur_dest].state != ENG__DEST_OK) {
+                rules->dests[u->cur_dest].state != REPL_DEST_OK) {
                 if (u->cur_dest < rules->n_dests) {
                     u->cur_dest++;
                     continue;
@@ -812,9 +812,9 @@ static int build(eng__unit *u, const eng__rules *rules, eng__req *r)
         }
         case PH_DONE:
             for (size_t i = 0; i < u->n_tasks; i++) {
-                eng__task *t = &u->tasks[i];
+                eng_task *t = &u->tasks[i];
                 if (t->dup_of && !t->not_run) {
-                    const eng__task *o = &u->tasks[t->dup_of - 1];
+                    const eng_task *o = &u->tasks[t->dup_of - 1];
                     t->done = 1;
                     t->succeeded = o->succeeded;
                     t->http_status = o->http_status;
@@ -827,7 +827,7 @@ static int build(eng__unit *u, const eng__rules *rules, eng__req *r)
     }
 }
 
-int eng__unit_next(eng__unit *u, const eng__rules *rules, eng__req *r)
+int eng__unit_next(eng_unit *u, const repl_rules *rules, eng__req *r)
 {
     if (u->busy)
         return ENG__WAIT;
@@ -837,7 +837,7 @@ int eng__unit_next(eng__unit *u, const eng__rules *rules, eng__req *r)
     return rc;
 }
 
-int eng__unit_rebuild(eng__unit *u, const eng__rules *rules, unsigned tag,
+int eng__unit_rebuild(eng_unit *u, const repl_rules *rules, unsigned tag,
                       const s3_outcome *prev, eng__req *r)
 {
     if (u->phase == PH_APPLY && u->strat && u->strat->rebuild)
@@ -849,17 +849,17 @@ int eng__unit_rebuild(eng__unit *u, const eng__rules *rules, unsigned tag,
 
 /* ---- responses ------------------------------------------------------------------------ */
 
-static void on_head(eng__unit *u, const s3_call *c, const s3_outcome *oc)
+static void on_head(eng_unit *u, const s3_call *c, const s3_outcome *oc)
 {
-    eng__task *t = &u->tasks[0];
+    eng_task *t = &u->tasks[0];
     const s3_response *r = &c->resp;
     if (oc->http_status == 200 || (oc->http_status == 405 && r->delete_marker)) {
         t->found = 1;
         t->is_latest = 1; /* alone in its unit: nothing to order */
         t->is_delete_marker = oc->http_status == 405;
         t->size = r->content_length;
-        if (!t->is_delete_marker && (t->facts = eng__facts_new()) != NULL)
-            eng__facts_from_head(t->facts, r);
+        if (!t->is_delete_marker && (t->facts = repl_facts_new()) != NULL)
+            repl_facts_from_head(t->facts, r);
         snprintf(t->storage_class, sizeof t->storage_class, "%s",
                  r->storage_class[0] ? r->storage_class : "STANDARD");
         snprintf(t->etag, sizeof t->etag, "%s", r->etag);
@@ -879,7 +879,7 @@ static void on_head(eng__unit *u, const s3_call *c, const s3_outcome *oc)
     }
 }
 
-static void on_list(eng__unit *u, const s3_call *c, const s3_outcome *oc)
+static void on_list(eng_unit *u, const s3_call *c, const s3_outcome *oc)
 {
     if (oc->http_status != 200) {
         const char *code = NULL;
@@ -915,9 +915,9 @@ static void on_list(eng__unit *u, const s3_call *c, const s3_outcome *oc)
     set_phase(u, PH_TAGS);
 }
 
-static void on_tags(eng__unit *u, const s3_call *c, const s3_outcome *oc)
+static void on_tags(eng_unit *u, const s3_call *c, const s3_outcome *oc)
 {
-    eng__task *t = &u->tasks[u->order[u->cur]];
+    eng_task *t = &u->tasks[u->order[u->cur]];
     if (oc->http_status != 200) {
         const char *code = oc->http_status == 403 ? "SrcGetTaggingNotPermitted"
                            : oc->http_status == 404 ? "SrcVersionNotFound"
@@ -941,7 +941,7 @@ static void on_tags(eng__unit *u, const s3_call *c, const s3_outcome *oc)
     u->cur++;
 }
 
-void eng__unit_on_response(eng__unit *u, const eng__rules *rules, unsigned tag,
+void eng__unit_on_response(eng_unit *u, const repl_rules *rules, unsigned tag,
                            const s3_call *c, const s3_outcome *oc)
 {
     if (tag == 0)

@@ -46,21 +46,6 @@ typedef struct gen {
     char msg[2048];
 } gen;
 
-static int mkdir_p(const char *path)
-{
-    char tmp[4400];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return (mkdir(tmp, 0755) != 0 && errno != EEXIST) ? -1 : 0;
-}
-
 static void gen_fail(gen *g, int rc, const char *msg)
 {
     if (g->err)
@@ -118,7 +103,7 @@ static int open_data(gen *g)
         return -1;
     }
     *strrchr(dir, '/') = '\0'; /* the data folder */
-    if (mkdir_p(dir) != 0) {
+    if (s3_mkdir_p(dir) != 0) {
         snprintf(m, sizeof m, "%s: cannot create: %s", dir, strerror(errno));
         gen_fail(g, -MF_E_IO, m);
         return -1;
@@ -400,7 +385,7 @@ int mf_generate(const mf_gen_opts *o, mf_gen_result *out, char *err, size_t err_
         s3_buf_cleanup(&g.line);
         return -MF_E_IO;
     }
-    if (mkdir_p(dir) != 0) {
+    if (s3_mkdir_p(dir) != 0) {
         snprintf(err, err_len, "%s: cannot create: %s", dir, strerror(errno));
         json_decref(g.files);
         s3_buf_cleanup(&g.line);

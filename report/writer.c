@@ -97,30 +97,6 @@ static int fmt_fits(char *dst, size_t cap, const char *fmt, ...)
     return n < 0 || (size_t)n >= cap;
 }
 
-/* mkdir -p: creates every missing directory of path. */
-static int mkdir_p(const char *path, char *err, size_t err_len)
-{
-    char buf[4096];
-    if (fmt_fits(buf, sizeof buf, "%s", path)) {
-        set_err(err, err_len, "path too long: %s", path);
-        return -1;
-    }
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
-                set_err(err, err_len, "cannot create directory %s: %s", buf, strerror(errno));
-                return -1;
-            }
-            *p = c;
-            if (c == '\0')
-                break;
-        }
-    }
-    return 0;
-}
-
 static void hex(const unsigned char *in, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";
@@ -233,7 +209,8 @@ rpt_writer *rpt_writer_open(const rpt_opts *opts, char *err, size_t err_len)
         rpt_writer_destroy(w);
         return NULL;
     }
-    if (mkdir_p(results_dir, err, err_len) != 0) {
+    if (s3_mkdir_p(results_dir) != 0) {
+        set_err(err, err_len, "cannot create directory %s: %s", results_dir, strerror(errno));
         rpt_writer_destroy(w);
         return NULL;
     }

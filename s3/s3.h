@@ -362,5 +362,18 @@ json_t *s3_xml_to_json(s3_slice body);
 
 /* "2026-11-25T10:00:00.123Z" or RFC 1123 "Wed, 25 Nov 2026 10:00:00 GMT" -> epoch ms. */
 int s3_parse_time_ms(const char *s, int64_t *out_ms);
+/* epoch ms -> "2026-11-25T10:00:00.123Z" (AWS's form in JSON answers). */
+void s3_iso8601_ms(int64_t ms, char out[32]);
+
+/* Clocks: wall time (epoch ms) for timestamps a person or another machine reads; monotonic
+   ms for intervals and deadlines (a wall clock that steps would stretch or cut them). */
+int64_t s3_wall_ms(void);
+int64_t s3_mono_ms(void);
+
+/* ---- local files ------------------------------------------------------------------------- */
+
+/* mkdir -p with mode 0700 for the folders it creates (state is private); 0, or -1 with
+   errno set. An existing folder is fine. */
+int s3_mkdir_p(const char *path);
 
 #endif

@@ -6,9 +6,11 @@
  *                           no zone at all is read as UTC.
  *   RFC 1123 (headers):     Wkd, DD Mon YYYY hh:mm:ss GMT   (also "UTC" or "+0000")
  * Anything else, or a field out of range (month 13, 31 April, hour 24), is S3_E_ARG.
+ * Also the clocks every module uses (wall vs monotonic) and the ISO 8601 form of a time.
  */
 #include "s3/s3.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -131,4 +133,29 @@ int s3_parse_time_ms(const char *s, int64_t *out_ms)
     if (s[0] >= '0' && s[0] <= '9')
         return parse_iso(s, out_ms);
     return parse_rfc1123(s, out_ms);
+}
+
+/* ---- clocks ------------------------------------------------------------------------------ */
+
+int64_t s3_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t s3_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void s3_iso8601_ms(int64_t ms, char out[32])
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
 }

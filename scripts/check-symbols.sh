@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # check-symbols.sh OBJ... — every global symbol an object defines carries a module prefix.
 #
-# STYLE.md "Names say what and whose": exported symbols start with s3_ mf_ rpt_ eng_ cli_ or
-# tap_ (cross-file internals such as eng__x start with eng_ too); `main` is the one exception.
+# STYLE.md "Names say what and whose": exported symbols start with s3_ mf_ rpt_ repl_ eng_ jobs_ run_ cli_ or
+# tap_ (cross-file internals such as eng__x start with their prefix too); `main` is the one exception.
 # Runs `nm -g --defined-only` over the objects and lists every offender with its object file.
 set -euo pipefail
 
@@ -29,7 +29,7 @@ for obj in "$@"; do
     while read -r name; do
         [ -z "$name" ] && continue
         case "$name" in
-            main | s3_* | mf_* | rpt_* | eng_* | cli_* | tap_*) ;;
+            main | s3_* | mf_* | rpt_* | repl_* | eng_* | jobs_* | run_* | cli_* | tap_*) ;;
             *)
                 echo "check-symbols: $obj: global symbol without a module prefix: $name"
                 bad=$((bad + 1))

@@ -3,7 +3,7 @@
  * rank; with one (the pool's: the job's priority), the highest rank first, the earliest among
  * equals, read at the time of the pop.
  */
-#include "engine/engine_int.h"
+#include "engine/engine.h"
 #include "tests/unit/tap.h"
 
 #include <string.h>
@@ -19,12 +19,12 @@ static long rank_of(const void *p)
 }
 
 /* Pops everything and writes the ids in pop order as "1,2,3". */
-static void drain(eng__queue *q, char *out, size_t cap)
+static void drain(eng_queue *q, char *out, size_t cap)
 {
     size_t n = 0;
     out[0] = '\0';
     item *it;
-    while ((it = eng__queue_pop(q, 0, NULL)) && n + 8 < cap)
+    while ((it = eng_queue_pop(q, 0, NULL)) && n + 8 < cap)
         n += (size_t)snprintf(out + n, cap - n, n ? ",%d" : "%d", it->id);
 }
 
@@ -47,15 +47,15 @@ int main(void)
          "2,3,4,5,6,1"},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        eng__queue q;
-        eng__queue_init(&q, 6);
+        eng_queue q;
+        eng_queue_init(&q, 6);
         if (cases[c].ranked)
-            eng__queue_set_rank(&q, rank_of);
+            eng_queue_set_rank(&q, rank_of);
         item items[6];
         for (int i = 0; i < 6; i++) {
             items[i].id = i + 1;
             atomic_store(&items[i].prio, cases[c].prio[i]);
-            eng__queue_push(&q, &items[i]);
+            eng_queue_push(&q, &items[i]);
         }
         if (cases[c].bump_item)
             atomic_store(&items[cases[c].bump_item - 1].prio, cases[c].bump_to);
@@ -63,36 +63,36 @@ int main(void)
         drain(&q, got, sizeof got);
         tap_ok(strcmp(got, cases[c].want) == 0, "%s: %s (got %s)", cases[c].name,
                cases[c].want, got);
-        eng__queue_cleanup(&q);
+        eng_queue_cleanup(&q);
     }
 
     /* the ring wraps: pops from the middle keep the others in order across the wrap */
-    eng__queue q;
-    eng__queue_init(&q, 4);
-    eng__queue_set_rank(&q, rank_of);
+    eng_queue q;
+    eng_queue_init(&q, 4);
+    eng_queue_set_rank(&q, rank_of);
     item w[7];
     for (int i = 0; i < 7; i++) {
         w[i].id = i + 1;
         atomic_store(&w[i].prio, 1);
     }
-    eng__queue_push(&q, &w[0]);
-    eng__queue_push(&q, &w[1]);
-    eng__queue_push(&q, &w[2]);
-    item *a = eng__queue_pop(&q, 0, NULL), *b = eng__queue_pop(&q, 0, NULL);
+    eng_queue_push(&q, &w[0]);
+    eng_queue_push(&q, &w[1]);
+    eng_queue_push(&q, &w[2]);
+    item *a = eng_queue_pop(&q, 0, NULL), *b = eng_queue_pop(&q, 0, NULL);
     atomic_store(&w[4].prio, 7);
-    eng__queue_push(&q, &w[3]);
-    eng__queue_push(&q, &w[4]); /* these two wrap around the end of the ring */
-    eng__queue_push(&q, &w[5]);
+    eng_queue_push(&q, &w[3]);
+    eng_queue_push(&q, &w[4]); /* these two wrap around the end of the ring */
+    eng_queue_push(&q, &w[5]);
     char got[64];
     drain(&q, got, sizeof got);
     tap_ok(a->id == 1 && b->id == 2 && strcmp(got, "5,3,4,6") == 0,
            "across the ring's wrap: 1,2 then 5,3,4,6 (got %d,%d then %s)", a->id, b->id, got);
 
     int closed = 0;
-    tap_ok(eng__queue_pop(&q, 0, &closed) == NULL && !closed, "empty, open: NULL, not closed");
-    eng__queue_close(&q);
-    tap_ok(eng__queue_pop(&q, 10, &closed) == NULL && closed, "closed and drained: closed");
-    tap_ok(eng__queue_push(&q, &w[6]) == -1, "a push to a closed queue is refused");
-    eng__queue_cleanup(&q);
+    tap_ok(eng_queue_pop(&q, 0, &closed) == NULL && !closed, "empty, open: NULL, not closed");
+    eng_queue_close(&q);
+    tap_ok(eng_queue_pop(&q, 10, &closed) == NULL && closed, "closed and drained: closed");
+    tap_ok(eng_queue_push(&q, &w[6]) == -1, "a push to a closed queue is refused");
+    eng_queue_cleanup(&q);
     return tap_done();
 }

@@ -4,55 +4,19 @@
  * UpdateJobPriority, UpdateJobStatus. They read and write the catalogue only; a worker
  * process picks the changes up within a tick (200 ms).
  */
-#include "engine/engine_int.h"
+#include "jobs/jobs.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-const char *eng_strerror(int err)
+static int is_terminal(jobs_status s)
 {
-    switch (err < 0 ? -err : err) {
-#define XX(name, msg)                                                                      \
-    case ENG_E_##name:                                                                     \
-        return msg;
-        ENG_ERRNO_MAP(XX)
-#undef XX
-    }
-    return "unknown error";
+    return s == JOBS_STATUS_COMPLETE || s == JOBS_STATUS_FAILED || s == JOBS_STATUS_CANCELLED;
 }
 
-const char *eng_errname(int err)
-{
-    switch (err < 0 ? -err : err) {
-#define XX(name, msg)                                                                      \
-    case ENG_E_##name:                                                                     \
-        return "ENG_E_" #name;
-        ENG_ERRNO_MAP(XX)
-#undef XX
-    }
-    return "ENG_E_UNKNOWN";
-}
-
-const char *eng_status_name(eng_status s)
-{
-    switch (s) {
-#define XX(name, str)                                                                      \
-    case ENG_STATUS_##name:                                                                \
-        return str;
-        ENG_STATUS_MAP(XX)
-#undef XX
-    }
-    return "Unknown";
-}
-
-static int is_terminal(eng_status s)
-{
-    return s == ENG_STATUS_COMPLETE || s == ENG_STATUS_FAILED || s == ENG_STATUS_CANCELLED;
-}
-
-int eng_create_job(eng_store *s, const char *job_path, const char *replication_config_path,
+int jobs_create_job(jobs_store *s, const char *job_path, const char *replication_config_path,
                    json_t **out, char *err, size_t err_len)
 {
     json_error_t je;
@@ -60,25 +24,25 @@ int eng_create_job(eng_store *s, const char *job_path, const char *replication_c
     if (!doc) {
         snprintf(err, err_len, "%s:%d:%d: not valid JSON: %s", job_path, je.line, je.column,
                  je.text);
-        return -ENG_E_INVALID_JOB;
+        return -JOBS_E_INVALID_JOB;
     }
-    eng__job job;
+    jobs_job job;
     memset(&job, 0, sizeof job);
-    int rc = eng__job_parse(&job, doc, job_path, err, err_len);
+    int rc = jobs_job_parse(&job, doc, job_path, err, err_len);
     char *rules_text = NULL;
     if (rc == 0 && replication_config_path) {
-        eng__rules rules;
+        repl_rules rules;
         json_t *rj = json_load_file(replication_config_path, 0, &je);
         if (!rj) {
             snprintf(err, err_len, "%s:%d:%d: not valid JSON: %s", replication_config_path,
                      je.line, je.column, je.text);
-            rc = -ENG_E_INVALID_JOB;
-        } else if ((rc = eng__rules_from_json(&rules, rj, replication_config_path, err,
+            rc = -JOBS_E_INVALID_JOB;
+        } else if ((rc = repl_rules_from_json(&rules, rj, replication_config_path, err,
                                               err_len)) == 0) {
-            eng__rules_cleanup(&rules);
+            repl_rules_cleanup(&rules);
             rules_text = json_dumps(rj, JSON_COMPACT);
         } else {
-            rc = -ENG_E_INVALID_JOB;
+            rc = -JOBS_E_INVALID_JOB;
         }
         json_decref(rj);
     }
@@ -100,14 +64,14 @@ int eng_create_job(eng_store *s, const char *job_path, const char *replication_c
                 json_object_set_new(rep, "Bucket", json_string(p));
             }
         }
-        eng__job_row row = job.row;
+        jobs_row row = job.row;
         s3_uuid4(row.id);
         row.doc = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
         row.rules = rules_text;
-        row.status = ENG_STATUS_NEW;
-        row.created_ms = eng__now_ms();
+        row.status = JOBS_STATUS_NEW;
+        row.created_ms = s3_wall_ms();
         char existing[40];
-        rc = eng__store_insert(s, &row, existing, err, err_len);
+        rc = jobs_store_insert(s, &row, existing, err, err_len);
         if (rc == 0) {
             *out = json_pack("{s:s}", "JobId", existing[0] ? existing : row.id);
         }
@@ -118,76 +82,76 @@ int eng_create_job(eng_store *s, const char *job_path, const char *replication_c
         free(rules_text);
     }
     json_decref(doc);
-    eng__job_cleanup(&job);
+    jobs_job_cleanup(&job);
     return rc;
 }
 
-static int load(eng_store *s, const char *id, eng__job *job, char *err, size_t err_len)
+static int load(jobs_store *s, const char *id, jobs_job *job, char *err, size_t err_len)
 {
-    eng__job_row row;
-    int rc = eng__store_get(s, id, &row, err, err_len);
+    jobs_row row;
+    int rc = jobs_store_get(s, id, &row, err, err_len);
     if (rc < 0)
         return rc;
     if (rc == 0) {
         snprintf(err, err_len, "NotFoundException: no job with ID %s", id);
-        return -ENG_E_NOT_FOUND;
+        return -JOBS_E_NOT_FOUND;
     }
     s3_endpoint ep;
     char ignore[256];
     const char *region = s3_endpoint_load(&ep, NULL, ignore, sizeof ignore) == 0 ? ep.region
                                                                                  : "us-east-1";
-    eng__job_load(job, &row, eng__store_dir(s), region, err, err_len);
+    jobs_job_load(job, &row, jobs_store_dir(s), region, err, err_len);
     return 0;
 }
 
-int eng_describe_job(eng_store *s, const char *job_id, json_t **out, char *err, size_t err_len)
+int jobs_describe_job(jobs_store *s, const char *job_id, json_t **out, char *err, size_t err_len)
 {
-    eng__job job;
+    jobs_job job;
     int rc = load(s, job_id, &job, err, err_len);
     if (rc)
         return rc;
-    *out = eng__job_describe(&job);
-    eng__job_cleanup(&job);
+    *out = jobs_job_describe(&job);
+    jobs_job_cleanup(&job);
     return 0;
 }
 
 typedef struct list_ctx {
-    eng_store *s;
+    jobs_store *s;
     json_t *jobs;
 } list_ctx;
 
-static int list_one(const eng__job_row *r, void *user)
+static int list_one(const jobs_row *r, void *user)
 {
     list_ctx *c = user;
-    eng__job job;
+    jobs_job job;
     char err[256];
     if (load(c->s, r->id, &job, err, sizeof err) == 0) {
-        json_array_append_new(c->jobs, eng__job_list_descriptor(&job));
-        eng__job_cleanup(&job);
+        json_array_append_new(c->jobs, jobs_job_list_descriptor(&job));
+        jobs_job_cleanup(&job);
     }
     return 0;
 }
 
-int eng_list_jobs(eng_store *s, const char *const *statuses, size_t n_statuses, json_t **out,
+int jobs_list_jobs(jobs_store *s, const char *const *statuses, size_t n_statuses, json_t **out,
                   char *err, size_t err_len)
 {
-    eng_status want[16];
+    jobs_status want[16];
     if (n_statuses > 16)
         n_statuses = 16;
     for (size_t i = 0; i < n_statuses; i++) {
-        int v = eng__status_parse(statuses[i]);
+        int v = jobs_status_parse(statuses[i]);
         if (v < 0) {
             snprintf(err, err_len, "--job-statuses: \"%s\" is not a job status (one of New, "
                                    "Preparing, Suspended, Ready, Active, Pausing, Paused, "
                                    "Completing, Complete, Failing, Failed, Cancelling, "
                                    "Cancelled)",
                      statuses[i]);
-            return -ENG_E_INVALID_JOB;
+            return -JOBS_E_INVALID_JOB;
         }
-        want[i] = (eng_status)v;
+        want[i] = (jobs_status)v;
     }
     list_ctx c = {.s = s, .jobs = json_array()};
-    int rc = eng__store_each(s, want, n_statuses, list_one, &c, err, err_len);
+    int rc = jobs_store_each(s, want, n_statuses, list_one, &c, err, err_len);
     if (rc) {
         json_decref(c.jobs);
         return rc;
@@ -196,19 +160,19 @@ int eng_list_jobs(eng_store *s, const char *const *statuses, size_t n_statuses, 
     return 0;
 }
 
-int eng_update_job_priority(eng_store *s, const char *job_id, long priority, json_t **out,
+int jobs_update_job_priority(jobs_store *s, const char *job_id, long priority, json_t **out,
                             char *err, size_t err_len)
 {
     if (priority < 0 || priority > 2147483647L) {
         snprintf(err, err_len, "--priority: must be 0..2147483647, got %ld", priority);
-        return -ENG_E_INVALID_JOB;
+        return -JOBS_E_INVALID_JOB;
     }
-    int rc = eng__store_set_priority(s, job_id, (int)priority, err, err_len);
+    int rc = jobs_store_set_priority(s, job_id, (int)priority, err, err_len);
     if (rc < 0)
         return rc;
     if (rc == 0) {
         snprintf(err, err_len, "NotFoundException: no job with ID %s", job_id);
-        return -ENG_E_NOT_FOUND;
+        return -JOBS_E_NOT_FOUND;
     }
     *out = json_pack("{s:s,s:i}", "JobId", job_id, "Priority", (int)priority);
     return 0;
@@ -217,51 +181,51 @@ int eng_update_job_priority(eng_store *s, const char *job_id, long priority, jso
 /* UpdateJobStatus (§4.4): Ready only from Suspended; Cancelled from any non-terminal status
    (a job not running yet becomes Cancelled at once, a running one Cancelling, and its worker
    finishes the cancel). Anything else is AWS's JobStatusException. */
-int eng_update_job_status(eng_store *s, const char *job_id, const char *requested,
+int jobs_update_job_status(jobs_store *s, const char *job_id, const char *requested,
                           const char *reason, json_t **out, char *err, size_t err_len)
 {
     int want_ready = strcmp(requested, "Ready") == 0;
     if (!want_ready && strcmp(requested, "Cancelled") != 0) {
         snprintf(err, err_len, "--requested-job-status: must be Ready or Cancelled, got \"%s\"",
                  requested);
-        return -ENG_E_INVALID_JOB;
+        return -JOBS_E_INVALID_JOB;
     }
     for (int attempt = 0; attempt < 20; attempt++) {
-        eng__job_row row;
-        int rc = eng__store_get(s, job_id, &row, err, err_len);
+        jobs_row row;
+        int rc = jobs_store_get(s, job_id, &row, err, err_len);
         if (rc < 0)
             return rc;
         if (rc == 0) {
             snprintf(err, err_len, "NotFoundException: no job with ID %s", job_id);
-            return -ENG_E_NOT_FOUND;
+            return -JOBS_E_NOT_FOUND;
         }
-        eng_status cur = row.status, to;
-        eng__job_row_cleanup(&row);
+        jobs_status cur = row.status, to;
+        jobs_row_cleanup(&row);
         if (want_ready) {
-            if (cur != ENG_STATUS_SUSPENDED) {
+            if (cur != JOBS_STATUS_SUSPENDED) {
                 snprintf(err, err_len,
                          "JobStatusException: job %s is %s; only a Suspended job can be "
                          "confirmed (Ready)",
-                         job_id, eng_status_name(cur));
-                return -ENG_E_STATUS;
+                         job_id, jobs_status_name(cur));
+                return -JOBS_E_STATUS;
             }
-            to = ENG_STATUS_READY;
+            to = JOBS_STATUS_READY;
         } else {
-            if (is_terminal(cur) || cur == ENG_STATUS_CANCELLING) {
+            if (is_terminal(cur) || cur == JOBS_STATUS_CANCELLING) {
                 snprintf(err, err_len, "JobStatusException: job %s is already %s", job_id,
-                         eng_status_name(cur));
-                return -ENG_E_STATUS;
+                         jobs_status_name(cur));
+                return -JOBS_E_STATUS;
             }
-            to = (cur == ENG_STATUS_NEW || cur == ENG_STATUS_SUSPENDED ||
-                  cur == ENG_STATUS_READY)
-                     ? ENG_STATUS_CANCELLED
-                     : ENG_STATUS_CANCELLING;
+            to = (cur == JOBS_STATUS_NEW || cur == JOBS_STATUS_SUSPENDED ||
+                  cur == JOBS_STATUS_READY)
+                     ? JOBS_STATUS_CANCELLED
+                     : JOBS_STATUS_CANCELLING;
         }
-        rc = eng__store_cas_status(s, job_id, cur, to, reason, err, err_len);
+        rc = jobs_store_cas_status(s, job_id, cur, to, reason, err, err_len);
         if (rc < 0)
             return rc;
         if (rc == 1) {
-            *out = json_pack("{s:s,s:s}", "JobId", job_id, "Status", eng_status_name(to));
+            *out = json_pack("{s:s,s:s}", "JobId", job_id, "Status", jobs_status_name(to));
             if (reason)
                 json_object_set_new(*out, "StatusUpdateReason", json_string(reason));
             return 0;
@@ -269,5 +233,5 @@ int eng_update_job_status(eng_store *s, const char *job_id, const char *requeste
         /* the status moved under us (a worker took the job): look again */
     }
     snprintf(err, err_len, "job %s: its status keeps changing; try again", job_id);
-    return -ENG_E_STATUS;
+    return -JOBS_E_STATUS;
 }

@@ -8,7 +8,7 @@
  * with a Manifest in S3BatchOperations_CSV_20180820, S3InventoryReport_CSV_20161130 or
  * Report_CSV_20180820 (an S3 ARN or a local path), or a ManifestGenerator (manifests.c).
  */
-#include "engine/engine_int.h"
+#include "jobs/jobs.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -18,27 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
-int64_t eng__now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-void eng__iso8601_ms(int64_t ms, char out[32])
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
-}
-
 static int bad(char *err, size_t err_len, const char *origin, const char *field,
                const char *what)
 {
     snprintf(err, err_len, "%s: %s: %s", origin, field, what);
-    return -ENG_E_INVALID_JOB;
+    return -JOBS_E_INVALID_JOB;
 }
 
 static const char *get_str(json_t *obj, const char *name)
@@ -47,7 +31,7 @@ static const char *get_str(json_t *obj, const char *name)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-static int parse_manifest(eng__job *job, json_t *m, const char *origin, char *err,
+static int parse_manifest(jobs_job *job, json_t *m, const char *origin, char *err,
                           size_t err_len)
 {
     json_t *spec = json_object_get(m, "Spec");
@@ -121,7 +105,7 @@ static int parse_manifest(eng__job *job, json_t *m, const char *origin, char *er
     return 0;
 }
 
-static int parse_report(eng__job *job, json_t *r, const char *origin, char *err,
+static int parse_report(jobs_job *job, json_t *r, const char *origin, char *err,
                         size_t err_len)
 {
     if (!json_is_object(r))
@@ -164,9 +148,9 @@ static int parse_report(eng__job *job, json_t *r, const char *origin, char *err,
     return 0;
 }
 
-int eng__job_parse(eng__job *job, json_t *doc, const char *origin, char *err, size_t err_len)
+int jobs_job_parse(jobs_job *job, json_t *doc, const char *origin, char *err, size_t err_len)
 {
-    eng__job_row row = job->row;
+    jobs_row row = job->row;
     memset(job, 0, sizeof *job);
     job->row = row;
     if (!json_is_object(doc))
@@ -213,7 +197,7 @@ int eng__job_parse(eng__job *job, json_t *doc, const char *origin, char *err, si
     if (!m && !gen)
         return bad(err, err_len, origin, "Manifest",
                    "required (or a ManifestGenerator)");
-    int rc = gen ? eng__gen_parse(job, gen, origin, err, err_len)
+    int rc = gen ? jobs_gen_parse(job, gen, origin, err, err_len)
                  : parse_manifest(job, m, origin, err, err_len);
     if (rc)
         return rc;
@@ -227,17 +211,7 @@ static void set_copy(json_t *dst, json_t *src, const char *name)
         json_object_set(dst, name, v);
 }
 
-int eng__status_parse(const char *name)
-{
-#define XX(sym, str)                                                                       \
-    if (strcmp(name, str) == 0)                                                            \
-        return ENG_STATUS_##sym;
-    ENG_STATUS_MAP(XX)
-#undef XX
-    return -1;
-}
-
-int eng__job_load(eng__job *job, eng__job_row *row, const char *state_root, const char *region,
+int jobs_job_load(jobs_job *job, jobs_row *row, const char *state_root, const char *region,
                   char *err, size_t err_len)
 {
     json_error_t je;
@@ -247,32 +221,32 @@ int eng__job_load(eng__job *job, eng__job_row *row, const char *state_root, cons
     json_t *doc = json_loads(job->row.doc ? job->row.doc : "", 0, &je);
     if (!doc) {
         snprintf(err, err_len, "job %s: stored document is not JSON: %s", job->row.id, je.text);
-        return -ENG_E_INVALID_JOB;
+        return -JOBS_E_INVALID_JOB;
     }
     char origin[80];
     snprintf(origin, sizeof origin, "job %s", job->row.id);
-    int rc = eng__job_parse(job, doc, origin, err, err_len);
+    int rc = jobs_job_parse(job, doc, origin, err, err_len);
     json_decref(doc);
     snprintf(job->arn, sizeof job->arn, "arn:aws:s3:%s:%s:job/%s", region, job->account_id,
              job->row.id);
     snprintf(job->dir, sizeof job->dir, "%s/jobs/%s", state_root, job->row.id);
     if (job->gen.enabled) /* where Preparing spooled the generated manifest */
-        eng__gen_locate(job);
+        jobs_gen_locate(job);
     else if (!job->manifest_is_local)
         snprintf(job->manifest_path, sizeof job->manifest_path, "%s/manifest.src", job->dir);
     return rc;
 }
 
-void eng__job_cleanup(eng__job *job)
+void jobs_job_cleanup(jobs_job *job)
 {
     json_decref(job->doc);
     job->doc = NULL;
-    eng__job_row_cleanup(&job->row);
+    jobs_row_cleanup(&job->row);
 }
 
-static json_t *progress_summary(const eng__job *job)
+static json_t *progress_summary(const jobs_job *job)
 {
-    const eng__job_row *r = &job->row;
+    const jobs_row *r = &job->row;
     json_t *ps = json_object();
     json_object_set_new(ps, "TotalNumberOfTasks", json_integer((json_int_t)r->total));
     json_object_set_new(ps, "NumberOfTasksSucceeded", json_integer((json_int_t)r->succeeded));
@@ -289,33 +263,33 @@ static void set_time(json_t *obj, const char *name, int64_t ms)
     char t[32];
     if (!ms)
         return;
-    eng__iso8601_ms(ms, t);
+    s3_iso8601_ms(ms, t);
     json_object_set_new(obj, name, json_string(t));
 }
 
-json_t *eng__job_list_descriptor(const eng__job *job)
+json_t *jobs_job_list_descriptor(const jobs_job *job)
 {
     json_t *j = json_object();
     json_object_set_new(j, "JobId", json_string(job->row.id));
     set_copy(j, job->doc, "Description");
     json_object_set_new(j, "Operation", json_string("S3ReplicateObject"));
     json_object_set_new(j, "Priority", json_integer(job->row.priority));
-    json_object_set_new(j, "Status", json_string(eng_status_name(job->row.status)));
+    json_object_set_new(j, "Status", json_string(jobs_status_name(job->row.status)));
     set_time(j, "CreationTime", job->row.created_ms);
     set_time(j, "TerminationDate", job->row.terminated_ms);
     json_object_set_new(j, "ProgressSummary", progress_summary(job));
     return j;
 }
 
-json_t *eng__job_describe(const eng__job *job)
+json_t *jobs_job_describe(const jobs_job *job)
 {
-    const eng__job_row *r = &job->row;
+    const jobs_row *r = &job->row;
     json_t *j = json_object();
     json_object_set_new(j, "JobId", json_string(r->id));
     json_object_set_new(j, "ConfirmationRequired", json_boolean(job->confirmation_required));
     set_copy(j, job->doc, "Description");
     json_object_set_new(j, "JobArn", json_string(job->arn));
-    json_object_set_new(j, "Status", json_string(eng_status_name(r->status)));
+    json_object_set_new(j, "Status", json_string(jobs_status_name(r->status)));
     set_copy(j, job->doc, "Manifest");
     set_copy(j, job->doc, "ManifestGenerator");
     set_copy(j, job->doc, "Operation");

@@ -21,7 +21,7 @@
  * checkpoint: its results files are cut back to the checkpoint's sizes, done units are
  * skipped and units that may have started are rechecked against the destinations.
  */
-#include "engine/engine_int.h"
+#include "run/run_int.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -45,16 +45,16 @@
 #define SRC_BUCKETS_KEPT 4
 
 typedef struct jobrun {
-    eng__job job;
-    eng__rules rules;
+    jobs_job job;
+    repl_rules rules;
     rpt_writer *rpt;              /* NULL: report disabled */
     rpt_opts ro;
     char report_root[4096];
     char ckpt_path[4200];
     /* feeder thread only */
     mf_reader *reader;
-    eng__unit_builder builder;
-    eng__unit *pending;           /* planned, waiting for plan_limit to allow it */
+    eng_unit_builder builder;
+    eng_unit *pending;           /* planned, waiting for plan_limit to allow it */
     uint64_t feed_turn;
     struct { char name[256]; int disabled; } src_acls[SRC_BUCKETS_KEPT]; /* last answers */
     unsigned n_src_acls;
@@ -75,8 +75,8 @@ typedef struct jobrun {
     _Atomic int io_error;
     char plan_error[512];         /* set by the feeder before plan_done */
     /* writer thread only */
-    eng__ckpt ckpt;
-    eng__ckpt resume;             /* what the run started from */
+    run__ckpt ckpt;
+    run__ckpt resume;             /* what the run started from */
     int ckpt_dirty;
     /* control thread only */
     int64_t active_since_ms;
@@ -88,14 +88,14 @@ typedef struct sched {
     pthread_mutex_t mu;           /* guards the list and `quit` */
     jobrun *jobs;
     int quit;
-    eng__pool *pool;
-    eng__queue done_q;
-    eng__counters counters;
+    eng_pool *pool;
+    eng_queue done_q;
+    eng_counters counters;
     const s3_endpoint *ep;       /* = eps[0], the source's */
     const s3_endpoint *const *eps; /* and one per --destination-profile binding */
-    const eng_options *opts;
+    const run_options *opts;
     char state_root[4096];
-    eng__metrics *metrics;       /* NULL without --metrics-addr */
+    run__metrics *metrics;       /* NULL without --metrics-addr */
 } sched;
 
 static volatile sig_atomic_t g_signalled;
@@ -109,20 +109,20 @@ static void on_signal(int sig)
 /* ---- feeder ---------------------------------------------------------------------------- */
 
 /* Reads rows until the key changes; returns the finished unit (NULL at the end). */
-static eng__unit *plan_one(jobrun *jr)
+static eng_unit *plan_one(jobrun *jr)
 {
     mf_entry e;
     int rc;
     char msg[512];
     while ((rc = mf_next(jr->reader, &e, msg, sizeof msg)) == 1) {
         atomic_store(&jr->planned_seq, e.seq + 1);
-        eng__unit *u = NULL;
-        if (eng__unit_builder_len(&jr->builder) > 0 &&
-            !eng__unit_builder_same_key(&jr->builder, &e))
-            u = eng__unit_builder_take(&jr->builder, &jr->rules, &jr->stop, &jr->priority, jr);
-        if (eng__unit_builder_add(&jr->builder, &e) != 0) {
+        eng_unit *u = NULL;
+        if (eng_unit_builder_len(&jr->builder) > 0 &&
+            !eng_unit_builder_same_key(&jr->builder, &e))
+            u = eng_unit_builder_take(&jr->builder, &jr->rules, &jr->stop, &jr->priority, jr);
+        if (eng_unit_builder_add(&jr->builder, &e) != 0) {
             snprintf(jr->plan_error, sizeof jr->plan_error, "out of memory planning units");
-            eng__unit_destroy(u);
+            eng_unit_destroy(u);
             return NULL;
         }
         if (u)
@@ -130,8 +130,8 @@ static eng__unit *plan_one(jobrun *jr)
     }
     if (rc < 0)
         snprintf(jr->plan_error, sizeof jr->plan_error, "%s", msg);
-    if (eng__unit_builder_len(&jr->builder) > 0)
-        return eng__unit_builder_take(&jr->builder, &jr->rules, &jr->stop, &jr->priority, jr);
+    if (eng_unit_builder_len(&jr->builder) > 0)
+        return eng_unit_builder_take(&jr->builder, &jr->rules, &jr->stop, &jr->priority, jr);
     return NULL;
 }
 
@@ -148,7 +148,7 @@ static int src_acls_disabled(sched *s, jobrun *jr, s3_slice bucket)
     unsigned slot = jr->n_src_acls++ % SRC_BUCKETS_KEPT;
     memcpy(jr->src_acls[slot].name, bucket.ptr, bucket.len);
     jr->src_acls[slot].name[bucket.len] = '\0';
-    jr->src_acls[slot].disabled = eng__bucket_acls_disabled(s->ep, jr->src_acls[slot].name);
+    jr->src_acls[slot].disabled = repl_bucket_acls_disabled(s->ep, jr->src_acls[slot].name);
     return jr->src_acls[slot].disabled;
 }
 
@@ -160,7 +160,7 @@ static jobrun *pick(sched *s)
         if (!atomic_load(&jr->runnable) || atomic_load(&jr->plan_done) ||
             atomic_load(&jr->stop))
             continue;
-        if (jr->pending && eng__unit_first_seq(jr->pending) + eng__unit_n_tasks(jr->pending) >
+        if (jr->pending && eng_unit_first_seq(jr->pending) + eng_unit_n_tasks(jr->pending) >
                                atomic_load(&jr->plan_limit))
             continue; /* waits for the writer's next checkpoint */
         if (!best || atomic_load(&jr->priority) > atomic_load(&best->priority) ||
@@ -174,7 +174,7 @@ static jobrun *pick(sched *s)
 /* Hands the job's next unit to the pool (or parks it until the checkpoint allows it). */
 static void feed(sched *s, jobrun *jr)
 {
-    eng__unit *u = jr->pending;
+    eng_unit *u = jr->pending;
     jr->pending = NULL;
     atomic_store(&jr->waiting_limit, 0);
     if (!u) {
@@ -184,9 +184,9 @@ static void feed(sched *s, jobrun *jr)
             return;
         }
     }
-    uint64_t first = eng__unit_first_seq(u), end = first + eng__unit_n_tasks(u);
-    if (eng__ckpt_done(&jr->resume, first, end)) {
-        eng__unit_destroy(u); /* done before the crash: its rows are in the report */
+    uint64_t first = eng_unit_first_seq(u), end = first + eng_unit_n_tasks(u);
+    if (run__ckpt_done(&jr->resume, first, end)) {
+        eng_unit_destroy(u); /* done before the crash: its rows are in the report */
         return;
     }
     if (end > atomic_load(&jr->plan_limit)) {
@@ -195,13 +195,13 @@ static void feed(sched *s, jobrun *jr)
         return;
     }
     if (first < jr->resume.plan_limit)
-        eng__unit_set_recheck(u); /* may have run before the crash */
-    if (src_acls_disabled(s, jr, eng__unit_bucket(u)))
-        eng__unit_set_src_acls_disabled(u);
+        eng_unit_set_recheck(u); /* may have run before the crash */
+    if (src_acls_disabled(s, jr, eng_unit_bucket(u)))
+        eng_unit_set_src_acls_disabled(u);
     atomic_fetch_add(&jr->units_out, 1);
-    if (eng__pool_submit(s->pool, u) != 0) {
+    if (eng_pool_submit(s->pool, u) != 0) {
         atomic_fetch_sub(&jr->units_out, 1);
-        eng__unit_destroy(u);
+        eng_unit_destroy(u);
     }
 }
 
@@ -234,12 +234,12 @@ static void *feeder_main(void *arg)
 
 /* ---- writer ---------------------------------------------------------------------------- */
 
-static void write_unit(jobrun *jr, eng__unit *u)
+static void write_unit(jobrun *jr, eng_unit *u)
 {
     int all_ran = 1;
-    s3_slice bucket = eng__unit_bucket(u);
-    for (size_t i = 0; i < eng__unit_n_tasks(u); i++) {
-        const eng__task *t = eng__unit_task(u, i);
+    s3_slice bucket = eng_unit_bucket(u);
+    for (size_t i = 0; i < eng_unit_n_tasks(u); i++) {
+        const eng_task *t = eng_unit_task(u, i);
         if (t->not_run) {
             all_ran = 0;
             continue;
@@ -259,8 +259,8 @@ static void write_unit(jobrun *jr, eng__unit *u)
         (t->succeeded ? jr->ckpt.succeeded++ : jr->ckpt.failed++);
     }
     if (all_ran) {
-        uint64_t first = eng__unit_first_seq(u);
-        eng__ckpt_add(&jr->ckpt, first, first + eng__unit_n_tasks(u));
+        uint64_t first = eng_unit_first_seq(u);
+        run__ckpt_add(&jr->ckpt, first, first + eng_unit_n_tasks(u));
     }
     jr->ckpt_dirty = 1;
     uint64_t ok = atomic_load(&jr->succeeded), bad = atomic_load(&jr->failed);
@@ -286,7 +286,7 @@ static void checkpoint(jobrun *jr)
     if (limit < jr->ckpt.plan_limit)
         limit = jr->ckpt.plan_limit;
     jr->ckpt.plan_limit = limit;
-    if (eng__ckpt_save(jr->ckpt_path, &jr->ckpt) != 0) {
+    if (run__ckpt_save(jr->ckpt_path, &jr->ckpt) != 0) {
         atomic_store(&jr->io_error, 1);
         atomic_store(&jr->stop, 1);
         return;
@@ -298,19 +298,19 @@ static void checkpoint(jobrun *jr)
 static void *writer_main(void *arg)
 {
     sched *s = arg;
-    int64_t last = eng__now_ms();
+    int64_t last = s3_wall_ms();
     for (;;) {
         int closed = 0;
-        eng__unit *u = eng__queue_pop(&s->done_q, 50, &closed);
+        eng_unit *u = eng_queue_pop(&s->done_q, 50, &closed);
         if (u) {
-            jobrun *jr = eng__unit_job(u);
+            jobrun *jr = eng_unit_job(u);
             write_unit(jr, u);
-            eng__unit_destroy(u);
+            eng_unit_destroy(u);
             atomic_fetch_sub(&jr->units_out, 1);
         } else if (closed) {
             break;
         }
-        int64_t now = eng__now_ms();
+        int64_t now = s3_wall_ms();
         pthread_mutex_lock(&s->mu);
         for (jobrun *jr = s->jobs; jr; jr = jr->next) {
             /* a job near its window's end gets its checkpoint at once, not after a second */
@@ -332,7 +332,7 @@ static int render_metrics(s3_buf *b, void *user)
 {
     sched *s = user;
     char line[512];
-    const eng__counters *k = &s->counters;
+    const eng_counters *k = &s->counters;
     int rc = 0;
     snprintf(line, sizeof line,
              "# TYPE batchrep_requests_total counter\nbatchrep_requests_total %llu\n"
@@ -351,7 +351,7 @@ static int render_metrics(s3_buf *b, void *user)
     pthread_mutex_lock(&s->mu);
     for (jobrun *jr = s->jobs; jr; jr = jr->next) {
         uint64_t a = atomic_load(&jr->succeeded), f = atomic_load(&jr->failed);
-        const char *st = eng_status_name((eng_status)atomic_load(&jr->status_now));
+        const char *st = jobs_status_name((jobs_status)atomic_load(&jr->status_now));
         ok += a;
         bad += f;
         bytes += atomic_load(&jr->bytes);
@@ -382,33 +382,33 @@ static int render_metrics(s3_buf *b, void *user)
 
 /* ---- control ----------------------------------------------------------------------------- */
 
-static void save(sched *s, eng_store *st, jobrun *jr)
+static void save(sched *s, jobs_store *st, jobrun *jr)
 {
     char err[512];
-    eng__job_row *r = &jr->job.row;
+    jobs_row *r = &jr->job.row;
     r->succeeded = atomic_load(&jr->succeeded);
     r->failed = atomic_load(&jr->failed);
     r->owner_pid = getpid();
-    r->owner_seen_ms = eng__now_ms();
+    r->owner_seen_ms = s3_wall_ms();
     if (jr->active_since_ms) {
-        int64_t now = eng__now_ms();
+        int64_t now = s3_wall_ms();
         r->active_ms += now - jr->active_since_ms;
         jr->active_since_ms = now;
     }
-    if (eng__store_save(st, r, err, sizeof err) != 0)
+    if (jobs_store_save(st, r, err, sizeof err) != 0)
         fprintf(stderr, "batchrep: %s\n", err);
     (void)s;
 }
 
-static void set_status(jobrun *jr, eng_status st)
+static void set_status(jobrun *jr, jobs_status st)
 {
-    eng__job_row *r = &jr->job.row;
+    jobs_row *r = &jr->job.row;
     if (r->status == st)
         return;
-    if (st == ENG_STATUS_ACTIVE)
-        jr->active_since_ms = eng__now_ms();
-    else if (r->status == ENG_STATUS_ACTIVE && jr->active_since_ms) {
-        r->active_ms += eng__now_ms() - jr->active_since_ms;
+    if (st == JOBS_STATUS_ACTIVE)
+        jr->active_since_ms = s3_wall_ms();
+    else if (r->status == JOBS_STATUS_ACTIVE && jr->active_since_ms) {
+        r->active_ms += s3_wall_ms() - jr->active_since_ms;
         jr->active_since_ms = 0;
     }
     r->status = st;
@@ -416,28 +416,28 @@ static void set_status(jobrun *jr, eng_status st)
 }
 
 /* Takes a claimed job into the run: rules, checkpoint, report files, manifest reader. */
-static jobrun *attach(sched *s, eng__job_row *row, char *err, size_t err_len)
+static jobrun *attach(sched *s, jobs_row *row, char *err, size_t err_len)
 {
     jobrun *jr = calloc(1, sizeof *jr);
     if (!jr)
         return NULL;
-    if (eng__job_load(&jr->job, row, s->state_root, s->ep->region, err, err_len) != 0) {
-        eng__job_fail(&jr->job, "InvalidJobDocument", err);
+    if (jobs_job_load(&jr->job, row, s->state_root, s->ep->region, err, err_len) != 0) {
+        jobs_job_fail(&jr->job, "InvalidJobDocument", err);
         return jr;
     }
-    eng__unit_builder_init(&jr->builder);
+    eng_unit_builder_init(&jr->builder);
     atomic_store(&jr->priority, jr->job.row.priority);
-    jr->run_started_ms = eng__now_ms();
-    if (eng__attach_rules(&jr->job, &jr->rules, s->eps, s->opts) != 0)
+    jr->run_started_ms = s3_wall_ms();
+    if (run__attach_rules(&jr->job, &jr->rules, s->eps, s->opts) != 0)
         return jr;
     snprintf(jr->ckpt_path, sizeof jr->ckpt_path, "%s/checkpoint.json", jr->job.dir);
-    int loaded = eng__ckpt_load(jr->ckpt_path, &jr->resume);
+    int loaded = run__ckpt_load(jr->ckpt_path, &jr->resume);
     if (loaded < 0) {
-        eng__job_fail(&jr->job, "CheckpointUnreadable", jr->ckpt_path);
+        jobs_job_fail(&jr->job, "CheckpointUnreadable", jr->ckpt_path);
         return jr;
     }
     /* the writer's progress starts from the checkpoint: counts, sizes, done ranges */
-    eng__ckpt_load(jr->ckpt_path, &jr->ckpt);
+    run__ckpt_load(jr->ckpt_path, &jr->ckpt);
     atomic_store(&jr->succeeded, jr->ckpt.succeeded);
     atomic_store(&jr->failed, jr->ckpt.failed);
     if (jr->job.report_enabled) {
@@ -453,22 +453,22 @@ static jobrun *attach(sched *s, eng__job_row *row, char *err, size_t err_len)
         char msg[512];
         jr->rpt = rpt_writer_open(&jr->ro, msg, sizeof msg);
         if (!jr->rpt) {
-            eng__job_fail(&jr->job, "ReportNotWritable", msg);
+            jobs_job_fail(&jr->job, "ReportNotWritable", msg);
             return jr;
         }
     }
     char msg[512];
-    jr->reader = eng__manifest_open(&jr->job, s->ep, NULL, msg, sizeof msg);
+    jr->reader = run__manifest_open(&jr->job, s->ep, NULL, msg, sizeof msg);
     if (!jr->reader) {
-        eng__job_fail(&jr->job, "ManifestNotReadable", msg);
+        jobs_job_fail(&jr->job, "ManifestNotReadable", msg);
         return jr;
     }
     /* the first window: a checkpoint that allows PLAN_WINDOW_ROWS past where we start */
     jr->ckpt.plan_limit = jr->resume.plan_limit > jr->ckpt.low + PLAN_WINDOW_ROWS
                               ? jr->resume.plan_limit
                               : jr->ckpt.low + PLAN_WINDOW_ROWS;
-    if (eng__ckpt_save(jr->ckpt_path, &jr->ckpt) != 0) {
-        eng__job_fail(&jr->job, "CheckpointUnwritable", jr->ckpt_path);
+    if (run__ckpt_save(jr->ckpt_path, &jr->ckpt) != 0) {
+        jobs_job_fail(&jr->job, "CheckpointUnwritable", jr->ckpt_path);
         return jr;
     }
     atomic_store(&jr->plan_limit, jr->ckpt.plan_limit);
@@ -478,38 +478,38 @@ static jobrun *attach(sched *s, eng__job_row *row, char *err, size_t err_len)
 static void release(jobrun *jr)
 {
     mf_close(jr->reader);
-    eng__unit_destroy(jr->pending);
-    eng__unit_builder_cleanup(&jr->builder);
+    eng_unit_destroy(jr->pending);
+    eng_unit_builder_cleanup(&jr->builder);
     rpt_writer_destroy(jr->rpt);
-    eng__rules_cleanup(&jr->rules);
-    eng__ckpt_cleanup(&jr->ckpt);
-    eng__ckpt_cleanup(&jr->resume);
-    eng__job_cleanup(&jr->job);
+    repl_rules_cleanup(&jr->rules);
+    run__ckpt_cleanup(&jr->ckpt);
+    run__ckpt_cleanup(&jr->resume);
+    jobs_job_cleanup(&jr->job);
     free(jr);
 }
 
 /* The job has no work left in the pool: write its report, choose its terminal status:
    Cancelling -> Cancelled, Failing -> Failed, Completing -> Complete. */
-static void finish(sched *s, eng_store *st, jobrun *jr)
+static void finish(sched *s, jobs_store *st, jobrun *jr)
 {
     char msg[1024];
-    eng__job *job = &jr->job;
-    eng_status final = ENG_STATUS_COMPLETE, transit = ENG_STATUS_COMPLETING;
-    if (job->row.status == ENG_STATUS_CANCELLING) {
-        final = ENG_STATUS_CANCELLED;
-        transit = ENG_STATUS_CANCELLING;
+    jobs_job *job = &jr->job;
+    jobs_status final = JOBS_STATUS_COMPLETE, transit = JOBS_STATUS_COMPLETING;
+    if (job->row.status == JOBS_STATUS_CANCELLING) {
+        final = JOBS_STATUS_CANCELLED;
+        transit = JOBS_STATUS_CANCELLING;
     } else {
         if (jr->plan_error[0])
-            eng__job_fail(job, "InvalidManifestContent", jr->plan_error);
+            jobs_job_fail(job, "InvalidManifestContent", jr->plan_error);
         else if (atomic_load(&jr->io_error))
-            eng__job_fail(job, "ReportNotWritable", "cannot write the results files");
+            jobs_job_fail(job, "ReportNotWritable", "cannot write the results files");
         else if (atomic_load(&jr->threshold_hit))
-            eng__job_fail(job, "TaskFailureThresholdExceeded",
+            jobs_job_fail(job, "TaskFailureThresholdExceeded",
                           "More than 50% of the tasks that ran failed (checked once at least "
                           "1,000 tasks have run)");
         if (job->row.failure_code[0]) {
-            final = ENG_STATUS_FAILED;
-            transit = ENG_STATUS_FAILING;
+            final = JOBS_STATUS_FAILED;
+            transit = JOBS_STATUS_FAILING;
         }
     }
     set_status(jr, transit);
@@ -520,37 +520,37 @@ static void finish(sched *s, eng_store *st, jobrun *jr)
         rpt_writer *w = jr->rpt;
         jr->rpt = NULL;
         if (rpt_writer_finish(w, &sum, msg, sizeof msg) != 0) {
-            eng__job_fail(job, "ReportNotWritable", msg);
-            final = ENG_STATUS_FAILED;
+            jobs_job_fail(job, "ReportNotWritable", msg);
+            final = JOBS_STATUS_FAILED;
         } else if (!job->report_is_local &&
                    rpt_upload(s->ep, &jr->ro, &sum, msg, sizeof msg) != 0) {
             char reason[1200];
             snprintf(reason, sizeof reason,
                      "The job report could not be written to your report bucket: %s", msg);
-            eng__job_fail(job, "ReportNotWritable", reason);
-            final = ENG_STATUS_FAILED;
+            jobs_job_fail(job, "ReportNotWritable", reason);
+            final = JOBS_STATUS_FAILED;
         }
     }
     set_status(jr, final);
-    job->row.terminated_ms = eng__now_ms();
+    job->row.terminated_ms = s3_wall_ms();
     save(s, st, jr);
     char path[4200];
     snprintf(path, sizeof path, "%s/describe.json", job->dir);
-    json_t *d = eng__job_describe(job);
+    json_t *d = jobs_job_describe(job);
     json_dump_file(d, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(d);
 }
 
 /* Every status but the terminal ones: what a worker may have to prepare, run or finish. */
-static const eng_status live_statuses[] = {
-    ENG_STATUS_NEW,     ENG_STATUS_PREPARING,  ENG_STATUS_SUSPENDED, ENG_STATUS_READY,
-    ENG_STATUS_ACTIVE,  ENG_STATUS_PAUSING,    ENG_STATUS_PAUSED,    ENG_STATUS_COMPLETING,
-    ENG_STATUS_FAILING, ENG_STATUS_CANCELLING,
+static const jobs_status live_statuses[] = {
+    JOBS_STATUS_NEW,     JOBS_STATUS_PREPARING,  JOBS_STATUS_SUSPENDED, JOBS_STATUS_READY,
+    JOBS_STATUS_ACTIVE,  JOBS_STATUS_PAUSING,    JOBS_STATUS_PAUSED,    JOBS_STATUS_COMPLETING,
+    JOBS_STATUS_FAILING, JOBS_STATUS_CANCELLING,
 };
 
 typedef struct scan_ctx {
     sched *s;
-    eng_store *st;
+    jobs_store *st;
     int runnable_seen;            /* a job someone could still run exists */
     int only_done;                /* only_job_id reached a terminal state (or Suspended) */
 } scan_ctx;
@@ -564,36 +564,36 @@ static int attached(sched *s, const char *id)
 }
 
 /* Runs Preparing for a New job this process claimed. */
-static void prepare(sched *s, eng_store *st, eng__job_row *row)
+static void prepare(sched *s, jobs_store *st, jobs_row *row)
 {
     char err[1024];
-    eng__job job;
-    if (eng__job_load(&job, row, s->state_root, s->ep->region, err, sizeof err) != 0) {
-        eng__job_fail(&job, "InvalidJobDocument", err);
+    jobs_job job;
+    if (jobs_job_load(&job, row, s->state_root, s->ep->region, err, sizeof err) != 0) {
+        jobs_job_fail(&job, "InvalidJobDocument", err);
     } else {
-        job.row.status = ENG_STATUS_PREPARING;
-        eng__store_save(st, &job.row, err, sizeof err);
-        if (eng__prepare(&job, s->ep) == 0) {
+        job.row.status = JOBS_STATUS_PREPARING;
+        jobs_store_save(st, &job.row, err, sizeof err);
+        if (run__prepare(&job, s->ep) == 0) {
             if (job.confirmation_required && !s->opts->only_job_id) {
-                job.row.status = ENG_STATUS_SUSPENDED;
-                job.row.suspended_ms = eng__now_ms();
+                job.row.status = JOBS_STATUS_SUSPENDED;
+                job.row.suspended_ms = s3_wall_ms();
                 snprintf(job.row.suspended_cause, sizeof job.row.suspended_cause,
                          "The job requires confirmation: update-job-status "
                          "--requested-job-status Ready");
             } else {
-                job.row.status = ENG_STATUS_READY;
+                job.row.status = JOBS_STATUS_READY;
             }
         }
     }
-    if (job.row.status == ENG_STATUS_FAILED)
-        job.row.terminated_ms = eng__now_ms();
+    if (job.row.status == JOBS_STATUS_FAILED)
+        job.row.terminated_ms = s3_wall_ms();
     job.row.owner_pid = getpid();
-    job.row.owner_seen_ms = eng__now_ms();
-    eng__store_save(st, &job.row, err, sizeof err);
-    eng__job_cleanup(&job);
+    job.row.owner_seen_ms = s3_wall_ms();
+    jobs_store_save(st, &job.row, err, sizeof err);
+    jobs_job_cleanup(&job);
 }
 
-static int scan_one(const eng__job_row *r, void *user)
+static int scan_one(const jobs_row *r, void *user)
 {
     scan_ctx *c = user;
     sched *s = c->s;
@@ -601,13 +601,13 @@ static int scan_one(const eng__job_row *r, void *user)
     const char *only = s->opts->only_job_id;
     if (only && strcmp(r->id, only) != 0)
         return 0;
-    if (r->status == ENG_STATUS_COMPLETE || r->status == ENG_STATUS_FAILED ||
-        r->status == ENG_STATUS_CANCELLED) {
+    if (r->status == JOBS_STATUS_COMPLETE || r->status == JOBS_STATUS_FAILED ||
+        r->status == JOBS_STATUS_CANCELLED) {
         if (only)
             c->only_done = 1;
         return 0;
     }
-    if (r->status == ENG_STATUS_SUSPENDED) {
+    if (r->status == JOBS_STATUS_SUSPENDED) {
         if (only)
             c->only_done = 1; /* `run` of a job waiting for confirmation returns */
         return 0;
@@ -615,26 +615,26 @@ static int scan_one(const eng__job_row *r, void *user)
     if (attached(s, r->id))
         return 0;
     c->runnable_seen = 1;
-    if (eng__store_claim(c->st, r->id, err, sizeof err) != 1)
+    if (jobs_store_claim(c->st, r->id, err, sizeof err) != 1)
         return 0; /* another live worker has it */
-    eng__job_row row;
-    if (eng__store_get(c->st, r->id, &row, err, sizeof err) != 1)
+    jobs_row row;
+    if (jobs_store_get(c->st, r->id, &row, err, sizeof err) != 1)
         return 0;
-    if (row.status == ENG_STATUS_NEW || row.status == ENG_STATUS_PREPARING) {
+    if (row.status == JOBS_STATUS_NEW || row.status == JOBS_STATUS_PREPARING) {
         prepare(s, c->st, &row); /* takes row; the next scan attaches it */
         return 0;
     }
     jobrun *jr = attach(s, &row, err, sizeof err);
-    eng__job_row_cleanup(&row);
+    jobs_row_cleanup(&row);
     if (!jr)
         return 0;
-    if (jr->job.row.status == ENG_STATUS_FAILED) {
-        jr->job.row.terminated_ms = eng__now_ms();
+    if (jr->job.row.status == JOBS_STATUS_FAILED) {
+        jr->job.row.terminated_ms = s3_wall_ms();
         save(s, c->st, jr);
         release(jr);
         return 0;
     }
-    if (jr->job.row.status == ENG_STATUS_CANCELLING || jr->job.row.status == ENG_STATUS_FAILING)
+    if (jr->job.row.status == JOBS_STATUS_CANCELLING || jr->job.row.status == JOBS_STATUS_FAILING)
         atomic_store(&jr->stop, 1);
     atomic_store(&jr->status_now, (int)jr->job.row.status);
     pthread_mutex_lock(&s->mu);
@@ -645,40 +645,40 @@ static int scan_one(const eng__job_row *r, void *user)
 }
 
 /* Applies the catalogue's view (cancel, priority) and decides Active / Paused. */
-static void steer(sched *s, eng_store *st)
+static void steer(sched *s, jobs_store *st)
 {
     char err[512];
     int top = -1;
     for (jobrun *jr = s->jobs; jr; jr = jr->next) {
-        eng__job_row row;
-        if (eng__store_get(st, jr->job.row.id, &row, err, sizeof err) == 1) {
+        jobs_row row;
+        if (jobs_store_get(st, jr->job.row.id, &row, err, sizeof err) == 1) {
             atomic_store(&jr->priority, row.priority);
             jr->job.row.priority = row.priority;
-            if (row.status == ENG_STATUS_CANCELLING || row.status == ENG_STATUS_CANCELLED) {
+            if (row.status == JOBS_STATUS_CANCELLING || row.status == JOBS_STATUS_CANCELLED) {
                 atomic_store(&jr->stop, 1);
-                set_status(jr, ENG_STATUS_CANCELLING);
+                set_status(jr, JOBS_STATUS_CANCELLING);
                 snprintf(jr->job.row.status_reason, sizeof jr->job.row.status_reason, "%s",
                          row.status_reason);
             }
-            eng__job_row_cleanup(&row);
+            jobs_row_cleanup(&row);
         }
         if (!atomic_load(&jr->plan_done) && !atomic_load(&jr->stop) &&
             atomic_load(&jr->priority) > top)
             top = atomic_load(&jr->priority);
     }
     for (jobrun *jr = s->jobs; jr; jr = jr->next) {
-        eng_status cur = jr->job.row.status;
-        if (cur == ENG_STATUS_CANCELLING || cur == ENG_STATUS_FAILING ||
-            cur == ENG_STATUS_FAILED)
+        jobs_status cur = jr->job.row.status;
+        if (cur == JOBS_STATUS_CANCELLING || cur == JOBS_STATUS_FAILING ||
+            cur == JOBS_STATUS_FAILED)
             continue;
         int planning = !atomic_load(&jr->plan_done) && !atomic_load(&jr->stop);
         int run = !planning || atomic_load(&jr->priority) >= top;
         atomic_store(&jr->runnable, run);
         if (run) {
-            set_status(jr, ENG_STATUS_ACTIVE);
-        } else if (cur == ENG_STATUS_ACTIVE || cur == ENG_STATUS_PAUSING) {
-            set_status(jr, atomic_load(&jr->units_out) > 0 ? ENG_STATUS_PAUSING
-                                                           : ENG_STATUS_PAUSED);
+            set_status(jr, JOBS_STATUS_ACTIVE);
+        } else if (cur == JOBS_STATUS_ACTIVE || cur == JOBS_STATUS_PAUSING) {
+            set_status(jr, atomic_load(&jr->units_out) > 0 ? JOBS_STATUS_PAUSING
+                                                           : JOBS_STATUS_PAUSED);
         }
     }
 }
@@ -689,26 +689,26 @@ static void print_progress(sched *s, int final)
         uint64_t ok = atomic_load(&jr->succeeded), bad = atomic_load(&jr->failed);
         uint64_t done = ok + bad, total = jr->job.row.total;
         /* rates of this run: tasks counted by the checkpoint it resumed from are not in it */
-        double secs = (double)(eng__now_ms() - jr->run_started_ms) / 1000.0;
+        double secs = (double)(s3_wall_ms() - jr->run_started_ms) / 1000.0;
         double rate = secs > 0 ? (double)(done - jr->resume.succeeded - jr->resume.failed) / secs
                                : 0;
         double mbps = secs > 0 ? (double)atomic_load(&jr->bytes) / secs / 1e6 : 0;
         double eta = rate > 0 && total > done ? (double)(total - done) / rate : 0;
         fprintf(stderr, "\r\033[Kbatchrep: job %.8s %s: %llu/%llu tasks, %llu succeeded, "
                         "%llu failed, %.0f objects/s, %.1f MB/s, ETA %.0fs%s",
-                jr->job.row.id, eng_status_name(jr->job.row.status),
+                jr->job.row.id, jobs_status_name(jr->job.row.status),
                 (unsigned long long)done, (unsigned long long)total, (unsigned long long)ok,
                 (unsigned long long)bad, rate, mbps, eta, final ? "\n" : "");
     }
 }
 
-static int apply_defaults(eng_options *o, char *err, size_t err_len)
+static int apply_defaults(run_options *o, char *err, size_t err_len)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (o->concurrency < 0 || o->workers < 0 || o->max_attempts < 0 || o->retry_base_ms < 0 ||
         o->retry_cap_ms < 0) {
         snprintf(err, err_len, "options: counts and delays must not be negative");
-        return -ENG_E_INVALID_JOB;
+        return -RUN_E_INVALID_OPTIONS;
     }
     if (!o->concurrency)
         o->concurrency = 64;
@@ -724,7 +724,7 @@ static int apply_defaults(eng_options *o, char *err, size_t err_len)
         o->retry_cap_ms = 20000;
     if (o->multipart_threshold_bytes < 0 || o->part_size_bytes < 0) {
         snprintf(err, err_len, "options: sizes must not be negative");
-        return -ENG_E_INVALID_JOB;
+        return -RUN_E_INVALID_OPTIONS;
     }
     if (!o->multipart_threshold_bytes)
         o->multipart_threshold_bytes = (int64_t)5 << 30; /* CopyObject's limit (§8.1) */
@@ -735,55 +735,57 @@ static int apply_defaults(eng_options *o, char *err, size_t err_len)
 
 #define MAX_ENDPOINTS 16 /* the source's and up to 15 --destination-profile ones */
 
-int eng_worker(eng_store *st, const eng_options *opts, eng_result *out, char *err,
+int run_worker(jobs_store *st, const run_options *opts, run_result *out, char *err,
                size_t err_len)
 {
-    eng_options o = *opts;
+    run_options o = *opts;
     s3_endpoint ep;
     int rc;
     memset(out, 0, sizeof *out);
     if ((rc = apply_defaults(&o, err, err_len)))
         return rc;
     if (s3_endpoint_load(&ep, NULL, err, err_len) != 0)
-        return -ENG_E_CONFIG;
+        return -RUN_E_CONFIG;
     s3_endpoint *eps[MAX_ENDPOINTS] = {&ep};
     size_t n_eps = 1;
-    if ((rc = eng__dests_load_profiles(o.destination_profiles, o.n_destination_profiles, eps,
+    if ((rc = repl_dests_load_profiles(o.destination_profiles, o.n_destination_profiles, eps,
                                        MAX_ENDPOINTS, &n_eps, err, err_len)) != 0) {
         for (size_t i = 1; i < n_eps; i++)
             free(eps[i]);
-        return rc;
+        return rc == -REPL_E_INVALID_BINDING ? -RUN_E_INVALID_OPTIONS
+               : rc == -REPL_E_NOMEM         ? -RUN_E_NOMEM
+                                             : -RUN_E_CONFIG;
     }
     sched *s = calloc(1, sizeof *s);
     if (!s)
-        return -ENG_E_NOMEM;
+        return -RUN_E_NOMEM;
     s->eps = (const s3_endpoint *const *)eps;
     pthread_mutex_init(&s->mu, NULL);
     s->ep = &ep;
     s->opts = &o;
-    snprintf(s->state_root, sizeof s->state_root, "%s", eng__store_dir(st));
+    snprintf(s->state_root, sizeof s->state_root, "%s", jobs_store_dir(st));
     if (o.metrics_addr &&
-        !(s->metrics = eng__metrics_start(o.metrics_addr, render_metrics, s, err, err_len))) {
+        !(s->metrics = run__metrics_start(o.metrics_addr, render_metrics, s, err, err_len))) {
         free(s);
-        return -ENG_E_IO;
+        return -RUN_E_IO;
     }
-    if (eng__queue_init(&s->done_q, 1024) != 0) {
-        eng__metrics_stop(s->metrics);
+    if (eng_queue_init(&s->done_q, 1024) != 0) {
+        run__metrics_stop(s->metrics);
         free(s);
-        return -ENG_E_NOMEM;
+        return -RUN_E_NOMEM;
     }
     /* the writer pops with a timeout, so it need not be woken for every finished unit */
-    eng__queue_set_wake_batch(&s->done_q, 64);
-    eng__pool_cfg pc = {.ep = &ep, .eps = s->eps, .n_eps = n_eps, .workers = o.workers, .concurrency = o.concurrency,
+    eng_queue_set_wake_batch(&s->done_q, 64);
+    eng_pool_cfg pc = {.ep = &ep, .eps = s->eps, .n_eps = n_eps, .workers = o.workers, .concurrency = o.concurrency,
                         .max_attempts = o.max_attempts, .retry_base_ms = o.retry_base_ms,
                         .retry_cap_ms = o.retry_cap_ms, .counters = &s->counters,
                         .done_q = &s->done_q, .queue_depth = 0};
-    s->pool = eng__pool_start(&pc, err, err_len);
+    s->pool = eng_pool_start(&pc, err, err_len);
     if (!s->pool) {
-        eng__metrics_stop(s->metrics);
-        eng__queue_cleanup(&s->done_q);
+        run__metrics_stop(s->metrics);
+        eng_queue_cleanup(&s->done_q);
         free(s);
-        return -ENG_E_THREAD;
+        return -RUN_E_THREAD;
     }
     pthread_t feeder, writer;
     pthread_create(&feeder, NULL, feeder_main, s);
@@ -797,17 +799,17 @@ int eng_worker(eng_store *st, const eng_options *opts, eng_result *out, char *er
     for (;;) {
         scan_ctx c = {.s = s, .st = st};
         if (!g_signalled && o.only_job_id) {
-            eng__job_row row;
-            if (eng__store_get(st, o.only_job_id, &row, err, err_len) == 1) {
+            jobs_row row;
+            if (jobs_store_get(st, o.only_job_id, &row, err, err_len) == 1) {
                 scan_one(&row, &c);
-                eng__job_row_cleanup(&row);
+                jobs_row_cleanup(&row);
             }
         } else if (!g_signalled) {
-            eng__store_each(st, live_statuses, sizeof live_statuses / sizeof *live_statuses,
+            jobs_store_each(st, live_statuses, sizeof live_statuses / sizeof *live_statuses,
                             scan_one, &c, err, err_len);
         }
         steer(s, st);
-        int64_t now = eng__now_ms();
+        int64_t now = s3_wall_ms();
         int save_now = now - last_save >= SAVE_INTERVAL_MS;
         for (jobrun **pp = &s->jobs; *pp;) {
             jobrun *jr = *pp;
@@ -852,14 +854,14 @@ int eng_worker(eng_store *st, const eng_options *opts, eng_result *out, char *er
             break;
         usleep(TICK_MS * 1000);
     }
-    eng__metrics_stop(s->metrics); /* before the jobs below leave the list without mu */
+    run__metrics_stop(s->metrics); /* before the jobs below leave the list without mu */
     s->metrics = NULL;
     pthread_mutex_lock(&s->mu);
     s->quit = 1;
     pthread_mutex_unlock(&s->mu);
     pthread_join(feeder, NULL);
-    eng__pool_finish(s->pool);
-    eng__queue_close(&s->done_q);
+    eng_pool_finish(s->pool);
+    eng_queue_close(&s->done_q);
     pthread_join(writer, NULL);
     /* stopped by a signal: leave every job where it is, with a fresh checkpoint */
     while (s->jobs) {
@@ -871,8 +873,8 @@ int eng_worker(eng_store *st, const eng_options *opts, eng_result *out, char *er
     }
     out->retries = atomic_load(&s->counters.retries);
     out->throttle_events = atomic_load(&s->counters.throttle_events);
-    eng__pool_destroy(s->pool);
-    eng__queue_cleanup(&s->done_q);
+    eng_pool_destroy(s->pool);
+    eng_queue_cleanup(&s->done_q);
     pthread_mutex_destroy(&s->mu);
     free(s);
     for (size_t i = 1; i < n_eps; i++) {
@@ -882,4 +884,28 @@ int eng_worker(eng_store *st, const eng_options *opts, eng_result *out, char *er
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     return 0;
+}
+
+const char *run_strerror(int err)
+{
+    switch (err < 0 ? -err : err) {
+#define XX(name, msg)                                                                      \
+    case RUN_E_##name:                                                                 \
+        return msg;
+        RUN_ERRNO_MAP(XX)
+#undef XX
+    }
+    return "unknown error";
+}
+
+const char *run_errname(int err)
+{
+    switch (err < 0 ? -err : err) {
+#define XX(name, msg)                                                                      \
+    case RUN_E_##name:                                                                 \
+        return "RUN_E_" #name;
+        RUN_ERRNO_MAP(XX)
+#undef XX
+    }
+    return "RUN_E_UNKNOWN";
 }

@@ -16,7 +16,7 @@
  * GET (or HEAD) of any path answers 200 with the text the render callback writes; other
  * methods answer 405.
  */
-#include "engine/engine_int.h"
+#include "run/run_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,10 +32,10 @@
 #define METRICS_IDLE_TIMEOUT_S 10
 #define METRICS_MAX_BYTES (16u << 20)
 
-struct eng__metrics {
+struct run__metrics {
     struct MHD_Daemon *daemon;
     int fd;
-    eng__metrics_render_fn render;
+    run__metrics_render_fn render;
     void *user;
 };
 
@@ -80,7 +80,7 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
                               const char *method, const char *version, const char *upload,
                               size_t *upload_len, void **con_cls)
 {
-    eng__metrics *m = cls;
+    run__metrics *m = cls;
     struct MHD_Response *r;
     unsigned status = MHD_HTTP_OK;
     s3_buf b;
@@ -103,10 +103,10 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
     return rc;
 }
 
-eng__metrics *eng__metrics_start(const char *addr, eng__metrics_render_fn render, void *user,
+run__metrics *run__metrics_start(const char *addr, run__metrics_render_fn render, void *user,
                                  char *err, size_t err_len)
 {
-    eng__metrics *m = calloc(1, sizeof *m);
+    run__metrics *m = calloc(1, sizeof *m);
     if (!m) {
         snprintf(err, err_len, "out of memory");
         return NULL;
@@ -133,7 +133,7 @@ eng__metrics *eng__metrics_start(const char *addr, eng__metrics_render_fn render
     return m;
 }
 
-void eng__metrics_stop(eng__metrics *m)
+void run__metrics_stop(run__metrics *m)
 {
     if (!m)
         return;

@@ -10,7 +10,7 @@
  * worker. Per-task progress is not here: it is the checkpoint file next to the job's report
  * (checkpoint.c), written far more often than a catalogue row would like.
  */
-#include "engine/engine_int.h"
+#include "jobs/jobs.h"
 
 #include <signal.h>
 #include <sqlite3.h>
@@ -22,7 +22,7 @@
 
 #define OWNER_STALE_MS 30000 /* a heartbeat older than this frees the job (other hosts) */
 
-struct eng_store {
+struct jobs_store {
     sqlite3 *db;
     char dir[4096];
 };
@@ -49,28 +49,13 @@ static const char schema[] =
     " owner_pid INTEGER, owner_seen_ms INTEGER);"
     "CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, priority);";
 
-static int sql_fail(eng_store *s, char *err, size_t err_len, const char *what)
+static int sql_fail(jobs_store *s, char *err, size_t err_len, const char *what)
 {
     snprintf(err, err_len, "%s/batchrep.db: %s: %s", s->dir, what, sqlite3_errmsg(s->db));
-    return -ENG_E_IO;
+    return -JOBS_E_IO;
 }
 
-int eng__mkdir_p(const char *path)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        mkdir(tmp, 0755);
-        *p = '/';
-    }
-    struct stat st;
-    return (mkdir(tmp, 0755) == 0 || (stat(tmp, &st) == 0 && S_ISDIR(st.st_mode))) ? 0 : -1;
-}
-
-void eng__state_root(const char *given, char *out, size_t cap)
+void jobs_state_root(const char *given, char *out, size_t cap)
 {
     const char *env;
     if (given && *given)
@@ -83,25 +68,25 @@ void eng__state_root(const char *given, char *out, size_t cap)
         snprintf(out, cap, "%s/.local/state/batchrep", getenv("HOME") ? getenv("HOME") : ".");
 }
 
-int eng_store_open(const char *state_dir, eng_store **out, char *err, size_t err_len)
+int jobs_store_open(const char *state_dir, jobs_store **out, char *err, size_t err_len)
 {
-    eng_store *s = calloc(1, sizeof *s);
+    jobs_store *s = calloc(1, sizeof *s);
     if (!s)
-        return -ENG_E_NOMEM;
-    eng__state_root(state_dir, s->dir, sizeof s->dir);
+        return -JOBS_E_NOMEM;
+    jobs_state_root(state_dir, s->dir, sizeof s->dir);
     char path[4200];
     snprintf(path, sizeof path, "%s/jobs", s->dir);
-    if (eng__mkdir_p(path) != 0) {
+    if (s3_mkdir_p(path) != 0) {
         snprintf(err, err_len, "%s: cannot create the state directory", s->dir);
         free(s);
-        return -ENG_E_IO;
+        return -JOBS_E_IO;
     }
     snprintf(path, sizeof path, "%s/batchrep.db", s->dir);
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                                           SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
         sql_fail(s, err, err_len, "cannot open");
-        eng_store_close(s);
-        return -ENG_E_IO;
+        jobs_store_close(s);
+        return -JOBS_E_IO;
     }
     sqlite3_busy_timeout(s->db, 10000);
     char *msg = NULL;
@@ -109,14 +94,14 @@ int eng_store_open(const char *state_dir, eng_store **out, char *err, size_t err
         snprintf(err, err_len, "%s: cannot create the job catalogue: %s", path,
                  msg ? msg : "?");
         sqlite3_free(msg);
-        eng_store_close(s);
-        return -ENG_E_IO;
+        jobs_store_close(s);
+        return -JOBS_E_IO;
     }
     *out = s;
     return 0;
 }
 
-void eng_store_close(eng_store *s)
+void jobs_store_close(jobs_store *s)
 {
     if (!s)
         return;
@@ -124,7 +109,7 @@ void eng_store_close(eng_store *s)
     free(s);
 }
 
-const char *eng__store_dir(const eng_store *s)
+const char *jobs_store_dir(const jobs_store *s)
 {
     return s->dir;
 }
@@ -148,7 +133,7 @@ static char *dup_col(sqlite3_stmt *st, int i)
     return v ? strdup((const char *)v) : NULL;
 }
 
-static void read_row(sqlite3_stmt *st, eng__job_row *r)
+static void read_row(sqlite3_stmt *st, jobs_row *r)
 {
     memset(r, 0, sizeof *r);
     copy_col(st, 0, r->id, sizeof r->id);
@@ -157,7 +142,7 @@ static void read_row(sqlite3_stmt *st, eng__job_row *r)
     r->rules = dup_col(st, 3);
     char status[32];
     copy_col(st, 4, status, sizeof status);
-    r->status = eng__status_parse(status);
+    r->status = jobs_status_parse(status);
     r->priority = sqlite3_column_int(st, 5);
     r->total = (uint64_t)sqlite3_column_int64(st, 6);
     r->succeeded = (uint64_t)sqlite3_column_int64(st, 7);
@@ -175,7 +160,7 @@ static void read_row(sqlite3_stmt *st, eng__job_row *r)
     r->owner_seen_ms = sqlite3_column_int64(st, 19);
 }
 
-void eng__job_row_cleanup(eng__job_row *r)
+void jobs_row_cleanup(jobs_row *r)
 {
     free(r->doc);
     free(r->rules);
@@ -184,7 +169,7 @@ void eng__job_row_cleanup(eng__job_row *r)
 }
 
 /* 1 found, 0 not found, <0 error. */
-int eng__store_get(eng_store *s, const char *id, eng__job_row *out, char *err, size_t err_len)
+int jobs_store_get(jobs_store *s, const char *id, jobs_row *out, char *err, size_t err_len)
 {
     char sql[512];
     snprintf(sql, sizeof sql, "SELECT %s FROM jobs WHERE id = ?1", cols);
@@ -201,7 +186,7 @@ int eng__store_get(eng_store *s, const char *id, eng__job_row *out, char *err, s
     return rc == SQLITE_ROW;
 }
 
-int eng__store_insert(eng_store *s, const eng__job_row *r, char *out_existing_id,
+int jobs_store_insert(jobs_store *s, const jobs_row *r, char *out_existing_id,
                       char *err, size_t err_len)
 {
     sqlite3_stmt *st;
@@ -227,19 +212,19 @@ int eng__store_insert(eng_store *s, const eng__job_row *r, char *out_existing_id
         sqlite3_bind_text(st, 4, r->rules, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 4);
-    sqlite3_bind_text(st, 5, eng_status_name(r->status), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, jobs_status_name(r->status), -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 6, r->priority);
     sqlite3_bind_int64(st, 7, r->created_ms);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc == SQLITE_CONSTRAINT) { /* another process inserted the same token meanwhile */
-        return eng__store_insert(s, r, out_existing_id, err, err_len);
+        return jobs_store_insert(s, r, out_existing_id, err, err_len);
     }
     return rc == SQLITE_DONE ? 0 : sql_fail(s, err, err_len, "insert");
 }
 
 /* Writes what a running job changes: status, counters, timers, failure, owner heartbeat. */
-int eng__store_save(eng_store *s, const eng__job_row *r, char *err, size_t err_len)
+int jobs_store_save(jobs_store *s, const jobs_row *r, char *err, size_t err_len)
 {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(
@@ -256,7 +241,7 @@ int eng__store_save(eng_store *s, const eng__job_row *r, char *err, size_t err_l
             -1, &st, NULL) != SQLITE_OK)
         return sql_fail(s, err, err_len, "update");
     sqlite3_bind_text(st, 1, r->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, eng_status_name(r->status), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, jobs_status_name(r->status), -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)r->total);
     sqlite3_bind_int64(st, 4, (sqlite3_int64)r->succeeded);
     sqlite3_bind_int64(st, 5, (sqlite3_int64)r->failed);
@@ -290,7 +275,7 @@ int eng__store_save(eng_store *s, const eng__job_row *r, char *err, size_t err_l
 
 /* Compare-and-set of the status (for requests from other processes and claims). Returns 1
    when the row had `from` and now has `to`, 0 when it did not have `from`. */
-int eng__store_cas_status(eng_store *s, const char *id, eng_status from, eng_status to,
+int jobs_store_cas_status(jobs_store *s, const char *id, jobs_status from, jobs_status to,
                           const char *reason, char *err, size_t err_len)
 {
     sqlite3_stmt *st;
@@ -302,13 +287,13 @@ int eng__store_cas_status(eng_store *s, const char *id, eng_status from, eng_sta
                            -1, &st, NULL) != SQLITE_OK)
         return sql_fail(s, err, err_len, "update");
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, eng_status_name(from), -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, eng_status_name(to), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, jobs_status_name(from), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, jobs_status_name(to), -1, SQLITE_STATIC);
     if (reason)
         sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 4);
-    sqlite3_bind_int64(st, 5, eng__now_ms());
+    sqlite3_bind_int64(st, 5, s3_wall_ms());
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
@@ -316,7 +301,7 @@ int eng__store_cas_status(eng_store *s, const char *id, eng_status from, eng_sta
     return sqlite3_changes(s->db) == 1;
 }
 
-int eng__store_set_priority(eng_store *s, const char *id, int priority, char *err,
+int jobs_store_set_priority(jobs_store *s, const char *id, int priority, char *err,
                             size_t err_len)
 {
     sqlite3_stmt *st;
@@ -332,7 +317,7 @@ int eng__store_set_priority(eng_store *s, const char *id, int priority, char *er
     return sqlite3_changes(s->db) == 1;
 }
 
-static int owner_alive(const eng__job_row *r)
+static int owner_alive(const jobs_row *r)
 {
     if (r->owner_pid <= 0)
         return 0;
@@ -340,16 +325,16 @@ static int owner_alive(const eng__job_row *r)
         return 1;
     if (kill(r->owner_pid, 0) != 0)
         return 0; /* that worker is gone (crashed or killed) */
-    return eng__now_ms() - r->owner_seen_ms < OWNER_STALE_MS;
+    return s3_wall_ms() - r->owner_seen_ms < OWNER_STALE_MS;
 }
 
 /* Takes the job for this process when nobody alive owns it. 1 taken, 0 owned elsewhere. */
-int eng__store_claim(eng_store *s, const char *id, char *err, size_t err_len)
+int jobs_store_claim(jobs_store *s, const char *id, char *err, size_t err_len)
 {
     if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return sql_fail(s, err, err_len, "begin");
-    eng__job_row r;
-    int rc = eng__store_get(s, id, &r, err, err_len);
+    jobs_row r;
+    int rc = jobs_store_get(s, id, &r, err, err_len);
     int taken = 0;
     if (rc == 1) {
         if (!owner_alive(&r) || r.owner_pid == getpid()) {
@@ -360,20 +345,20 @@ int eng__store_claim(eng_store *s, const char *id, char *err, size_t err_len)
                                    -1, &st, NULL) == SQLITE_OK) {
                 sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
                 sqlite3_bind_int(st, 2, getpid());
-                sqlite3_bind_int64(st, 3, eng__now_ms());
+                sqlite3_bind_int64(st, 3, s3_wall_ms());
                 taken = sqlite3_step(st) == SQLITE_DONE;
                 sqlite3_finalize(st);
             }
         }
-        eng__job_row_cleanup(&r);
+        jobs_row_cleanup(&r);
     }
     sqlite3_exec(s->db, taken || rc >= 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
     return rc < 0 ? rc : taken;
 }
 
 /* Calls cb for each job (all, or those whose status is in `statuses`), newest first. */
-int eng__store_each(eng_store *s, const eng_status *statuses, size_t n_statuses,
-                    int (*cb)(const eng__job_row *r, void *user), void *user, char *err,
+int jobs_store_each(jobs_store *s, const jobs_status *statuses, size_t n_statuses,
+                    int (*cb)(const jobs_row *r, void *user), void *user, char *err,
                     size_t err_len)
 {
     /* the status filter goes into the query (jobs_status index): a worker scans the live
@@ -389,13 +374,13 @@ int eng__store_each(eng_store *s, const eng_status *statuses, size_t n_statuses,
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
         return sql_fail(s, err, err_len, "select");
     for (size_t i = 0; i < n_statuses && i < 16; i++)
-        sqlite3_bind_text(st, (int)i + 1, eng_status_name(statuses[i]), -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, (int)i + 1, jobs_status_name(statuses[i]), -1, SQLITE_STATIC);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        eng__job_row r;
+        jobs_row r;
         read_row(st, &r);
         int stop = cb(&r, user);
-        eng__job_row_cleanup(&r);
+        jobs_row_cleanup(&r);
         if (stop)
             break;
     }

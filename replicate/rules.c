@@ -7,7 +7,7 @@
  * version goes to every destination of every enabled rule whose filter matches (prefix and
  * tags ANDed); among rules with the same destination the highest Priority wins.
  */
-#include "engine/engine_int.h"
+#include "replicate/replicate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,10 +22,10 @@ static int fail(char *err, size_t err_len, const char *origin, const char *path,
                 const char *what)
 {
     snprintf(err, err_len, "%s: %s: %s", origin, path, what);
-    return -ENG_E_INVALID_RULES;
+    return -REPL_E_INVALID_RULES;
 }
 
-static int parse_tag(json_t *t, eng__tag *out, const char *origin, const char *path,
+static int parse_tag(json_t *t, repl_tag *out, const char *origin, const char *path,
                      char *err, size_t err_len)
 {
     json_t *k = json_object_get(t, "Key"), *v = json_object_get(t, "Value");
@@ -36,7 +36,7 @@ static int parse_tag(json_t *t, eng__tag *out, const char *origin, const char *p
     return 0;
 }
 
-static int parse_filter(json_t *filter, eng__rule *r, const char *origin, const char *path,
+static int parse_filter(json_t *filter, repl_rule *r, const char *origin, const char *path,
                         char *err, size_t err_len)
 {
     char sub[256];
@@ -54,11 +54,11 @@ static int parse_filter(json_t *filter, eng__rule *r, const char *origin, const 
     } else if (tag) {
         r->tags = calloc(1, sizeof *r->tags);
         if (!r->tags)
-            return -ENG_E_NOMEM;
+            return -REPL_E_NOMEM;
         r->n_tags = 1;
         snprintf(sub, sizeof sub, "%s.Tag", path);
         if (parse_tag(tag, &r->tags[0], origin, sub, err, err_len))
-            return -ENG_E_INVALID_RULES;
+            return -REPL_E_INVALID_RULES;
     } else if (and) {
         json_t *p = json_object_get(and, "Prefix"), *tags = json_object_get(and, "Tags");
         if (p && !json_is_string(p))
@@ -69,11 +69,11 @@ static int parse_filter(json_t *filter, eng__rule *r, const char *origin, const 
         size_t nt = tags ? json_array_size(tags) : 0;
         r->tags = calloc(nt ? nt : 1, sizeof *r->tags);
         if (!r->tags)
-            return -ENG_E_NOMEM;
+            return -REPL_E_NOMEM;
         for (size_t i = 0; i < nt; i++) {
             snprintf(sub, sizeof sub, "%s.And.Tags[%zu]", path, i);
             if (parse_tag(json_array_get(tags, i), &r->tags[i], origin, sub, err, err_len))
-                return -ENG_E_INVALID_RULES;
+                return -REPL_E_INVALID_RULES;
             r->n_tags++;
         }
     }
@@ -82,7 +82,7 @@ static int parse_filter(json_t *filter, eng__rule *r, const char *origin, const 
     return 0;
 }
 
-static int dest_index(eng__rules *rs, const char *bucket, size_t *out)
+static int dest_index(repl_rules *rs, const char *bucket, size_t *out)
 {
     for (size_t i = 0; i < rs->n_dests; i++) {
         if (strcmp(rs->dests[i].bucket, bucket) == 0) {
@@ -90,9 +90,9 @@ static int dest_index(eng__rules *rs, const char *bucket, size_t *out)
             return 0;
         }
     }
-    eng__dest *nd = realloc(rs->dests, (rs->n_dests + 1) * sizeof *nd);
+    repl_dest *nd = realloc(rs->dests, (rs->n_dests + 1) * sizeof *nd);
     if (!nd)
-        return -ENG_E_NOMEM;
+        return -REPL_E_NOMEM;
     rs->dests = nd;
     memset(&nd[rs->n_dests], 0, sizeof *nd);
     nd[rs->n_dests].bucket = dupstr(bucket);
@@ -100,11 +100,11 @@ static int dest_index(eng__rules *rs, const char *bucket, size_t *out)
     return 0;
 }
 
-static int parse_rule(eng__rules *rs, json_t *jr, size_t idx, const char *origin, char *err,
+static int parse_rule(repl_rules *rs, json_t *jr, size_t idx, const char *origin, char *err,
                       size_t err_len)
 {
     char path[64], sub[128];
-    eng__rule *r = &rs->rules[idx];
+    repl_rule *r = &rs->rules[idx];
     snprintf(path, sizeof path, "Rules[%zu]", idx);
     if (!json_is_object(jr))
         return fail(err, err_len, origin, path, "must be an object");
@@ -236,7 +236,7 @@ static int parse_rule(eng__rules *rs, json_t *jr, size_t idx, const char *origin
     return dest_index(rs, r->dest_bucket, &r->dest_index);
 }
 
-int eng__rules_from_json(eng__rules *out, json_t *root, const char *origin, char *err,
+int repl_rules_from_json(repl_rules *out, json_t *root, const char *origin, char *err,
                          size_t err_len)
 {
     memset(out, 0, sizeof *out);
@@ -250,12 +250,12 @@ int eng__rules_from_json(eng__rules *out, json_t *root, const char *origin, char
         return fail(err, err_len, origin, "Rules", "at most 1,000 rules");
     out->rules = calloc(json_array_size(rules), sizeof *out->rules);
     if (!out->rules)
-        return -ENG_E_NOMEM;
+        return -REPL_E_NOMEM;
     for (size_t i = 0; i < json_array_size(rules); i++) {
         out->n_rules = i + 1;
         int rc = parse_rule(out, json_array_get(rules, i), i, origin, err, err_len);
         if (rc) {
-            eng__rules_cleanup(out);
+            repl_rules_cleanup(out);
             return rc;
         }
     }
@@ -282,7 +282,7 @@ static void fix_int(json_t *obj, const char *name)
         json_object_set_new(obj, name, json_integer(strtol(json_string_value(v), NULL, 10)));
 }
 
-int eng__rules_load_bucket(eng__rules *out, const s3_endpoint *ep, const char *bucket,
+int repl_rules_load_bucket(repl_rules *out, const s3_endpoint *ep, const char *bucket,
                            char **out_json, char *err, size_t err_len)
 {
     s3_request req = {.method = "GET", .bucket = bucket, .n_query = 1};
@@ -297,13 +297,13 @@ int eng__rules_load_bucket(eng__rules *out, const s3_endpoint *ep, const char *b
                  "%s: HTTP %ld %s %s (give the configuration with --replication-config FILE)",
                  origin, oc.http_status, oc.code, oc.message);
         s3_response_cleanup(&resp);
-        return -ENG_E_INVALID_RULES;
+        return -REPL_E_INVALID_RULES;
     }
     json_t *root = s3_xml_to_json((s3_slice){resp.body.ptr, resp.body.len});
     s3_response_cleanup(&resp);
     if (!root) {
         snprintf(err, err_len, "%s: the answer is not valid XML", origin);
-        return -ENG_E_INVALID_RULES;
+        return -REPL_E_INVALID_RULES;
     }
     json_t *rules = as_list(json_object_get(root, "Rule"));
     size_t i;
@@ -318,17 +318,17 @@ int eng__rules_load_bucket(eng__rules *out, const s3_endpoint *ep, const char *b
     }
     json_object_set_new(root, "Rules", rules);
     json_object_del(root, "Rule");
-    rc = eng__rules_from_json(out, root, origin, err, err_len);
+    rc = repl_rules_from_json(out, root, origin, err, err_len);
     if (rc == 0 && out_json)
         *out_json = json_dumps(root, JSON_COMPACT);
     json_decref(root);
     return rc;
 }
 
-void eng__rules_cleanup(eng__rules *rs)
+void repl_rules_cleanup(repl_rules *rs)
 {
     for (size_t i = 0; i < rs->n_rules; i++) {
-        eng__rule *r = &rs->rules[i];
+        repl_rule *r = &rs->rules[i];
         free(r->id);
         free(r->prefix);
         for (size_t t = 0; t < r->n_tags; t++) {
@@ -348,7 +348,7 @@ void eng__rules_cleanup(eng__rules *rs)
     memset(rs, 0, sizeof *rs);
 }
 
-static int has_tag(const eng__tag *tags, size_t n, const eng__tag *want)
+static int has_tag(const repl_tag *tags, size_t n, const repl_tag *want)
 {
     for (size_t i = 0; i < n; i++)
         if (strcmp(tags[i].key, want->key) == 0 && strcmp(tags[i].value, want->value) == 0)
@@ -356,7 +356,7 @@ static int has_tag(const eng__tag *tags, size_t n, const eng__tag *want)
     return 0;
 }
 
-static int rule_matches(const eng__rule *r, s3_slice key, const eng__tag *tags, size_t n_tags,
+static int rule_matches(const repl_rule *r, s3_slice key, const repl_tag *tags, size_t n_tags,
                         int is_delete_marker)
 {
     if (!r->enabled)
@@ -372,13 +372,13 @@ static int rule_matches(const eng__rule *r, s3_slice key, const eng__tag *tags, 
     return 1;
 }
 
-size_t eng__rules_select(const eng__rules *rs, s3_slice key, const eng__tag *tags,
+size_t repl_rules_select(const repl_rules *rs, s3_slice key, const repl_tag *tags,
                          size_t n_tags, int is_delete_marker, int *out_rule)
 {
     for (size_t d = 0; d < rs->n_dests; d++)
         out_rule[d] = -1;
     for (size_t i = 0; i < rs->n_rules; i++) {
-        const eng__rule *r = &rs->rules[i];
+        const repl_rule *r = &rs->rules[i];
         if (!rule_matches(r, key, tags, n_tags, is_delete_marker))
             continue;
         int cur = out_rule[r->dest_index];
@@ -395,4 +395,28 @@ size_t eng__rules_select(const eng__rules *rs, s3_slice key, const eng__tag *tag
             n++;
     }
     return n;
+}
+
+const char *repl_strerror(int err)
+{
+    switch (err < 0 ? -err : err) {
+#define XX(name, msg)                                                                      \
+    case REPL_E_##name:                                                                 \
+        return msg;
+        REPL_ERRNO_MAP(XX)
+#undef XX
+    }
+    return "unknown error";
+}
+
+const char *repl_errname(int err)
+{
+    switch (err < 0 ? -err : err) {
+#define XX(name, msg)                                                                      \
+    case REPL_E_##name:                                                                 \
+        return "REPL_E_" #name;
+        REPL_ERRNO_MAP(XX)
+#undef XX
+    }
+    return "REPL_E_UNKNOWN";
 }

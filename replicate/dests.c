@@ -21,13 +21,13 @@
  *              x-amz-grant-full-control names it.
  * One request of each per destination and run, not per version.
  */
-#include "engine/engine_int.h"
+#include "replicate/replicate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int eng__dests_load_profiles(const char *const *bindings, size_t n_bindings,
+int repl_dests_load_profiles(const char *const *bindings, size_t n_bindings,
                              s3_endpoint **eps, size_t max_eps, size_t *n_eps, char *err,
                              size_t err_len)
 {
@@ -35,27 +35,27 @@ int eng__dests_load_profiles(const char *const *bindings, size_t n_bindings,
         const char *b = bindings[i], *eq = strchr(b, '=');
         if (!eq || eq == b || !eq[1]) {
             snprintf(err, err_len, "--destination-profile %s: expected BUCKET=PROFILE", b);
-            return -ENG_E_INVALID_JOB;
+            return -REPL_E_INVALID_BINDING;
         }
         if (*n_eps >= max_eps) {
             snprintf(err, err_len, "--destination-profile: at most %zu profiles", max_eps - 1);
-            return -ENG_E_INVALID_JOB;
+            return -REPL_E_INVALID_BINDING;
         }
         s3_endpoint *ep = calloc(1, sizeof *ep);
         char msg[1024];
         if (!ep)
-            return -ENG_E_NOMEM;
+            return -REPL_E_NOMEM;
         if (s3_endpoint_load(ep, eq + 1, msg, sizeof msg) != 0) {
             snprintf(err, err_len, "--destination-profile %s: %s", b, msg);
             free(ep);
-            return -ENG_E_CONFIG;
+            return -REPL_E_CONFIG;
         }
         eps[(*n_eps)++] = ep; /* binding i is endpoint 1 + i */
     }
     return 0;
 }
 
-void eng__dests_assign(eng__rules *rules, const char *const *bindings, size_t n_bindings)
+void repl_dests_assign(repl_rules *rules, const char *const *bindings, size_t n_bindings)
 {
     for (size_t i = 0; i < n_bindings; i++) {
         const char *b = bindings[i], *eq = strchr(b, '=');
@@ -67,7 +67,7 @@ void eng__dests_assign(eng__rules *rules, const char *const *bindings, size_t n_
     }
 }
 
-int eng__bucket_acls_disabled(const s3_endpoint *ep, const char *bucket)
+int repl_bucket_acls_disabled(const s3_endpoint *ep, const char *bucket)
 {
     s3_request req = {.method = "GET", .bucket = bucket, .n_query = 1};
     s3_response resp;
@@ -82,10 +82,10 @@ int eng__bucket_acls_disabled(const s3_endpoint *ep, const char *bucket)
     return disabled;
 }
 
-void eng__dests_check(eng__rules *rules, const s3_endpoint *const *eps)
+void repl_dests_check(repl_rules *rules, const s3_endpoint *const *eps)
 {
     for (size_t i = 0; i < rules->n_dests; i++) {
-        eng__dest *d = &rules->dests[i];
+        repl_dest *d = &rules->dests[i];
         const s3_endpoint *ep = eps[d->ep_index];
         s3_request req = {.method = "GET", .bucket = d->bucket, .n_query = 1};
         s3_response resp;
@@ -97,14 +97,14 @@ void eng__dests_check(eng__rules *rules, const s3_endpoint *const *eps)
         if (rc == 0 && oc.http_status == 200) {
             s3_xml_find_text((s3_slice){resp.body.ptr, resp.body.len}, "Status", text,
                              sizeof text);
-            d->state = strcmp(text, "Enabled") == 0 ? ENG__DEST_OK : ENG__DEST_UNVERSIONED;
+            d->state = strcmp(text, "Enabled") == 0 ? REPL_DEST_OK : REPL_DEST_UNVERSIONED;
         } else if (oc.http_status == 404) {
-            d->state = ENG__DEST_MISSING;
+            d->state = REPL_DEST_MISSING;
         } else if (oc.http_status == 403) {
-            d->state = ENG__DEST_DENIED;
+            d->state = REPL_DEST_DENIED;
         } /* anything else: let each task find out */
         s3_response_cleanup(&resp);
-        if (d->state != ENG__DEST_OK)
+        if (d->state != REPL_DEST_OK)
             continue;
         text[0] = '\0';
         req.query[0] = (s3_query_param){"object-lock", ""};
@@ -113,7 +113,7 @@ void eng__dests_check(eng__rules *rules, const s3_endpoint *const *eps)
                              text, sizeof text) == 0)
             d->object_lock = strcmp(text, "Enabled") == 0;
         s3_response_cleanup(&resp);
-        d->acls_disabled = eng__bucket_acls_disabled(ep, d->bucket);
+        d->acls_disabled = repl_bucket_acls_disabled(ep, d->bucket);
         req.query[0] = (s3_query_param){"acl", ""};
         text[0] = '\0';
         if (s3_perform(ep, &req, &resp, &oc) == 0 &&

@@ -21,7 +21,7 @@
  * Facts are read once per version and kept on its task, so a version that goes to several
  * destinations is read once.
  */
-#include "engine/engine_int.h"
+#include "replicate/replicate.h"
 
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -32,9 +32,9 @@
 #define FACTS_GRANTS_MAX_BYTES (64u << 10) /* 100 grants of ~200 bytes at most */
 #define FACTS_TAGGING_MAX_BYTES (8u << 10) /* 10 tags of 128 + 256 chars, %-encoded */
 
-eng__facts *eng__facts_new(void)
+repl_facts *repl_facts_new(void)
 {
-    eng__facts *f = calloc(1, sizeof *f);
+    repl_facts *f = calloc(1, sizeof *f);
     if (!f)
         return NULL;
     s3_buf_init(&f->hdrs, FACTS_HDRS_MAX_BYTES);
@@ -45,7 +45,7 @@ eng__facts *eng__facts_new(void)
     return f;
 }
 
-void eng__facts_destroy(eng__facts *f)
+void repl_facts_destroy(repl_facts *f)
 {
     if (!f)
         return;
@@ -77,7 +77,7 @@ static void copy_field(char *dst, size_t cap, const s3_response *r, const char *
     snprintf(dst, cap, "%s", v ? v : "");
 }
 
-void eng__facts_from_head(eng__facts *f, const s3_response *r)
+void repl_facts_from_head(repl_facts *f, const s3_response *r)
 {
     static const char nul = '\0';
     const char *name, *value;
@@ -108,7 +108,7 @@ void eng__facts_from_head(eng__facts *f, const s3_response *r)
     f->have_head = 1;
 }
 
-int eng__facts_locked(const eng__facts *f)
+int repl_facts_locked(const repl_facts *f)
 {
     return f->lock_mode[0] || strcmp(f->legal_hold, "ON") == 0;
 }
@@ -135,7 +135,7 @@ static const char *str_member(json_t *o, const char *name)
 }
 
 /* Appends `kind value"` to the header value of permission pi ("id=\"…\", uri=\"…\""). */
-static int add_grant(eng__facts *f, int pi, const char *kind, const char *val)
+static int add_grant(repl_facts *f, int pi, const char *kind, const char *val)
 {
     s3_buf *b = &f->grants[pi];
     return (b->len && s3_buf_append_str(b, ", ")) || s3_buf_append_str(b, kind) ||
@@ -144,7 +144,7 @@ static int add_grant(eng__facts *f, int pi, const char *kind, const char *val)
                : 0;
 }
 
-int eng__facts_from_acl(eng__facts *f, s3_slice xml)
+int repl_facts_from_acl(repl_facts *f, s3_slice xml)
 {
     json_t *doc = s3_xml_to_json(xml);
     if (!doc)
@@ -185,21 +185,20 @@ int eng__facts_from_acl(eng__facts *f, s3_slice xml)
 
 /* ---- a manifest row instead of HeadObject and GetObjectAcl ------------------------------ */
 
-int eng__facts_from_row(eng__facts *f, const eng__task *t)
+int repl_facts_from_row(repl_facts *f, const mf_facts *r, const char *etag)
 {
     const unsigned need = MF_FACT_DELETE_MARKER | MF_FACT_SIZE | MF_FACT_ETAG |
                           MF_FACT_LAST_MODIFIED | MF_FACT_STORAGE_CLASS | MF_FACT_ENCRYPTION |
                           MF_FACT_LOCK;
-    const mf_facts *r = &t->row;
     const char *sse = strcmp(r->encryption, "NOT-SSE") == 0  ? ""
                       : strcmp(r->encryption, "SSE-S3") == 0  ? "AES256"
                       : strcmp(r->encryption, "SSE-KMS") == 0 ? "aws:kms"
                                                               : NULL;
-    if ((t->facts_known & need) != need || t->is_delete_marker || !sse)
+    if ((r->known & need) != need || r->is_delete_marker || !sse)
         return 0; /* SSE-C and DSSE-KMS need what only HeadObject tells */
-    f->size = t->size;
-    snprintf(f->etag, sizeof f->etag, "\"%s\"", t->etag);
-    f->last_modified_ms = t->last_modified_ms;
+    f->size = r->size;
+    snprintf(f->etag, sizeof f->etag, "\"%s\"", etag);
+    f->last_modified_ms = r->last_modified_ms;
     snprintf(f->sse, sizeof f->sse, "%s", sse);
     snprintf(f->bucket_key, sizeof f->bucket_key, "%s", r->bucket_key ? "true" : "");
     snprintf(f->lock_mode, sizeof f->lock_mode, "%s", r->lock_mode);
@@ -214,7 +213,7 @@ int eng__facts_from_row(eng__facts *f, const eng__task *t)
    {"uri":"http://acs.amazonaws.com/groups/global/AllUsers","permission":"READ",
    "type":"Group"}]} (aws-formats.md §2.3). Without the owner's ID, one FULL_CONTROL grant
    to a canonical user and nothing else counts as the default ACL. */
-int eng__facts_acl_from_row(eng__facts *f, s3_slice b64)
+int repl_facts_acl_from_row(repl_facts *f, s3_slice b64)
 {
     if (b64.len == 0 || b64.len % 4 || b64.len > FACTS_GRANTS_MAX_BYTES)
         return -1;
@@ -262,7 +261,7 @@ int eng__facts_acl_from_row(eng__facts *f, s3_slice b64)
 
 /* ---- tags ----------------------------------------------------------------------------- */
 
-int eng__facts_set_tags(eng__facts *f, const eng__tag *tags, size_t n)
+int repl_facts_set_tags(repl_facts *f, const repl_tag *tags, size_t n)
 {
     s3_buf_reset(&f->tagging);
     for (size_t i = 0; i < n; i++) {
@@ -276,7 +275,7 @@ int eng__facts_set_tags(eng__facts *f, const eng__tag *tags, size_t n)
     return 0;
 }
 
-int eng__facts_tags_from_xml(eng__facts *f, s3_slice xml)
+int repl_facts_tags_from_xml(repl_facts *f, s3_slice xml)
 {
     json_t *doc = s3_xml_to_json(xml);
     if (!doc)
@@ -284,7 +283,7 @@ int eng__facts_tags_from_xml(eng__facts *f, s3_slice xml)
     json_t *set = json_object_get(doc, "TagSet");
     json_t *tag = json_is_object(set) ? json_object_get(set, "Tag") : NULL;
     size_t n = !tag ? 0 : json_is_array(tag) ? json_array_size(tag) : 1;
-    eng__tag tags[64]; /* S3 allows 10 tags per object */
+    repl_tag tags[64]; /* S3 allows 10 tags per object */
     size_t k = 0;
     for (size_t i = 0; i < n && k < sizeof tags / sizeof tags[0]; i++) {
         json_t *e = json_is_array(tag) ? json_array_get(tag, i) : tag;
@@ -293,7 +292,7 @@ int eng__facts_tags_from_xml(eng__facts *f, s3_slice xml)
         tags[k].value = (char *)(val ? val : "");
         k++;
     }
-    int rc = eng__facts_set_tags(f, tags, k);
+    int rc = repl_facts_set_tags(f, tags, k);
     json_decref(doc);
     return rc;
 }

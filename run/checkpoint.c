@@ -14,7 +14,7 @@
  * the units below it that are not done may have written to a destination already, so they
  * run again in "recheck" mode (unit.c) and skip the versions already there.
  */
-#include "engine/engine_int.h"
+#include "run/run_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,14 +23,14 @@
 #include <string.h>
 #include <unistd.h>
 
-void eng__ckpt_cleanup(eng__ckpt *c)
+void run__ckpt_cleanup(run__ckpt *c)
 {
     free(c->iv);
     memset(c, 0, sizeof *c);
 }
 
 /* Adds the done range [start, end) and advances the low-water mark over it. */
-int eng__ckpt_add(eng__ckpt *c, uint64_t start, uint64_t end)
+int run__ckpt_add(run__ckpt *c, uint64_t start, uint64_t end)
 {
     if (end <= c->low)
         return 0;
@@ -38,7 +38,7 @@ int eng__ckpt_add(eng__ckpt *c, uint64_t start, uint64_t end)
         size_t nc = c->cap_iv ? c->cap_iv * 2 : 64;
         uint64_t *n = realloc(c->iv, nc * 2 * sizeof *n);
         if (!n)
-            return -ENG_E_NOMEM;
+            return -RUN_E_NOMEM;
         c->iv = n;
         c->cap_iv = nc;
     }
@@ -74,7 +74,7 @@ int eng__ckpt_add(eng__ckpt *c, uint64_t start, uint64_t end)
     return 0;
 }
 
-int eng__ckpt_done(const eng__ckpt *c, uint64_t start, uint64_t end)
+int run__ckpt_done(const run__ckpt *c, uint64_t start, uint64_t end)
 {
     if (end <= c->low)
         return 1;
@@ -84,7 +84,7 @@ int eng__ckpt_done(const eng__ckpt *c, uint64_t start, uint64_t end)
     return 0;
 }
 
-int eng__ckpt_save(const char *path, const eng__ckpt *c)
+int run__ckpt_save(const char *path, const run__ckpt *c)
 {
     json_t *j = json_object();
     json_object_set_new(j, "low", json_integer((json_int_t)c->low));
@@ -101,11 +101,11 @@ int eng__ckpt_save(const char *path, const eng__ckpt *c)
     char *text = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     if (!text)
-        return -ENG_E_NOMEM;
+        return -RUN_E_NOMEM;
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    int rc = -ENG_E_IO;
+    int rc = -RUN_E_IO;
     if (fd >= 0) {
         size_t len = strlen(text), off = 0;
         while (off < len) {
@@ -132,7 +132,7 @@ static uint64_t get_u64(json_t *j, const char *name)
                                                             : 0;
 }
 
-int eng__ckpt_load(const char *path, eng__ckpt *out)
+int run__ckpt_load(const char *path, run__ckpt *out)
 {
     memset(out, 0, sizeof *out);
     if (access(path, F_OK) != 0)
@@ -140,7 +140,7 @@ int eng__ckpt_load(const char *path, eng__ckpt *out)
     json_error_t je;
     json_t *j = json_load_file(path, 0, &je);
     if (!j)
-        return -ENG_E_IO;
+        return -RUN_E_IO;
     out->low = get_u64(j, "low");
     out->succeeded_bytes = get_u64(j, "succeeded_bytes");
     out->failed_bytes = get_u64(j, "failed_bytes");
@@ -150,7 +150,7 @@ int eng__ckpt_load(const char *path, eng__ckpt *out)
     json_t *iv = json_object_get(j, "done");
     for (size_t i = 0; i < json_array_size(iv); i++) {
         json_t *p = json_array_get(iv, i);
-        eng__ckpt_add(out, (uint64_t)json_integer_value(json_array_get(p, 0)),
+        run__ckpt_add(out, (uint64_t)json_integer_value(json_array_get(p, 0)),
                       (uint64_t)json_integer_value(json_array_get(p, 1)));
     }
     json_decref(j);

@@ -9,29 +9,22 @@
  * rules it started with. Attaching (every time a worker takes the job): parse those rules
  * and check each destination bucket once (dests.c).
  */
-#include "engine/engine_int.h"
+#include "run/run_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-void eng__job_fail(eng__job *job, const char *code, const char *reason)
-{
-    job->row.status = ENG_STATUS_FAILED;
-    snprintf(job->row.failure_code, sizeof job->row.failure_code, "%s", code);
-    snprintf(job->row.failure_reason, sizeof job->row.failure_reason, "%s", reason);
-}
-
 /* Reads the whole manifest once: validates every row, counts the tasks, and tells the
    first row's bucket (the source bucket whose replication configuration applies). */
-static int count_manifest(eng__job *job, const s3_endpoint *ep, char *first_bucket,
+static int count_manifest(jobs_job *job, const s3_endpoint *ep, char *first_bucket,
                           size_t cap)
 {
     char msg[1024];
     int orc = 0;
-    mf_reader *r = eng__manifest_open(job, ep, &orc, msg, sizeof msg);
+    mf_reader *r = run__manifest_open(job, ep, &orc, msg, sizeof msg);
     if (!r) {
-        eng__job_fail(job, orc == -MF_E_INVALID_CONTENT ? "InvalidManifestContent"
+        jobs_job_fail(job, orc == -MF_E_INVALID_CONTENT ? "InvalidManifestContent"
                                                         : "ManifestNotReadable",
                       msg);
         return -1;
@@ -46,7 +39,7 @@ static int count_manifest(eng__job *job, const s3_endpoint *ep, char *first_buck
     }
     mf_close(r);
     if (rc < 0) {
-        eng__job_fail(job, rc == -MF_E_INVALID_CONTENT ? "InvalidManifestContent"
+        jobs_job_fail(job, rc == -MF_E_INVALID_CONTENT ? "InvalidManifestContent"
                                                        : "ManifestNotReadable",
                       msg);
         return -1;
@@ -58,25 +51,25 @@ static int count_manifest(eng__job *job, const s3_endpoint *ep, char *first_buck
 /* A ManifestGenerator job: its rules (captured, or the source bucket's) drive
    EligibleForReplication; the generated manifest is spooled in the job's directory and,
    with EnableManifestOutput, named in GeneratedManifestDescriptor. */
-static int gen_prepare(eng__job *job, const s3_endpoint *ep)
+static int gen_prepare(jobs_job *job, const s3_endpoint *ep)
 {
-    eng__rules rules;
+    repl_rules rules;
     int loaded = 0;
     memset(&rules, 0, sizeof rules);
     if (job->row.rules) {
         char msg[1024];
         json_t *root = json_loads(job->row.rules, 0, NULL);
-        if (!root || eng__rules_from_json(&rules, root, "replication configuration", msg,
+        if (!root || repl_rules_from_json(&rules, root, "replication configuration", msg,
                                           sizeof msg) != 0) {
             json_decref(root);
-            eng__job_fail(job, "InvalidReplicationConfiguration", msg);
+            jobs_job_fail(job, "InvalidReplicationConfiguration", msg);
             return -1;
         }
         json_decref(root);
         loaded = 1;
     }
-    int rc = eng__gen_prepare(job, ep, &rules, &loaded);
-    eng__rules_cleanup(&rules);
+    int rc = run__gen_prepare(job, ep, &rules, &loaded);
+    repl_rules_cleanup(&rules);
     if (rc == 0 && job->gen.manifest_arn[0]) {
         json_t *g = json_pack("{s:s,s:{s:s,s:s}}", "Format", MF_FORMAT_NAME_GENERATED,
                               "Location", "ObjectArn", job->gen.manifest_arn, "ETag",
@@ -88,11 +81,11 @@ static int gen_prepare(eng__job *job, const s3_endpoint *ep)
     return rc;
 }
 
-int eng__prepare(eng__job *job, const s3_endpoint *ep)
+int run__prepare(jobs_job *job, const s3_endpoint *ep)
 {
     char msg[1024], first_bucket[256] = "";
-    if (eng__mkdir_p(job->dir) != 0) {
-        eng__job_fail(job, "InternalError", "cannot create the job's state directory");
+    if (s3_mkdir_p(job->dir) != 0) {
+        jobs_job_fail(job, "InternalError", "cannot create the job's state directory");
         return -1;
     }
     if (job->gen.enabled && gen_prepare(job, ep) != 0)
@@ -102,7 +95,7 @@ int eng__prepare(eng__job *job, const s3_endpoint *ep)
                                  job->manifest_version, job->manifest_etag, job->manifest_path,
                                  msg, sizeof msg);
         if (rc) {
-            eng__job_fail(job, rc == -MF_E_ETAG_MISMATCH ? "ManifestETagMismatch"
+            jobs_job_fail(job, rc == -MF_E_ETAG_MISMATCH ? "ManifestETagMismatch"
                                                          : "ManifestNotReadable",
                           msg);
             return -1;
@@ -111,13 +104,13 @@ int eng__prepare(eng__job *job, const s3_endpoint *ep)
     if (count_manifest(job, ep, first_bucket, sizeof first_bucket) != 0)
         return -1;
     if (!job->row.rules && first_bucket[0]) {
-        eng__rules rules;
+        repl_rules rules;
         char *json = NULL;
-        if (eng__rules_load_bucket(&rules, ep, first_bucket, &json, msg, sizeof msg) != 0) {
-            eng__job_fail(job, "SrcBucketReplicationConfigMissing", msg);
+        if (repl_rules_load_bucket(&rules, ep, first_bucket, &json, msg, sizeof msg) != 0) {
+            jobs_job_fail(job, "SrcBucketReplicationConfigMissing", msg);
             return -1;
         }
-        eng__rules_cleanup(&rules);
+        repl_rules_cleanup(&rules);
         job->row.rules = json;
     }
     return 0;
@@ -127,28 +120,28 @@ int eng__prepare(eng__job *job, const s3_endpoint *ep)
    runs ~1 s per 100 MiB server-side) without letting one version take a worker's calls. */
 #define PART_PARALLELISM_MAX 8
 
-int eng__attach_rules(eng__job *job, eng__rules *rules, const s3_endpoint *const *eps,
-                      const eng_options *o)
+int run__attach_rules(jobs_job *job, repl_rules *rules, const s3_endpoint *const *eps,
+                      const run_options *o)
 {
     char msg[1024], origin[80];
     json_error_t je;
     snprintf(origin, sizeof origin, "job %s: replication configuration", job->row.id);
     json_t *root = json_loads(job->row.rules ? job->row.rules : "", 0, &je);
     if (!root) {
-        eng__job_fail(job, "SrcBucketReplicationConfigMissing",
+        jobs_job_fail(job, "SrcBucketReplicationConfigMissing",
                       "no replication configuration was captured for this job");
         return -1;
     }
-    int rc = eng__rules_from_json(rules, root, origin, msg, sizeof msg);
+    int rc = repl_rules_from_json(rules, root, origin, msg, sizeof msg);
     json_decref(root);
     if (rc) {
-        eng__job_fail(job, "InvalidReplicationConfiguration", msg);
+        jobs_job_fail(job, "InvalidReplicationConfiguration", msg);
         return -1;
     }
-    eng__dests_assign(rules, o->destination_profiles, o->n_destination_profiles);
-    eng__dests_check(rules, eps);
+    repl_dests_assign(rules, o->destination_profiles, o->n_destination_profiles);
+    repl_dests_check(rules, eps);
     int par = o->concurrency / o->workers;
-    rules->copy = (eng__copy_cfg){o->multipart_threshold_bytes, o->part_size_bytes,
+    rules->copy = (repl_copy_cfg){o->multipart_threshold_bytes, o->part_size_bytes,
                                   par < 1 ? 1 : par > PART_PARALLELISM_MAX ? PART_PARALLELISM_MAX
                                                                           : par};
     return 0;

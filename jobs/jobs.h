@@ -1,0 +1,213 @@
+/*
+ * jobs.h — the job catalogue and the job verbs, named like `aws s3control`'s.
+ *
+ * The map of the module:
+ *   store     the catalogue behind one interface (store.c: SQLite in the state directory);
+ *   job       the CreateJob document, validated with messages that name the member, and the
+ *             DescribeJob / JobListDescriptor answers (job.c); ManifestGenerator's members
+ *             (generator.c);
+ *   status    AWS's job states, their names, and how a job fails (status.c);
+ *   verbs     CreateJob, DescribeJob, ListJobs, UpdateJobPriority, UpdateJobStatus
+ *             (verbs.c): what the CLI, the API and the console all call.
+ *
+ * Knows nothing of transfers: running a job is run/'s work.
+ *
+ * Depends on: replicate (validating a configuration), manifest and report (the document's
+ * formats), s3, jansson, SQLite.
+ */
+#ifndef BATCHREP_JOBS_H
+#define BATCHREP_JOBS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "manifest/manifest.h"
+#include "replicate/replicate.h"
+#include "report/report.h"
+#include "s3/s3.h"
+
+#define JOBS_ERRNO_MAP(XX)                                                                 \
+    XX(OK, "success")                                                                      \
+    XX(NOMEM, "out of memory")                                                             \
+    XX(INVALID_JOB, "invalid job document")                                                \
+    XX(INVALID_RULES, "invalid replication configuration")                                 \
+    XX(IO, "local file I/O error")                                                         \
+    XX(S3, "S3 request failed")                                                            \
+    XX(NOT_FOUND, "no such job")                                                           \
+    XX(STATUS, "the job's status does not allow this (JobStatusException)")
+
+typedef enum jobs_err {
+#define XX(name, msg) JOBS_E_##name,
+    JOBS_ERRNO_MAP(XX)
+#undef XX
+} jobs_err;
+
+const char *jobs_strerror(int err);
+const char *jobs_errname(int err);
+
+/* AWS JobStatus (§4.1), in the enum's documented order of a job's life. */
+#define JOBS_STATUS_MAP(XX)                                                                 \
+    XX(NEW, "New")                                                                         \
+    XX(PREPARING, "Preparing")                                                             \
+    XX(SUSPENDED, "Suspended")                                                             \
+    XX(READY, "Ready")                                                                     \
+    XX(ACTIVE, "Active")                                                                   \
+    XX(PAUSING, "Pausing")                                                                 \
+    XX(PAUSED, "Paused")                                                                   \
+    XX(COMPLETING, "Completing")                                                           \
+    XX(COMPLETE, "Complete")                                                               \
+    XX(FAILING, "Failing")                                                                 \
+    XX(FAILED, "Failed")                                                                   \
+    XX(CANCELLING, "Cancelling")                                                           \
+    XX(CANCELLED, "Cancelled")
+
+typedef enum jobs_status {
+#define XX(name, str) JOBS_STATUS_##name,
+    JOBS_STATUS_MAP(XX)
+#undef XX
+} jobs_status;
+
+const char *jobs_status_name(jobs_status s);
+
+/* ---- the job catalogue ----------------------------------------------------------------- */
+
+/* The state directory's job catalogue (SQLite, WAL; store.c). Several processes may open the
+   same one at once. state_dir NULL: $BATCHREP_STATE_DIR, else $XDG_STATE_HOME/batchrep,
+   else ~/.local/state/batchrep. */
+typedef struct jobs_store jobs_store;
+int jobs_store_open(const char *state_dir, jobs_store **out, char *err, size_t err_len);
+void jobs_store_close(jobs_store *s); /* NULL is a no-op */
+
+/*
+ * The verbs, named like `aws s3control`'s. Each returns 0 and sets *out to the JSON that the
+ * verb prints (AWS's field names; the caller decrefs), or -JOBS_E_* with err naming the
+ * problem: JOBS_E_INVALID_JOB for a bad document or argument, JOBS_E_NOT_FOUND for an unknown
+ * job, JOBS_E_STATUS for a transition the job's status does not allow (AWS's
+ * JobStatusException).
+ */
+int jobs_create_job(jobs_store *s, const char *job_path, const char *replication_config_path,
+                   json_t **out, char *err, size_t err_len);
+int jobs_describe_job(jobs_store *s, const char *job_id, json_t **out, char *err,
+                     size_t err_len);
+int jobs_list_jobs(jobs_store *s, const char *const *statuses, size_t n_statuses, json_t **out,
+                  char *err, size_t err_len);
+int jobs_update_job_priority(jobs_store *s, const char *job_id, long priority, json_t **out,
+                            char *err, size_t err_len);
+int jobs_update_job_status(jobs_store *s, const char *job_id, const char *requested,
+                          const char *reason, json_t **out, char *err, size_t err_len);
+
+/* ---- job catalogue (store.c) ----------------------------------------------------------- */
+
+/* A job as the catalogue keeps it. Strings owned (jobs_row_cleanup). */
+typedef struct jobs_row {
+    char id[40];
+    char token[80];
+    char *doc;                   /* the CreateJob JSON */
+    char *rules;                 /* replication configuration JSON, NULL: the bucket's */
+    jobs_status status;
+    int priority;
+    uint64_t total, succeeded, failed;
+    int64_t created_ms, terminated_ms, active_ms;
+    char failure_code[64];
+    char failure_reason[1024];
+    char status_reason[300];
+    int64_t suspended_ms;
+    char suspended_cause[300];
+    char *generated_manifest;    /* GeneratedManifestDescriptor JSON, NULL: none */
+    int owner_pid;
+    int64_t owner_seen_ms;
+} jobs_row;
+
+void jobs_row_cleanup(jobs_row *r);
+int jobs_store_get(jobs_store *s, const char *id, jobs_row *out, char *err, size_t err_len);
+int jobs_store_insert(jobs_store *s, const jobs_row *r, char *out_existing_id, char *err,
+                      size_t err_len);
+int jobs_store_save(jobs_store *s, const jobs_row *r, char *err, size_t err_len);
+int jobs_store_cas_status(jobs_store *s, const char *id, jobs_status from, jobs_status to,
+                          const char *reason, char *err, size_t err_len);
+int jobs_store_set_priority(jobs_store *s, const char *id, int priority, char *err,
+                            size_t err_len);
+int jobs_store_claim(jobs_store *s, const char *id, char *err, size_t err_len);
+int jobs_store_each(jobs_store *s, const jobs_status *statuses, size_t n_statuses,
+                    int (*cb)(const jobs_row *r, void *user), void *user, char *err,
+                    size_t err_len);
+const char *jobs_store_dir(const jobs_store *s);
+void jobs_state_root(const char *given, char *out, size_t cap);
+/* "Active" -> JOBS_STATUS_ACTIVE; -1 when unknown. */
+int jobs_status_parse(const char *name);
+
+/* ---- job document ---------------------------------------------------------------------- */
+
+#define JOBS_GEN_MAX_LIST 16
+
+/* ManifestGenerator.S3JobManifestGenerator, parsed (strings borrowed from the job's doc). */
+typedef struct jobs_gen {
+    int enabled;
+    char source_bucket[256];
+    int output;                  /* EnableManifestOutput */
+    char out_bucket[256];
+    const char *out_prefix;      /* ManifestPrefix, NULL when absent */
+    mf_gen_filter filter;
+    const char *prefixes[JOBS_GEN_MAX_LIST], *suffixes[JOBS_GEN_MAX_LIST];
+    const char *substrings[JOBS_GEN_MAX_LIST], *classes[JOBS_GEN_MAX_LIST];
+    /* after generation */
+    int generated;
+    uint64_t n_selected;
+    char manifest_arn[1400];     /* GeneratedManifestDescriptor.Location */
+    char manifest_etag[40];
+} jobs_gen;
+
+typedef struct jobs_job {
+    jobs_row row;            /* id, status, counters, times, failure */
+    json_t *doc;                 /* the CreateJob document, parsed */
+    char account_id[64];
+    char arn[256];
+    int confirmation_required;
+    /* manifest */
+    int manifest_is_local;
+    char manifest_bucket[256];
+    char manifest_key[1100];
+    char manifest_path[4096];    /* local path (given, or the downloaded copy) */
+    const char *manifest_version; /* borrowed from doc */
+    const char *manifest_etag;    /* borrowed from doc */
+    mf_csv_opts csv;
+    mf_format manifest_format;
+    jobs_gen gen;
+    /* report */
+    int report_enabled;
+    int report_is_local;
+    char report_bucket[256];
+    char report_prefix[600];
+    rpt_scope report_scope;
+    /* state */
+    char dir[4096];              /* <state>/jobs/<id> */
+} jobs_job;
+
+/* Parses and validates a CreateJob document (job->row is left alone). */
+int jobs_job_parse(jobs_job *job, json_t *doc, const char *origin, char *err, size_t err_len);
+/* Loads a job from the catalogue row (takes ownership of *row's strings) and fills the
+   derived fields (ARN, directory) for the state root. */
+int jobs_job_load(jobs_job *job, jobs_row *row, const char *state_root, const char *region,
+                  char *err, size_t err_len);
+
+/* ---- ManifestGenerator (generator.c), the job's life (job.c, status.c) -------------------- */
+
+/* Parses ManifestGenerator (JSON of the CreateJob document) into job->gen. err names the
+   member ("job.json: ManifestGenerator.S3JobManifestGenerator.Filter.CreatedAfter: ..."). */
+int jobs_gen_parse(jobs_job *job, json_t *gen, const char *origin, char *err, size_t err_len);
+/* Points job->manifest_path at where Preparing spools a generated manifest. */
+void jobs_gen_locate(jobs_job *job);
+/* base = "[<ManifestPrefix>/]job-<id>", the key prefix of the generated manifest (the
+   prefix exactly as given, trailing '/'s dropped). */
+void jobs_gen_base(const jobs_job *job, char *base, size_t cap);
+void jobs_job_cleanup(jobs_job *job);
+/* {"Job": {...}} with AWS's field names. */
+json_t *jobs_job_describe(const jobs_job *job);
+/* The job failed before or outside its tasks: status Failed, with AWS's FailureCode and a
+   reason for a person. */
+void jobs_job_fail(jobs_job *job, const char *code, const char *reason);
+/* JobListDescriptor (aws-formats.md §4.4). */
+json_t *jobs_job_list_descriptor(const jobs_job *job);
+
+#endif

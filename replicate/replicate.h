@@ -1,0 +1,174 @@
+/*
+ * replicate.h — what Batch Replication means for one version: the replication configuration
+ * and its rules (rules.c), the destinations and what the job learnt of them (dests.c), and
+ * the facts of a source version beyond its bytes (facts.c).
+ *
+ * It decides; it does not run anything. The engine (engine/) asks it which rule sends a
+ * version where and what a replica must carry; Preparing (run/) asks it for the rules and
+ * the destinations' state; the job verbs (jobs/) validate a configuration with it.
+ *
+ * Depends on: manifest (mf_facts), s3, jansson.
+ */
+#ifndef BATCHREP_REPLICATE_H
+#define BATCHREP_REPLICATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "manifest/manifest.h"
+#include "s3/s3.h"
+
+#define REPL_ERRNO_MAP(XX)                                                                 \
+    XX(OK, "success")                                                                      \
+    XX(NOMEM, "out of memory")                                                             \
+    XX(INVALID_RULES, "invalid replication configuration")                                 \
+    XX(INVALID_BINDING, "invalid --destination-profile binding")                           \
+    XX(CONFIG, "invalid endpoint or credentials configuration")
+
+typedef enum repl_err {
+#define XX(name, msg) REPL_E_##name,
+    REPL_ERRNO_MAP(XX)
+#undef XX
+} repl_err;
+
+const char *repl_strerror(int err);
+const char *repl_errname(int err);
+
+/* ---- replication configuration -------------------------------------------------------- */
+
+typedef struct repl_tag {
+    char *key;
+    char *value;
+} repl_tag;
+
+typedef struct repl_rule {
+    char *id;
+    int priority;
+    int enabled;
+    char *prefix;                /* "" matches everything */
+    repl_tag *tags;              /* all must be present on the version */
+    size_t n_tags;
+    int delete_marker_replication;
+    char *dest_bucket;           /* plain name from the destination ARN */
+    char *storage_class;         /* NULL: keep the source's class */
+    char *dest_account;          /* Destination.Account; NULL when absent */
+    int owner_override;          /* AccessControlTranslation.Owner = "Destination": the
+                                    replica belongs to the destination bucket's owner, the
+                                    source ACL is not copied */
+    int sse_kms;                 /* SourceSelectionCriteria.SseKmsEncryptedObjects Enabled:
+                                    SSE-KMS versions replicate (else SrcObjectNotEligible) */
+    char *replica_kms_key_id;    /* Destination.EncryptionConfiguration.ReplicaKmsKeyID */
+    size_t dest_index;           /* index into repl_rules.dests */
+} repl_rule;
+
+/* A destination bucket and what the job learnt of it before the run. */
+typedef struct repl_dest {
+    char *bucket;
+    int state;                   /* REPL_DEST_OK, ..._MISSING, ..._UNVERSIONED, ..._DENIED */
+    int http_status;
+    size_t ep_index;             /* endpoint (eng_pool_cfg.eps): 0 the source's, else a
+                                    --destination-profile's */
+    int object_lock;             /* GetObjectLockConfiguration said Enabled */
+    int acls_disabled;           /* Object Ownership BucketOwnerEnforced: a replica carries
+                                    no ACL (S3 refuses grants there) */
+    char owner_grant[160];       /* id="<canonical ID of the bucket owner>" (GetBucketAcl),
+                                    "" when unknown: x-amz-grant-full-control of a replica
+                                    whose rule translates ownership */
+} repl_dest;
+
+enum { REPL_DEST_OK = 0, REPL_DEST_MISSING, REPL_DEST_UNVERSIONED, REPL_DEST_DENIED };
+
+/* How versions are written (settings of the run, not of the configuration). */
+typedef struct repl_copy_cfg {
+    int64_t multipart_threshold_bytes; /* above: multipart (UploadPartCopy / UploadPart) */
+    int64_t part_size_bytes;           /* grown so that a version needs at most 10,000 */
+    int part_parallelism;              /* parts of one version in flight at once */
+} repl_copy_cfg;
+
+typedef struct repl_rules {
+    repl_rule *rules;
+    size_t n_rules;
+    repl_dest *dests;
+    size_t n_dests;
+    int needs_tags;              /* some enabled rule filters on tags */
+    repl_copy_cfg copy;          /* set when a worker takes the job (prepare.c) */
+} repl_rules;
+
+/* Parses PutBucketReplication JSON (a bare configuration, or wrapped in
+   {"ReplicationConfiguration": ...}). err names the file and the field. */
+int repl_rules_from_json(repl_rules *out, json_t *root, const char *origin, char *err,
+                         size_t err_len);
+/* GetBucketReplication on the bucket (XML -> the same structure); *out_json (may be NULL)
+   receives the configuration as JSON text (caller frees). */
+int repl_rules_load_bucket(repl_rules *out, const s3_endpoint *ep, const char *bucket,
+                           char **out_json, char *err, size_t err_len);
+void repl_rules_cleanup(repl_rules *r);
+
+/* Binds destinations to the endpoints of --destination-profile BUCKET=PROFILE: each profile
+   is loaded into a new eps[*n_eps] (the caller frees them) and the bucket's ep_index set. */
+int repl_dests_load_profiles(const char *const *bindings, size_t n_bindings,
+                             s3_endpoint **eps, size_t max_eps, size_t *n_eps, char *err,
+                             size_t err_len);
+/* Points each destination named by a "BUCKET=PROFILE" binding at endpoint 1 + its index. */
+void repl_dests_assign(repl_rules *rules, const char *const *bindings, size_t n_bindings);
+/* Per destination, once: GetBucketVersioning (state), then for a usable one
+   GetObjectLockConfiguration, GetBucketOwnershipControls and GetBucketAcl (owner). */
+void repl_dests_check(repl_rules *rules, const s3_endpoint *const *eps);
+/* 1 when GetBucketOwnershipControls says BucketOwnerEnforced (ACLs disabled); 0 otherwise,
+   also when the server cannot say (no controls set, not implemented, an error). */
+int repl_bucket_acls_disabled(const s3_endpoint *ep, const char *bucket);
+
+/* Chooses, for one version, the rule per destination (highest priority among enabled rules
+   whose filter matches). out_rule[d] is the rule index for destination d, or -1. For a
+   delete marker, tag rules never match and a chosen rule must enable DeleteMarkerReplication.
+   Returns the number of destinations chosen. */
+size_t repl_rules_select(const repl_rules *r, s3_slice key, const repl_tag *tags,
+                         size_t n_tags, int is_delete_marker, int *out_rule);
+
+/* ---- source facts: what a version carries beyond its bytes ------------------------- */
+
+/* Read once per version (HeadObject, GetObjectAcl, GetObjectTagging) by the first strategy
+   that needs them, kept on the task for its other destinations (facts.c). */
+typedef struct repl_facts {
+    int have_head, have_acl, have_tags;
+    s3_buf hdrs;                 /* "name\0value\0": Content-Type, Content-Encoding,
+                                    Content-Disposition, Content-Language, Cache-Control,
+                                    Expires and every x-amz-meta-* */
+    size_t n_hdrs;
+    char etag[80];               /* as sent, with quotes */
+    int64_t size;
+    int64_t last_modified_ms;
+    char sse[32];                /* x-amz-server-side-encryption, "" when none */
+    char sse_kms_key_id[256];
+    char bucket_key[8];          /* x-amz-server-side-encryption-bucket-key-enabled */
+    char lock_mode[16];          /* GOVERNANCE | COMPLIANCE | "" */
+    char lock_until[40];         /* ISO 8601 as HEAD gave it */
+    char legal_hold[8];          /* ON | OFF | "" */
+    int tag_count;               /* x-amz-tagging-count */
+    int acl_default;             /* the ACL is the owner's FULL_CONTROL only */
+    s3_buf grants[4];            /* x-amz-grant-read, -read-acp, -write-acp, -full-control */
+    s3_buf tagging;              /* "k=v&k2=v2" (URL-encoded) when have_tags */
+} repl_facts;
+
+repl_facts *repl_facts_new(void);
+void repl_facts_destroy(repl_facts *f);
+/* From a HeadObject answer kept with keep_headers. */
+void repl_facts_from_head(repl_facts *f, const s3_response *r);
+/* From GetObjectAcl XML; -1 when it cannot be read. */
+int repl_facts_from_acl(repl_facts *f, s3_slice xml);
+/* From tags already read (the unit's TAGS phase) or from GetObjectTagging XML. */
+int repl_facts_set_tags(repl_facts *f, const repl_tag *tags, size_t n);
+int repl_facts_tags_from_xml(repl_facts *f, s3_slice xml);
+/* A manifest row that tells everything a CopyObject needs (size, ETag, LastModified,
+   storage class, encryption, Object Lock: an Inventory with those columns) stands in for
+   HeadObject: returns 1 and sets have_head, else 0. Not for SSE-C / DSSE-KMS versions.
+   etag: the row's ETag without quotes (the row's own slice may be gone). */
+int repl_facts_from_row(repl_facts *f, const mf_facts *row, const char *etag);
+/* The row's ObjectAccessControlList (base64 JSON, status AVAILABLE) stands in for
+   GetObjectAcl: 0 and have_acl set; -1 when it cannot (UNAVAILABLE, malformed). */
+int repl_facts_acl_from_row(repl_facts *f, s3_slice b64);
+/* 1 when the version carries Object Lock settings to replicate. */
+int repl_facts_locked(const repl_facts *f);
+
+#endif

@@ -1,0 +1,77 @@
+/*
+ * run.h — running jobs: the worker that takes the catalogue's jobs to a terminal state.
+ *
+ * The map of the module:
+ *   worker    the control loop (every 200 ms: claim, steer priorities and cancels, finish),
+ *             the feeder (manifest -> units, highest priority first) and the report writer
+ *             with its checkpoints (worker.c, checkpoint.c);
+ *   prepare   Preparing: the manifest fetched, validated and counted; the rules captured
+ *             and, when a worker takes the job, attached (prepare.c);
+ *   generate  the manifest of every kind opened, ManifestGenerator run (generate.c);
+ *   metrics   the Prometheus endpoint on libmicrohttpd (metrics.c).
+ *
+ * Depends on: jobs, engine, replicate, manifest, report, s3.
+ */
+#ifndef BATCHREP_RUN_H
+#define BATCHREP_RUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "jobs/jobs.h"
+
+#define RUN_ERRNO_MAP(XX)                                                                  \
+    XX(OK, "success")                                                                      \
+    XX(NOMEM, "out of memory")                                                             \
+    XX(INVALID_OPTIONS, "invalid options")                                                 \
+    XX(CONFIG, "invalid endpoint or credentials configuration")                            \
+    XX(IO, "local file or socket error")                                                   \
+    XX(THREAD, "cannot start a thread")
+
+typedef enum run_err {
+#define XX(name, msg) RUN_E_##name,
+    RUN_ERRNO_MAP(XX)
+#undef XX
+} run_err;
+
+const char *run_strerror(int err);
+const char *run_errname(int err);
+
+/* ---- running jobs ----------------------------------------------------------------------- */
+
+typedef struct run_options {
+    int concurrency;                     /* transfers in flight in total; 0: 64 */
+    int workers;                         /* worker threads; 0: number of cores */
+    int max_attempts;                    /* per request, first try included; 0: 8 */
+    int retry_base_ms;                   /* full-jitter backoff base; 0: 100 */
+    int retry_cap_ms;                    /* backoff cap; 0: 20000 */
+    int progress;                        /* 1: live progress line on stderr */
+    int until_idle;                      /* worker: return when no job is runnable */
+    const char *only_job_id;             /* run only this job (the `run` verb) */
+    const char *metrics_addr;            /* "127.0.0.1:PORT": Prometheus text endpoint */
+    int64_t multipart_threshold_bytes;   /* above: multipart copy; 0: 5 GiB (CopyObject's
+                                            limit) */
+    int64_t part_size_bytes;             /* multipart and streamed part size; 0: 8 MiB */
+    const char *const *destination_profiles; /* "BUCKET=PROFILE": that destination lives on
+                                            the profile's endpoint, with its credentials */
+    size_t n_destination_profiles;
+} run_options;
+
+/* What a run tells the CLI. */
+typedef struct run_result {
+    uint64_t retries;                    /* requests re-sent after a retryable failure */
+    uint64_t throttle_events;            /* 503 / SlowDown answers */
+    uint64_t jobs_finished;
+} run_result;
+
+/*
+ * Runs jobs from the catalogue until stopped (SIGINT/SIGTERM), or with until_idle until no
+ * job is runnable: New jobs are prepared (Preparing -> Suspended or Ready), Ready, Active and
+ * Paused jobs run with transfer slots going to the highest priority first, Cancelling jobs
+ * stop; a job whose worker died is taken over from its last checkpoint. With only_job_id the
+ * worker runs that job alone and returns when it is terminal (or Suspended).
+ */
+int run_worker(jobs_store *s, const run_options *opts, run_result *out, char *err,
+               size_t err_len);
+
+#endif
