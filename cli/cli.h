@@ -41,7 +41,7 @@ enum { CLI_OPT_RUN_BASE = 1000 };
         {"destination-profile", required_argument, NULL, CLI_OPT_RUN_BASE + 10}
 #define CLI_RUN_HELP                                                                       \
     "  --concurrency N            requests in flight in total (default 64)\n"             \
-    "  --workers N                worker threads (default: number of cores)\n"            \
+    "  --workers N                transfer threads (default: number of cores)\n"            \
     "  --max-attempts N           tries per request, the first included (default 8)\n"    \
     "  --retry-base-ms N          backoff base; delay = rand(0, min(cap, base*2^(n-1)))\n" \
     "                             (default 100)\n"                                         \

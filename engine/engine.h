@@ -50,6 +50,7 @@ typedef struct eng_queue {
     int closed;
     size_t wake_batch;            /* see eng_queue_set_wake_batch; 1 by default */
     long (*rank)(const void *item); /* see eng_queue_set_rank; NULL: first in, first out */
+    const void *(*group)(const void *item);
 } eng_queue;
 
 int eng_queue_init(eng_queue *q, size_t cap);
@@ -66,8 +67,11 @@ void eng_queue_close(eng_queue *q);
 void eng_queue_set_wake_batch(eng_queue *q, size_t n);
 /* With a rank, a pop takes the item of the highest rank (read at the time of the pop, so a
    rank may change while the item waits), the earliest among equals; without, the earliest.
-   Set before the queue is shared. */
-void eng_queue_set_rank(eng_queue *q, long (*rank)(const void *item));
+   Items of one group (group(item) equal; NULL group: each item alone) never overtake each
+   other, even when their rank changes while a pop reads it: the pop takes the earliest item
+   of the best item's group. Set before the queue is shared. */
+void eng_queue_set_rank(eng_queue *q, long (*rank)(const void *item),
+                        const void *(*group)(const void *item));
 
 /* ---- units: the versions of one key, and what each task (manifest row) came to ---------- */
 
@@ -121,14 +125,14 @@ typedef struct eng_pool_cfg {
     const s3_endpoint *ep;       /* = eps[0] */
     const s3_endpoint *const *eps; /* every endpoint a request may name (eng__req.ep_index) */
     size_t n_eps;
-    int workers;
+    int threads;                 /* pool threads ("lanes"), each with its own curl multi */
     int concurrency;
     int max_attempts;
     int retry_base_ms;
     int retry_cap_ms;
     eng_counters *counters;
     eng_queue *done_q;          /* finished units go here (the report writer's input) */
-    int queue_depth;             /* units waiting per worker; 0: as many as it has seats
+    int queue_depth;             /* units waiting per lane; 0: as many as it has seats
                                     (at least 2). Short, so that units already queued do
                                     not delay a job whose priority was raised */
 } eng_pool_cfg;
@@ -136,10 +140,10 @@ typedef struct eng_pool_cfg {
 typedef struct eng_pool eng_pool;
 
 eng_pool *eng_pool_start(const eng_pool_cfg *cfg, char *err, size_t err_len);
-/* Hands a unit to the worker that owns its key (hash), blocking while that worker's queue
+/* Hands a unit to the lane that owns its key (hash), blocking while that lane's queue
    is full. */
 int eng_pool_submit(eng_pool *p, eng_unit *u);
-/* No more units: workers drain, then exit; joins them. */
+/* No more units: lanes drain, then exit; joins them. */
 void eng_pool_finish(eng_pool *p);
 void eng_pool_destroy(eng_pool *p);
 
@@ -176,9 +180,12 @@ int eng_unit_builder_add(eng_unit_builder *b, const mf_entry *e);
    rules, abandons its work when *stop becomes nonzero, and carries job for the writer. */
 eng_unit *eng_unit_builder_take(eng_unit_builder *b, const repl_rules *rules,
                                   _Atomic int *stop, const _Atomic int *priority, void *job);
-/* The priority of the unit's job now (0 when it has none): the pool takes the unit of the
-   highest priority next (eng_queue_set_rank). */
+/* The priority of the unit's job now (0 when it has none; LONG_MAX once the job stopped,
+   so its units are abandoned at once): the pool takes the unit of the highest priority
+   next (eng_queue_set_rank). The units of one job form one group (eng_unit_rank_group),
+   so they keep their order among themselves. */
 long eng_unit_priority(const void *unit);
+const void *eng_unit_rank_group(const void *unit);
 uint64_t eng_unit_first_seq(const eng_unit *u);
 void *eng_unit_job(const eng_unit *u);
 /* Resumed work: before writing to a destination, list what it already holds and skip the

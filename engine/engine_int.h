@@ -14,7 +14,7 @@
 uint64_t eng_unit_hash(const eng_unit *u);
 int eng__unit_stopped(const eng_unit *u);
 const repl_rules *eng__unit_rules(const eng_unit *u);
-/* One request as a unit hands it to its worker. */
+/* One request as a unit hands it to its lane. */
 typedef struct eng__req {
     s3_request req;              /* strings borrowed from the unit until its next call */
     int expect_xml;              /* a 200 must carry an XML result (s3_outcome_classify) */
@@ -23,11 +23,11 @@ typedef struct eng__req {
     size_t ep_index;             /* endpoint: index into eng_pool_cfg.eps (0: the source's) */
 } eng__req;
 
-/* The state machine, driven by a worker.
+/* The state machine, driven by a lane (pool.c).
    eng__unit_next builds the unit's next request into *r and returns 1; returns ENG__WAIT
    when requests are in flight and nothing more can start before one of them answers; returns
-   0 when every task has its outcome (the worker hands the unit on once none of its requests
-   is in flight). The worker may call it again while it has free calls, so a strategy can
+   0 when every task has its outcome (the lane hands the unit on once none of its requests
+   is in flight). The lane may call it again while it has free calls, so a strategy can
    have several parts in flight (pool.c).
    A retryable outcome is retried by the worker: eng__unit_rebuild gives request `tag` again
    (prev is the outcome being retried; after an ambiguous failure a strategy may first send

@@ -1,20 +1,21 @@
 /*
- * pool.c — worker threads, each owning one curl multi handle with many transfers in flight.
+ * pool.c — the pool's threads ("lanes"), each owning one curl multi handle with many
+ * transfers in flight.
  *
- * A unit (every row of one key) is bound to the worker its key hashes to, so all versions of
+ * A unit (every row of one key) is bound to the lane its key hashes to, so all versions of
  * a key stay on one thread and are replayed in order; a second unit of the same key waits
  * (deferred) until the first is done. Workers take units from their own bounded queue and
  * hand finished units to the report writer's queue: they never share anything else but the
  * counters and the limiter.
  *
- * Seats and calls. A worker has n_slots seats (admitted units) and n_slots calls (reusable
+ * Seats and calls. A lane has n_slots seats (admitted units) and n_slots calls (reusable
  * curl easy handles, so connections stay in the multi handle's cache). The two are separate
  * so that one unit can have several requests in flight: a multipart copy sends its parts in
  * parallel. A unit asks for requests with eng__unit_next while a call is free; each request
  * it gets is tagged (0 = its serial request, others = parts) and runs on its own call; the
  * unit answers ENG__WAIT when it needs answers first, and a strategy caps its own parts
- * (part_parallelism). Calls are lent only from the worker's own free calls, so
- *   requests in flight <= calls = n_slots = the worker's share of --concurrency,
+ * (part_parallelism). Calls are lent only from the lane's own free calls, so
+ *   requests in flight <= calls = n_slots = the lane's share of --concurrency,
  * whatever mix of small and large versions runs, and a streamed copy, which holds one part
  * buffer per call, uses at most calls x part size of memory. A seat whose unit wanted a call
  * while none was free is served first when one frees up, before new units are admitted, so
@@ -53,7 +54,7 @@ typedef struct wcall {
     s3_outcome prev;            /* the retryable outcome being retried */
 } wcall;
 
-typedef struct worker {
+typedef struct lane {
     pthread_t th;
     struct eng_pool *pool;
     eng_queue inq;
@@ -66,19 +67,19 @@ typedef struct worker {
     size_t n_deferred;
     unsigned rng;
     int started;
-    /* 1 while the worker sleeps in curl_multi_poll with a free seat and an empty queue:
+    /* 1 while the lane sleeps in curl_multi_poll with a free seat and an empty queue:
        the next submit wakes it (curl_multi_wakeup), else it slept up to 100 ms with idle
        seats whenever the planner fell behind (bench/RESULTS.md, "instant endpoint") */
     _Atomic int want_input;
     uint64_t n_admitted;
-} worker;
+} lane;
 
 struct eng_pool {
     eng_pool_cfg cfg;
-    worker *workers;
-    int n_workers;
+    lane *lanes;
+    int n_lanes;
     /* the shared slow-down limiter (atomics, no lock) */
-    _Atomic int inflight;       /* units holding a seat, all workers */
+    _Atomic int inflight;       /* units holding a seat, all lanes */
     _Atomic int allowed;        /* how many may */
     _Atomic int clean_streak;
     _Atomic int64_t last_cut_ms;
@@ -116,9 +117,9 @@ static void limiter_clean(eng_pool *p)
     }
 }
 
-/* ---- one worker ------------------------------------------------------------------------ */
+/* ---- one lane ------------------------------------------------------------------------ */
 
-static int key_busy(const worker *w, const eng_unit *u)
+static int key_busy(const lane *w, const eng_unit *u)
 {
     for (int i = 0; i < w->n_slots; i++)
         if (w->seats[i].unit && eng__unit_same_key(w->seats[i].unit, u))
@@ -126,7 +127,7 @@ static int key_busy(const worker *w, const eng_unit *u)
     return 0;
 }
 
-static wcall *free_call(worker *w)
+static wcall *free_call(lane *w)
 {
     for (int i = 0; i < w->n_slots; i++)
         if (!w->calls[i].seat)
@@ -134,7 +135,7 @@ static wcall *free_call(worker *w)
     return NULL;
 }
 
-static seat *free_seat(worker *w)
+static seat *free_seat(lane *w)
 {
     for (int i = 0; i < w->n_slots; i++)
         if (!w->seats[i].unit)
@@ -142,7 +143,7 @@ static seat *free_seat(worker *w)
     return NULL;
 }
 
-static void finish_unit(worker *w, seat *st)
+static void finish_unit(lane *w, seat *st)
 {
     eng_pool *p = w->pool;
     eng_queue_push(p->cfg.done_q, st->unit);
@@ -162,7 +163,7 @@ static void release(wcall *c)
 
 /* Prepares r on c and starts it; 0, or -1 when the request could not be built (then the
    unit has been told, and c is free again). */
-static int start(worker *w, seat *st, wcall *c, const eng__req *r)
+static int start(lane *w, seat *st, wcall *c, const eng__req *r)
 {
     eng_pool *p = w->pool;
     size_t ei = r->ep_index < p->cfg.n_eps ? r->ep_index : 0;
@@ -186,7 +187,7 @@ static int start(worker *w, seat *st, wcall *c, const eng__req *r)
 
 /* Starts the unit's requests while it has some and calls are free; hands the unit on when
    it is done and holds no call. */
-static void pump(worker *w, seat *st)
+static void pump(lane *w, seat *st)
 {
     st->wants_call = 0;
     for (;;) {
@@ -214,7 +215,7 @@ static void pump(worker *w, seat *st)
     }
 }
 
-static void resend(worker *w, wcall *c)
+static void resend(lane *w, wcall *c)
 {
     seat *st = c->seat;
     eng__req r;
@@ -232,7 +233,7 @@ static void resend(worker *w, wcall *c)
         pump(w, st);
 }
 
-static int backoff_ms(worker *w, int attempt)
+static int backoff_ms(lane *w, int attempt)
 {
     const eng_pool_cfg *c = &w->pool->cfg;
     int64_t ceiling = (int64_t)c->retry_base_ms << (attempt - 1 < 20 ? attempt - 1 : 20);
@@ -241,7 +242,7 @@ static int backoff_ms(worker *w, int attempt)
     return (int)(rand_r(&w->rng) % (unsigned)(ceiling + 1)); /* full jitter */
 }
 
-static void on_done(worker *w, wcall *c, CURLcode code)
+static void on_done(lane *w, wcall *c, CURLcode code)
 {
     eng_pool *p = w->pool;
     s3_outcome oc;
@@ -269,7 +270,7 @@ static void on_done(worker *w, wcall *c, CURLcode code)
     pump(w, st);
 }
 
-static void admit(worker *w, seat *st, eng_unit *u)
+static void admit(lane *w, seat *st, eng_unit *u)
 {
     st->unit = u;
     st->n_calls = 0;
@@ -280,7 +281,7 @@ static void admit(worker *w, seat *st, eng_unit *u)
 
 /* Takes new units while a seat and a call are free and the limiter allows. Returns 1 when
    the input is closed and drained. */
-static int admit_new(worker *w, int busy)
+static int admit_new(lane *w, int busy)
 {
     eng_pool *p = w->pool;
     for (;;) {
@@ -313,9 +314,9 @@ static int admit_new(worker *w, int busy)
     }
 }
 
-static void *worker_main(void *arg)
+static void *lane_main(void *arg)
 {
-    worker *w = arg;
+    lane *w = arg;
     int input_done = 0;
     for (;;) {
         int64_t now = now_ms(), next_due = INT64_MAX;
@@ -385,16 +386,16 @@ eng_pool *eng_pool_start(const eng_pool_cfg *cfg, char *err, size_t err_len)
     if (!p)
         return NULL;
     p->cfg = *cfg;
-    p->n_workers = cfg->workers;
+    p->n_lanes = cfg->threads;
     atomic_store(&p->allowed, cfg->concurrency);
-    p->workers = calloc((size_t)p->n_workers, sizeof *p->workers);
-    if (!p->workers)
+    p->lanes = calloc((size_t)p->n_lanes, sizeof *p->lanes);
+    if (!p->lanes)
         goto fail;
-    for (int i = 0; i < p->n_workers; i++) {
-        worker *w = &p->workers[i];
+    for (int i = 0; i < p->n_lanes; i++) {
+        lane *w = &p->lanes[i];
         w->pool = p;
-        /* slots split the concurrency; the limiter caps the total across workers */
-        w->n_slots = cfg->concurrency / cfg->workers + (i < cfg->concurrency % cfg->workers);
+        /* slots split the concurrency; the limiter caps the total across lanes */
+        w->n_slots = cfg->concurrency / cfg->threads + (i < cfg->concurrency % cfg->threads);
         if (w->n_slots < 1)
             w->n_slots = 1;
         w->rng = (unsigned)(now_ms() ^ (i * 2654435761u));
@@ -407,7 +408,8 @@ eng_pool *eng_pool_start(const eng_pool_cfg *cfg, char *err, size_t err_len)
             eng_queue_init(&w->inq, cfg->queue_depth > 0 ? (size_t)cfg->queue_depth
                                      : (size_t)(w->n_slots > 2 ? w->n_slots : 2)))
             goto fail;
-        eng_queue_set_rank(&w->inq, eng_unit_priority); /* highest priority first */
+        /* highest priority first; a job's units keep their order */
+        eng_queue_set_rank(&w->inq, eng_unit_priority, eng_unit_rank_group);
         curl_multi_setopt(w->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)w->n_slots);
         for (size_t e = 0; e < cfg->n_eps; e++)
             s3_signer_init(&w->signers[e], &cfg->eps[e]->creds, cfg->eps[e]->region);
@@ -418,30 +420,30 @@ eng_pool *eng_pool_start(const eng_pool_cfg *cfg, char *err, size_t err_len)
             curl_easy_setopt(w->calls[k].call.easy, CURLOPT_PRIVATE, &w->calls[k]);
         }
     }
-    for (int i = 0; i < p->n_workers; i++) {
-        if (pthread_create(&p->workers[i].th, NULL, worker_main, &p->workers[i]) != 0) {
-            snprintf(err, err_len, "cannot start worker thread %d", i);
+    for (int i = 0; i < p->n_lanes; i++) {
+        if (pthread_create(&p->lanes[i].th, NULL, lane_main, &p->lanes[i]) != 0) {
+            snprintf(err, err_len, "cannot start pool thread %d", i);
             for (int k = 0; k < i; k++)
-                eng_queue_close(&p->workers[k].inq);
+                eng_queue_close(&p->lanes[k].inq);
             for (int k = 0; k < i; k++)
-                pthread_join(p->workers[k].th, NULL);
+                pthread_join(p->lanes[k].th, NULL);
             goto fail_quiet;
         }
-        p->workers[i].started = 1;
+        p->lanes[i].started = 1;
     }
     return p;
 fail:
-    snprintf(err, err_len, "out of memory starting the worker pool");
+    snprintf(err, err_len, "out of memory starting the pool");
 fail_quiet:
-    for (int i = 0; p->workers && i < p->n_workers; i++)
-        p->workers[i].started = 0;
+    for (int i = 0; p->lanes && i < p->n_lanes; i++)
+        p->lanes[i].started = 0;
     eng_pool_destroy(p);
     return NULL;
 }
 
 int eng_pool_submit(eng_pool *p, eng_unit *u)
 {
-    worker *w = &p->workers[eng__unit_hash(u) % (uint64_t)p->n_workers];
+    lane *w = &p->lanes[eng__unit_hash(u) % (uint64_t)p->n_lanes];
     int rc = eng_queue_push(&w->inq, u);
     if (atomic_load(&w->want_input) && atomic_exchange(&w->want_input, 0))
         curl_multi_wakeup(w->multi);
@@ -450,12 +452,12 @@ int eng_pool_submit(eng_pool *p, eng_unit *u)
 
 void eng_pool_finish(eng_pool *p)
 {
-    for (int i = 0; i < p->n_workers; i++)
-        eng_queue_close(&p->workers[i].inq);
-    for (int i = 0; i < p->n_workers; i++) {
-        if (p->workers[i].started)
-            pthread_join(p->workers[i].th, NULL);
-        p->workers[i].started = 0;
+    for (int i = 0; i < p->n_lanes; i++)
+        eng_queue_close(&p->lanes[i].inq);
+    for (int i = 0; i < p->n_lanes; i++) {
+        if (p->lanes[i].started)
+            pthread_join(p->lanes[i].th, NULL);
+        p->lanes[i].started = 0;
     }
 }
 
@@ -469,8 +471,8 @@ void eng_pool_destroy(eng_pool *p)
     if (!p)
         return;
     eng_pool_finish(p);
-    for (int i = 0; p->workers && i < p->n_workers; i++) {
-        worker *w = &p->workers[i];
+    for (int i = 0; p->lanes && i < p->n_lanes; i++) {
+        lane *w = &p->lanes[i];
         for (int k = 0; w->calls && k < w->n_slots; k++)
             if (w->calls[k].call.easy)
                 s3_call_cleanup(&w->calls[k].call);
@@ -485,6 +487,7 @@ void eng_pool_destroy(eng_pool *p)
         if (w->multi)
             curl_multi_cleanup(w->multi);
         if (w->inq.items) {
+            eng_queue_set_rank(&w->inq, NULL, NULL); /* the units' jobs may be gone */
             int closed;
             eng_unit *u;
             while ((u = eng_queue_pop(&w->inq, 0, &closed)))
@@ -492,6 +495,6 @@ void eng_pool_destroy(eng_pool *p)
             eng_queue_cleanup(&w->inq);
         }
     }
-    free(p->workers);
+    free(p->lanes);
     free(p);
 }

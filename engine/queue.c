@@ -33,6 +33,7 @@ int eng_queue_init(eng_queue *q, size_t cap)
     q->closed = 0;
     q->wake_batch = 1;
     q->rank = NULL;
+    q->group = NULL;
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->not_empty, NULL);
     pthread_cond_init(&q->not_full, NULL);
@@ -94,13 +95,22 @@ void *eng_queue_pop(eng_queue *q, int timeout_ms, int *out_closed)
     void *item = NULL;
     if (q->len > 0) {
         size_t best = 0;
-        if (q->rank) {
+        if (q->rank && q->len > 1) {
             long best_rank = q->rank(q->items[q->head]);
             for (size_t i = 1; i < q->len; i++) {
                 long r = q->rank(q->items[(q->head + i) % q->cap]);
                 if (r > best_rank) {
                     best_rank = r;
                     best = i;
+                }
+            }
+            /* a rank read twice may differ (a priority changed during the scan): the
+               earliest of the group goes first, so a job's units keep their order */
+            const void *g = q->group ? q->group(q->items[(q->head + best) % q->cap]) : NULL;
+            for (size_t i = 0; g && i < best; i++) {
+                if (q->group(q->items[(q->head + i) % q->cap]) == g) {
+                    best = i;
+                    break;
                 }
             }
         }
@@ -136,10 +146,12 @@ void eng_queue_set_wake_batch(eng_queue *q, size_t n)
     pthread_mutex_unlock(&q->mu);
 }
 
-void eng_queue_set_rank(eng_queue *q, long (*rank)(const void *item))
+void eng_queue_set_rank(eng_queue *q, long (*rank)(const void *item),
+                        const void *(*group)(const void *item))
 {
     pthread_mutex_lock(&q->mu);
     q->rank = rank;
+    q->group = group;
     pthread_mutex_unlock(&q->mu);
 }
 

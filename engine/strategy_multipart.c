@@ -16,7 +16,7 @@
  *                   GET just freed), so memory is at most transfers in flight x part size.
  *
  * Part size: part_size_bytes, doubled until the version needs at most 10,000 parts. A part
- * that fails is retried alone (the worker retries each request); a part that fails for good
+ * that fails is retried alone (the lane retries each request); a part that fails for good
  * stops new parts, waits for those in flight, and the upload is aborted
  * (AbortMultipartUpload). With Object Lock settings the new version then gets
  * PutObjectRetention and PutObjectLegalHold (moto 5.2.1 ignores the lock headers of

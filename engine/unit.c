@@ -16,7 +16,7 @@
  *   APPLY  per version (oldest first) and per destination its rule selects, the copy
  *          strategy of strategy.c (CopyObject, or DELETE for a delete marker whose rule
  *          enables DeleteMarkerReplication).
- *   DONE   every task has an outcome; the worker hands the unit to the report writer.
+ *   DONE   every task has an outcome; the lane hands the unit to the report writer.
  *
  * Order: LastModified ascending, the source's current version (IsLatest) always last, ties
  * broken by listing position (a later position is older). moto lists every version before
@@ -27,6 +27,7 @@
  */
 #include "engine/engine_int.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,7 +172,7 @@ int eng_unit_builder_add(eng_unit_builder *b, const mf_entry *e)
 }
 
 /* qsort has no user pointer: the tasks being sorted, per thread (the feeder orders units that
-   Inventory rows describe while workers order units after their listings) */
+   Inventory rows describe while lanes order units after their listings) */
 static _Thread_local const eng_task *cmp_tasks;
 static void finish_listing(eng_unit *u);
 
@@ -310,7 +311,16 @@ int eng__unit_stopped(const eng_unit *u) { return u->stop && atomic_load(u->stop
 long eng_unit_priority(const void *unit)
 {
     const eng_unit *u = unit;
+    if (eng__unit_stopped(u))
+        return LONG_MAX; /* cancelled or failed: abandoning it costs nothing, and the job
+                            cannot end while it waits */
     return u->priority ? atomic_load(u->priority) : 0;
+}
+
+const void *eng_unit_rank_group(const void *unit)
+{
+    const eng_unit *u = unit;
+    return u->priority; /* one per job */
 }
 void *eng_unit_job(const eng_unit *u) { return u->job; }
 void eng_unit_set_recheck(eng_unit *u) { u->recheck = 1; }

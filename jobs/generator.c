@@ -255,6 +255,7 @@ void jobs_gen_locate(jobs_job *job)
     jobs_gen_base(job, base, sizeof base);
     snprintf(key, sizeof key, "%s/manifest.json", base);
     snprintf(root, sizeof root, "%s/generated", job->dir);
+    /* too long: "" stays, and opening it fails the job naming the manifest */
     s3_key_local_path(job->manifest_path, sizeof job->manifest_path, root, key);
     job->manifest_is_local = 1;
     job->manifest_format = MF_FORMAT_INVENTORY;

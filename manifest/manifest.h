@@ -174,7 +174,9 @@ void mf_close(mf_reader *r); /* NULL is a no-op */
 /* "arn:aws:s3:::bucket/key/with/slashes" -> bucket, key. A bucket ARN has no key (key "").
    The bucket must be a name S3 accepts (s3_bucket_name_problem); a refusal's message can
    end with MF_ARN_BUCKET_RULE. */
-#define MF_ARN_BUCKET_RULE "a bucket name S3 accepts: 3-63 characters of a-z 0-9 . -"
+#define MF_ARN_BUCKET_RULE                                                                 \
+    "a bucket name S3 accepts: 3-63 characters of a-z 0-9 . - (older us-east-1 buckets: up " \
+    "to 255, also A-Z and _), a letter or digit at each end, no \"..\""
 int mf_parse_s3_arn(const char *arn, char *bucket, size_t bucket_cap, char *key, size_t key_cap);
 
 /*

@@ -302,6 +302,12 @@ static int load_report(mf_reader *r)
                     r->display, i);
             return -1;
         }
+        const char *why = df->bucket ? s3_bucket_name_problem(s3_slice_cstr(df->bucket)) : NULL;
+        if (r->ep && why) {
+            set_err(r, -MF_E_INVALID_CONTENT, "%s: Results[%zu].Bucket: \"%.64s\": %s",
+                    r->display, i, df->bucket, why);
+            return -1;
+        }
         r->n_files++;
     }
     /* Bucket,Key,VersionId,TaskStatus,HTTPStatusCode,ErrorCode,ResultMessage (§5.3). */

@@ -169,7 +169,7 @@ static int parse_rule(repl_rules *rs, json_t *jr, size_t idx, const char *origin
     json_t *db = dest ? json_object_get(dest, "Bucket") : NULL;
     if (!json_is_string(db))
         return fail(err, err_len, origin, sub, "required: a bucket ARN (arn:aws:s3:::name)");
-    char bname[64], bkey[8];
+    char bname[256], bkey[8];
     if (mf_parse_s3_arn(json_string_value(db), bname, sizeof bname, bkey, sizeof bkey) != 0 ||
         bkey[0])
         return fail(err, err_len, origin, sub,

@@ -162,8 +162,12 @@ static int upload_output(jobs_job *job, const s3_endpoint *ep, const char *out_d
     }
     if (rc == 0) {
         snprintf(key, sizeof key, "%s/manifest.checksum", base);
-        s3_key_local_path(path, sizeof path, out_dir, key);
-        rc = put_file(ep, g->out_bucket, key, path, "text/plain", err, err_len);
+        if (s3_key_local_path(path, sizeof path, out_dir, key) != 0) {
+            snprintf(err, err_len, "%s/%s: path too long", out_dir, key);
+            rc = -1;
+        } else {
+            rc = put_file(ep, g->out_bucket, key, path, "text/plain", err, err_len);
+        }
     }
     if (rc == 0) {
         snprintf(g->manifest_arn, sizeof g->manifest_arn, "arn:aws:s3:::%s/%s/manifest.json",

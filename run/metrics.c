@@ -14,7 +14,9 @@
  * address and the errno ("--metrics-addr 127.0.0.1:80: Permission denied").
  *
  * GET (or HEAD) of any path answers 200 with the text the render callback writes; other
- * methods answer 405.
+ * methods answer 405. run__render_metrics writes the process's: requests, retries,
+ * throttling events, tasks by outcome, bytes replicated, units in flight, and per job its
+ * status and progress.
  */
 #include "run/run_int.h"
 
@@ -39,13 +41,14 @@ struct run__metrics {
     void *user;
 };
 
+/* The listening socket, or -RUN_E_INVALID_OPTIONS / -RUN_E_IO with err set. */
 static int listen_on(const char *addr, char *err, size_t err_len)
 {
     char host[64];
     const char *colon = strrchr(addr, ':');
     if (!colon || colon == addr || colon - addr >= (long)sizeof host) {
         snprintf(err, err_len, "--metrics-addr: expected HOST:PORT, got \"%s\"", addr);
-        return -1;
+        return -RUN_E_INVALID_OPTIONS;
     }
     memcpy(host, addr, (size_t)(colon - addr));
     host[colon - addr] = '\0';
@@ -54,24 +57,24 @@ static int listen_on(const char *addr, char *err, size_t err_len)
     long port = strtol(colon + 1, &end, 10);
     if (errno || end == colon + 1 || *end || port < 0 || port > 65535) {
         snprintf(err, err_len, "--metrics-addr: \"%s\" is not a port (0-65535)", colon + 1);
-        return -1;
+        return -RUN_E_INVALID_OPTIONS;
     }
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
         snprintf(err, err_len, "--metrics-addr: \"%s\" is not an IPv4 address", host);
-        return -1;
+        return -RUN_E_INVALID_OPTIONS;
     }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, err_len, "--metrics-addr %s: socket: %s", addr, strerror(errno));
-        return -1;
+        return -RUN_E_IO;
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 64) != 0) {
         snprintf(err, err_len, "--metrics-addr %s: cannot listen: %s", addr, strerror(errno));
         close(fd);
-        return -1;
+        return -RUN_E_IO;
     }
     return fd;
 }
@@ -103,19 +106,21 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
     return rc;
 }
 
-run__metrics *run__metrics_start(const char *addr, run__metrics_render_fn render, void *user,
-                                 char *err, size_t err_len)
+int run__metrics_start(const char *addr, run__metrics_render_fn render, void *user,
+                       run__metrics **out, char *err, size_t err_len)
 {
+    *out = NULL;
     run__metrics *m = calloc(1, sizeof *m);
     if (!m) {
         snprintf(err, err_len, "out of memory");
-        return NULL;
+        return -RUN_E_NOMEM;
     }
     m->render = render;
     m->user = user;
     if ((m->fd = listen_on(addr, err, err_len)) < 0) {
+        int rc = m->fd;
         free(m);
-        return NULL;
+        return rc;
     }
     m->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL, answer, m,
@@ -124,13 +129,16 @@ run__metrics *run__metrics_start(const char *addr, run__metrics_render_fn render
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_IDLE_TIMEOUT_S,
         MHD_OPTION_END);
     if (!m->daemon) {
+        /* not closed here: libmicrohttpd 0.9.75 closes a given socket on some of its
+           failure paths and not on others, so closing it could close another thread's
+           descriptor; the process is about to exit with this error anyway */
         snprintf(err, err_len, "--metrics-addr %s: cannot start the HTTP server "
                                "(libmicrohttpd)", addr);
-        close(m->fd);
         free(m);
-        return NULL;
+        return -RUN_E_IO;
     }
-    return m;
+    *out = m;
+    return 0;
 }
 
 void run__metrics_stop(run__metrics *m)
@@ -140,3 +148,59 @@ void run__metrics_stop(run__metrics *m)
     MHD_stop_daemon(m->daemon); /* closes the listening socket too (checked: 0.9.75) */
     free(m);
 }
+
+/* ---- what it serves ----------------------------------------------------------------------- */
+
+/* Reads only atomics and, under mu, the list of jobs and their fixed fields. */
+int run__render_metrics(s3_buf *b, void *user)
+{
+    run__sched *s = user;
+    char line[512];
+    const eng_counters *k = &s->counters;
+    int rc = 0;
+    snprintf(line, sizeof line,
+             "# TYPE batchrep_requests_total counter\nbatchrep_requests_total %llu\n"
+             "# TYPE batchrep_retries_total counter\nbatchrep_retries_total %llu\n"
+             "# TYPE batchrep_throttling_events_total counter\n"
+             "batchrep_throttling_events_total %llu\n"
+             "# TYPE batchrep_tasks_total counter\n",
+             (unsigned long long)atomic_load(&k->requests),
+             (unsigned long long)atomic_load(&k->retries),
+             (unsigned long long)atomic_load(&k->throttle_events));
+    rc |= s3_buf_append_str(b, line);
+    uint64_t ok = 0, bad = 0, bytes = 0;
+    int64_t inflight = 0;
+    s3_buf per;
+    s3_buf_init(&per, b->max_bytes);
+    pthread_mutex_lock(&s->mu);
+    for (run__job *jr = s->jobs; jr; jr = jr->next) {
+        uint64_t a = atomic_load(&jr->succeeded), f = atomic_load(&jr->failed);
+        const char *st = jobs_status_name((jobs_status)atomic_load(&jr->status_now));
+        ok += a;
+        bad += f;
+        bytes += atomic_load(&jr->bytes);
+        inflight += atomic_load(&jr->units_out);
+        snprintf(line, sizeof line,
+                 "batchrep_job_tasks{job_id=\"%s\",status=\"%s\",outcome=\"succeeded\"} %llu\n"
+                 "batchrep_job_tasks{job_id=\"%s\",status=\"%s\",outcome=\"failed\"} %llu\n"
+                 "batchrep_job_tasks_total{job_id=\"%s\"} %llu\n",
+                 jr->job.row.id, st, (unsigned long long)a, jr->job.row.id, st,
+                 (unsigned long long)f, jr->job.row.id, (unsigned long long)jr->job.row.total);
+        rc |= s3_buf_append_str(&per, line);
+    }
+    pthread_mutex_unlock(&s->mu);
+    snprintf(line, sizeof line,
+             "batchrep_tasks_total{outcome=\"succeeded\"} %llu\n"
+             "batchrep_tasks_total{outcome=\"failed\"} %llu\n"
+             "# TYPE batchrep_bytes_replicated_total counter\n"
+             "batchrep_bytes_replicated_total %llu\n"
+             "# TYPE batchrep_units_in_flight gauge\nbatchrep_units_in_flight %lld\n"
+             "# TYPE batchrep_job_tasks gauge\n",
+             (unsigned long long)ok, (unsigned long long)bad, (unsigned long long)bytes,
+             (long long)inflight);
+    rc |= s3_buf_append_str(b, line);
+    rc |= s3_buf_append(b, per.ptr ? per.ptr : "", per.len);
+    s3_buf_cleanup(&per);
+    return rc;
+}
+

@@ -11,6 +11,9 @@
 #include "replicate/replicate.h"
 #include "s3/s3.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
+
 /* ---- checkpoint (checkpoint.c) ------------------------------------------------------------ */
 
 typedef struct run__ckpt {
@@ -34,10 +37,11 @@ void run__ckpt_cleanup(run__ckpt *c);
    on the server's own thread. */
 typedef int (*run__metrics_render_fn)(s3_buf *out, void *user);
 typedef struct run__metrics run__metrics;
-/* Listens on addr ("IPv4:PORT") and serves render's text from a thread of its own. NULL,
-   with err naming the address and the reason, when it cannot. */
-run__metrics *run__metrics_start(const char *addr, run__metrics_render_fn render, void *user,
-                                 char *err, size_t err_len);
+/* Listens on addr ("IPv4:PORT") and serves render's text from a thread of its own. 0, or
+   with err naming the address and the reason -RUN_E_INVALID_OPTIONS (addr is not
+   IPv4:PORT) or -RUN_E_IO (it cannot be bound, or the server cannot start). */
+int run__metrics_start(const char *addr, run__metrics_render_fn render, void *user,
+                       run__metrics **out, char *err, size_t err_len);
 void run__metrics_stop(run__metrics *m); /* NULL is a no-op */
 
 /* ---- Preparing (prepare.c) and the manifest kinds (generate.c) ---------------------------- */
@@ -59,5 +63,82 @@ int run__prepare(jobs_job *job, const s3_endpoint *ep);
 int run__attach_rules(jobs_job *job, repl_rules *rules, const s3_endpoint *const *eps,
                       const run_options *o);
 
+
+/* ---- a worker process: its jobs and the threads that share them ------------------------- */
+
+/* Rows the feeder may run ahead of the last checkpoint. After a crash every unit below the
+   limit that is not done is rechecked against its destinations (one request each), so the
+   window is kept near what can be in flight: the pool's queues (one unit per seat) and the
+   seats, a few hundred units at the default concurrency. A feeder that reaches the limit
+   asks the writer for a checkpoint at once (one fsync). */
+#define RUN__PLAN_WINDOW_ROWS 2048
+/* Source buckets whose Object Ownership the feeder remembers (a manifest names one, usually). */
+#define RUN__SRC_BUCKETS_KEPT 4
+
+/* One job this process runs. Fields are grouped by the thread that owns them. */
+typedef struct run__job {
+    jobs_job job;
+    repl_rules rules;
+    rpt_writer *rpt;              /* NULL: report disabled */
+    rpt_opts ro;
+    char report_root[4096];
+    char ckpt_path[4200];
+    /* feeder thread only */
+    mf_reader *reader;
+    eng_unit_builder builder;
+    eng_unit *pending;           /* planned, waiting for plan_limit to allow it */
+    uint64_t feed_turn;
+    struct { char name[256]; int disabled; } src_acls[RUN__SRC_BUCKETS_KEPT]; /* last answers */
+    unsigned n_src_acls;
+    int feeding;                  /* guarded by sched.mu: the feeder is using this job */
+    /* shared */
+    _Atomic int waiting_limit;    /* a planned unit waits for the next checkpoint */
+    _Atomic int stop;             /* abandon work: cancelled or failed */
+    _Atomic int priority;
+    _Atomic int status_now;       /* job.row.status, for the metrics thread */
+    _Atomic int runnable;         /* the feeder may hand out units */
+    _Atomic int plan_done;        /* manifest read to its end (or failed) */
+    _Atomic int64_t units_out;    /* handed to the pool, not yet written */
+    _Atomic uint64_t planned_seq; /* next row the planner reads */
+    _Atomic uint64_t plan_limit;  /* durable: units must end at or below it */
+    _Atomic uint64_t succeeded, failed;
+    _Atomic uint64_t bytes;       /* bytes of the versions replicated by this run */
+    _Atomic int threshold_hit;
+    _Atomic int io_error;
+    char plan_error[512];         /* set by the feeder before plan_done */
+    /* writer thread only */
+    run__ckpt ckpt;
+    run__ckpt resume;             /* what the run started from */
+    int ckpt_dirty;
+    /* control thread only */
+    int64_t active_since_ms;
+    int64_t run_started_ms;       /* when this process took the job */
+    struct run__job *next;
+} run__job;
+
+/* The process: its jobs, the pool and the queue the writer reads. */
+typedef struct run__sched {
+    pthread_mutex_t mu;           /* guards the list and `quit` */
+    run__job *jobs;
+    int quit;
+    eng_pool *pool;
+    eng_queue done_q;
+    eng_counters counters;
+    const s3_endpoint *ep;       /* = eps[0], the source's */
+    const s3_endpoint *const *eps; /* and one per --destination-profile binding */
+    const run_options *opts;
+    char state_root[4096];
+    run__metrics *metrics;       /* NULL without --metrics-addr */
+} run__sched;
+
+/* The feeder thread (feeder.c): manifests -> units -> the pool, highest priority first. */
+void *run__feeder_main(void *sched);
+/* The writer thread (writer.c): finished units -> report rows and checkpoints. */
+void *run__writer_main(void *sched);
+/* Rows durable first, then the checkpoint that counts them. Writer thread, or the control
+   thread once the writer has stopped. */
+void run__checkpoint(run__job *jr);
+/* The Prometheus text of the process (metrics.c); run__metrics_render_fn for run__sched. */
+int run__render_metrics(s3_buf *out, void *sched);
 
 #endif

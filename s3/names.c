@@ -70,9 +70,13 @@ const char *s3_bucket_name_problem(s3_slice name)
 
 int s3_key_local_path(char *out, size_t cap, const char *root, const char *key)
 {
-    size_t n = (size_t)snprintf(out, cap, "%s/", root);
-    if (n >= cap)
+    if (cap == 0)
         return -1;
+    size_t n = (size_t)snprintf(out, cap, "%s/", root);
+    if (n >= cap) {
+        out[0] = '\0';
+        return -1;
+    }
     const char *p = key;
     for (;;) {
         const char *end = strchr(p, '/');
@@ -82,8 +86,10 @@ int s3_key_local_path(char *out, size_t cap, const char *root, const char *key)
             text = "%2E", seg = 3;
         else if (seg == 2 && p[0] == '.' && p[1] == '.')
             text = "%2E%2E", seg = 6;
-        if (n + seg + (end ? 1 : 0) >= cap)
+        if (n + seg + (end ? 1 : 0) >= cap) {
+            out[0] = '\0'; /* never a cut path: "" fails wherever it is used */
             return -1;
+        }
         memcpy(out + n, text, seg);
         n += seg;
         if (!end)

@@ -130,7 +130,7 @@ int s3_copy_source(s3_buf *out, const char *bucket, const char *key, const char 
 const char *s3_bucket_name_problem(s3_slice name);
 /* out = root + "/" + key, with each "." or ".." segment of key written as "%2E" / "%2E%2E"
    so that the path stays under root whatever the key; every other byte is kept. 0, or -1
-   when it does not fit in cap. */
+   (out is then "") when it does not fit in cap. */
 int s3_key_local_path(char *out, size_t cap, const char *root, const char *key);
 
 /* ---- signer -------------------------------------------------------------------------- */

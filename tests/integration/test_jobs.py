@@ -265,6 +265,21 @@ def main():
         rows = rep["rows"]["succeeded"] + rep["rows"]["failed"]
         t.eq(len(rows), ran, "the cancelled job's report has a row per task that ran")
         t.eq(len({(r[1], r[2]) for r in rows}), len(rows), "no row twice")
+
+        # ---- --metrics-addr: a malformed address is a usage error (2); one that cannot be
+        # bound is an error naming the address and the reason (1)
+        for addr in ("foo", "localhost:9090", "127.0.0.1:abc", "127.0.0.1:70000"):
+            res = e.cli("worker", "--until-idle", "--no-progress", "--metrics-addr", addr,
+                        check=False)
+            t.ok(res.returncode == 2 and "--metrics-addr" in res.stderr,
+                 f"--metrics-addr {addr}: exit 2 naming the option ({res.returncode})")
+        busy = socket.create_server(("127.0.0.1", 0))
+        taken = f"127.0.0.1:{busy.getsockname()[1]}"
+        res = e.cli("worker", "--until-idle", "--no-progress", "--metrics-addr", taken,
+                    check=False)
+        busy.close()
+        t.ok(res.returncode == 1 and taken in res.stderr and "Address already in use" in res.stderr,
+             f"--metrics-addr on a port in use: exit 1 naming it and the errno ({res.stderr.strip()})")
     t.done()
 
 

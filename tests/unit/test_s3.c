@@ -1238,8 +1238,8 @@ static void test_key_local_path(void)
                cases[i].key, cases[i].want, rc == 0 ? out : "an error");
     }
     char small[8];
-    tap_ok(s3_key_local_path(small, sizeof small, "/r", "../abc") != 0,
-           "a local path that does not fit is an error, not a cut path");
+    tap_ok(s3_key_local_path(small, sizeof small, "/r", "../abc") != 0 && small[0] == '\0',
+           "a local path that does not fit is an error and \"\", not a cut path");
     tap_ok(s3_key_local_path(small, sizeof small, "/r", "abcd") == 0 &&
                strcmp(small, "/r/abcd") == 0,
            "a path that just fits (7 bytes and the NUL in 8) is written whole");

@@ -1,0 +1,137 @@
+/*
+ * feeder.c — the feeder thread: reads the manifests of the Active jobs and hands units (every
+ * consecutive row of one key) to the pool, always from the highest priority, round-robin
+ * among equal ones. It never runs more than RUN__PLAN_WINDOW_ROWS past the last checkpoint,
+ * skips the units a resumed job finished before, and marks those that may have started for
+ * a destination recheck.
+ */
+#include "run/run_int.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Reads rows until the key changes; returns the finished unit (NULL at the end). */
+static eng_unit *plan_one(run__job *jr)
+{
+    mf_entry e;
+    int rc;
+    char msg[512];
+    while ((rc = mf_next(jr->reader, &e, msg, sizeof msg)) == 1) {
+        atomic_store(&jr->planned_seq, e.seq + 1);
+        eng_unit *u = NULL;
+        if (eng_unit_builder_len(&jr->builder) > 0 &&
+            !eng_unit_builder_same_key(&jr->builder, &e))
+            u = eng_unit_builder_take(&jr->builder, &jr->rules, &jr->stop, &jr->priority, jr);
+        if (eng_unit_builder_add(&jr->builder, &e) != 0) {
+            snprintf(jr->plan_error, sizeof jr->plan_error, "out of memory planning units");
+            eng_unit_destroy(u);
+            return NULL;
+        }
+        if (u)
+            return u;
+    }
+    if (rc < 0)
+        snprintf(jr->plan_error, sizeof jr->plan_error, "%s", msg);
+    if (eng_unit_builder_len(&jr->builder) > 0)
+        return eng_unit_builder_take(&jr->builder, &jr->rules, &jr->stop, &jr->priority, jr);
+    return NULL;
+}
+
+/* Whether the unit's source bucket has ACLs disabled: asked once per bucket (dests.c). */
+static int src_acls_disabled(run__sched *s, run__job *jr, s3_slice bucket)
+{
+    unsigned kept = jr->n_src_acls < RUN__SRC_BUCKETS_KEPT ? jr->n_src_acls : RUN__SRC_BUCKETS_KEPT;
+    for (unsigned i = 0; i < kept; i++)
+        if (strlen(jr->src_acls[i].name) == bucket.len &&
+            memcmp(jr->src_acls[i].name, bucket.ptr, bucket.len) == 0)
+            return jr->src_acls[i].disabled;
+    if (bucket.len >= sizeof jr->src_acls[0].name)
+        return 0; /* no S3 bucket name is that long: read the ACLs */
+    unsigned slot = jr->n_src_acls++ % RUN__SRC_BUCKETS_KEPT;
+    memcpy(jr->src_acls[slot].name, bucket.ptr, bucket.len);
+    jr->src_acls[slot].name[bucket.len] = '\0';
+    jr->src_acls[slot].disabled = repl_bucket_acls_disabled(s->ep, jr->src_acls[slot].name);
+    return jr->src_acls[slot].disabled;
+}
+
+/* The job the feeder serves next: highest priority, then the one served least recently. */
+static run__job *pick(run__sched *s)
+{
+    run__job *best = NULL;
+    for (run__job *jr = s->jobs; jr; jr = jr->next) {
+        if (!atomic_load(&jr->runnable) || atomic_load(&jr->plan_done) ||
+            atomic_load(&jr->stop))
+            continue;
+        if (jr->pending && eng_unit_first_seq(jr->pending) + eng_unit_n_tasks(jr->pending) >
+                               atomic_load(&jr->plan_limit))
+            continue; /* waits for the writer's next checkpoint */
+        if (!best || atomic_load(&jr->priority) > atomic_load(&best->priority) ||
+            (atomic_load(&jr->priority) == atomic_load(&best->priority) &&
+             jr->feed_turn < best->feed_turn))
+            best = jr;
+    }
+    return best;
+}
+
+/* Hands the job's next unit to the pool (or parks it until the checkpoint allows it). */
+static void feed(run__sched *s, run__job *jr)
+{
+    eng_unit *u = jr->pending;
+    jr->pending = NULL;
+    atomic_store(&jr->waiting_limit, 0);
+    if (!u) {
+        u = plan_one(jr);
+        if (!u) {
+            atomic_store(&jr->plan_done, 1);
+            return;
+        }
+    }
+    uint64_t first = eng_unit_first_seq(u), end = first + eng_unit_n_tasks(u);
+    if (run__ckpt_done(&jr->resume, first, end)) {
+        eng_unit_destroy(u); /* done before the crash: its rows are in the report */
+        return;
+    }
+    if (end > atomic_load(&jr->plan_limit)) {
+        jr->pending = u;
+        atomic_store(&jr->waiting_limit, 1);
+        return;
+    }
+    if (first < jr->resume.plan_limit)
+        eng_unit_set_recheck(u); /* may have run before the crash */
+    if (src_acls_disabled(s, jr, eng_unit_bucket(u)))
+        eng_unit_set_src_acls_disabled(u);
+    atomic_fetch_add(&jr->units_out, 1);
+    if (eng_pool_submit(s->pool, u) != 0) {
+        atomic_fetch_sub(&jr->units_out, 1);
+        eng_unit_destroy(u);
+    }
+}
+
+void *run__feeder_main(void *arg)
+{
+    run__sched *s = arg;
+    uint64_t turn = 0;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        int quit = s->quit;
+        run__job *jr = quit ? NULL : pick(s);
+        if (jr) {
+            jr->feed_turn = ++turn;
+            jr->feeding = 1;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (quit)
+            break;
+        if (!jr) {
+            usleep(5000);
+            continue;
+        }
+        feed(s, jr);
+        pthread_mutex_lock(&s->mu);
+        jr->feeding = 0;
+        pthread_mutex_unlock(&s->mu);
+    }
+    return NULL;
+}
+

@@ -1,0 +1,635 @@
+/*
+ * scheduler.c — run_worker: runs the catalogue's jobs, several at once, highest priority
+ * first, resumable. This file is the control loop; the other threads have files of their own.
+ *
+ * Threads of a worker process (they meet only at bounded queues and a few atomics):
+ *   control (the caller's thread, this file)  every 200 ms: reads the catalogue, prepares New jobs,
+ *            takes runnable ones (claim: pid + heartbeat; a dead owner's job is taken over),
+ *            applies other processes' requests (cancel, priority), decides which jobs are
+ *            Active and which are Paused, finishes jobs, writes progress and heartbeat;
+ *   feeder   (feeder.c) reads the manifests of the Active jobs and hands units to the pool:
+ *            always from the highest priority, round-robin among equal ones. The pool's
+ *            queues are short (as many units as a lane has seats) and each takes the
+ *            highest priority first, so a change of priority shows at the next units taken;
+ *   pool     N lanes with curl multi handles (engine/pool.c);
+ *   writer   (writer.c) writes each finished unit's report rows to its job's results files, counts,
+ *            checks the failure threshold, and every second syncs the files and writes the
+ *            job's checkpoint (checkpoint.c): rows durable first, then the checkpoint;
+ *   metrics  (metrics.c) libmicrohttpd's thread, when --metrics-addr is given.
+ *
+ * Job states (../shared/aws-formats.md §4): New -> Preparing -> (Suspended) -> Ready ->
+ * Active <-> Pausing -> Paused, -> Completing -> Complete; Cancelling -> Cancelled; Failing
+ * -> Failed. A job left in any non-terminal state by a dead worker continues from its
+ * checkpoint: its results files are cut back to the checkpoint's sizes, done units are
+ * skipped and units that may have started are rechecked against the destinations.
+ */
+#include "run/run_int.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TICK_MS 200
+#define SAVE_INTERVAL_MS 1000
+
+static volatile sig_atomic_t g_signalled;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_signalled = 1;
+}
+
+/* ---- control ----------------------------------------------------------------------------- */
+
+static void save(run__sched *s, jobs_store *st, run__job *jr)
+{
+    char err[512];
+    jobs_row *r = &jr->job.row;
+    r->succeeded = atomic_load(&jr->succeeded);
+    r->failed = atomic_load(&jr->failed);
+    r->owner_pid = getpid();
+    r->owner_seen_ms = s3_wall_ms();
+    if (jr->active_since_ms) {
+        int64_t now = s3_mono_ms();
+        r->active_ms += now - jr->active_since_ms;
+        jr->active_since_ms = now;
+    }
+    if (jobs_store_save(st, r, err, sizeof err) != 0)
+        fprintf(stderr, "batchrep: %s\n", err);
+    (void)s;
+}
+
+static void set_status(run__job *jr, jobs_status st)
+{
+    jobs_row *r = &jr->job.row;
+    if (r->status == st)
+        return;
+    if (st == JOBS_STATUS_ACTIVE)
+        jr->active_since_ms = s3_mono_ms();
+    else if (r->status == JOBS_STATUS_ACTIVE && jr->active_since_ms) {
+        r->active_ms += s3_mono_ms() - jr->active_since_ms;
+        jr->active_since_ms = 0;
+    }
+    r->status = st;
+    atomic_store(&jr->status_now, (int)st);
+}
+
+/* Takes a claimed job into the run: rules, checkpoint, report files, manifest reader. */
+static run__job *attach(run__sched *s, jobs_row *row, char *err, size_t err_len)
+{
+    run__job *jr = calloc(1, sizeof *jr);
+    if (!jr)
+        return NULL;
+    if (jobs_job_load(&jr->job, row, s->state_root, s->ep->region, err, err_len) != 0) {
+        jobs_job_fail(&jr->job, "InvalidJobDocument", err);
+        return jr;
+    }
+    eng_unit_builder_init(&jr->builder);
+    atomic_store(&jr->priority, jr->job.row.priority);
+    jr->run_started_ms = s3_mono_ms();
+    if (run__attach_rules(&jr->job, &jr->rules, s->eps, s->opts) != 0)
+        return jr;
+    snprintf(jr->ckpt_path, sizeof jr->ckpt_path, "%s/checkpoint.json", jr->job.dir);
+    int loaded = run__ckpt_load(jr->ckpt_path, &jr->resume);
+    if (loaded < 0) {
+        jobs_job_fail(&jr->job, "CheckpointUnreadable", jr->ckpt_path);
+        return jr;
+    }
+    /* the writer's progress starts from the checkpoint: counts, sizes, done ranges */
+    run__ckpt_load(jr->ckpt_path, &jr->ckpt);
+    atomic_store(&jr->succeeded, jr->ckpt.succeeded);
+    atomic_store(&jr->failed, jr->ckpt.failed);
+    if (jr->job.report_enabled) {
+        if (jr->job.report_is_local)
+            snprintf(jr->report_root, sizeof jr->report_root, "%s", jr->job.report_bucket);
+        else
+            snprintf(jr->report_root, sizeof jr->report_root, "%s/report", jr->job.dir);
+        jr->ro = (rpt_opts){.root_dir = jr->report_root, .bucket = jr->job.report_bucket,
+                            .prefix = jr->job.report_prefix, .job_id = jr->job.row.id,
+                            .scope = jr->job.report_scope, .resume = loaded == 0,
+                            .resume_succeeded_bytes = jr->ckpt.succeeded_bytes,
+                            .resume_failed_bytes = jr->ckpt.failed_bytes};
+        char msg[512];
+        jr->rpt = rpt_writer_open(&jr->ro, msg, sizeof msg);
+        if (!jr->rpt) {
+            jobs_job_fail(&jr->job, "ReportNotWritable", msg);
+            return jr;
+        }
+    }
+    char msg[512];
+    jr->reader = run__manifest_open(&jr->job, s->ep, NULL, msg, sizeof msg);
+    if (!jr->reader) {
+        jobs_job_fail(&jr->job, "ManifestNotReadable", msg);
+        return jr;
+    }
+    /* the first window: a checkpoint that allows RUN__PLAN_WINDOW_ROWS past where we start */
+    jr->ckpt.plan_limit = jr->resume.plan_limit > jr->ckpt.low + RUN__PLAN_WINDOW_ROWS
+                              ? jr->resume.plan_limit
+                              : jr->ckpt.low + RUN__PLAN_WINDOW_ROWS;
+    if (run__ckpt_save(jr->ckpt_path, &jr->ckpt) != 0) {
+        jobs_job_fail(&jr->job, "CheckpointUnwritable", jr->ckpt_path);
+        return jr;
+    }
+    atomic_store(&jr->plan_limit, jr->ckpt.plan_limit);
+    return jr;
+}
+
+static void release(run__job *jr)
+{
+    mf_close(jr->reader);
+    eng_unit_destroy(jr->pending);
+    eng_unit_builder_cleanup(&jr->builder);
+    rpt_writer_destroy(jr->rpt);
+    repl_rules_cleanup(&jr->rules);
+    run__ckpt_cleanup(&jr->ckpt);
+    run__ckpt_cleanup(&jr->resume);
+    jobs_job_cleanup(&jr->job);
+    free(jr);
+}
+
+/* The job has no work left in the pool: write its report, choose its terminal status:
+   Cancelling -> Cancelled, Failing -> Failed, Completing -> Complete. */
+static void finish(run__sched *s, jobs_store *st, run__job *jr)
+{
+    char msg[1024];
+    jobs_job *job = &jr->job;
+    jobs_status final = JOBS_STATUS_COMPLETE, transit = JOBS_STATUS_COMPLETING;
+    if (job->row.status == JOBS_STATUS_CANCELLING) {
+        final = JOBS_STATUS_CANCELLED;
+        transit = JOBS_STATUS_CANCELLING;
+    } else {
+        if (jr->plan_error[0])
+            jobs_job_fail(job, "InvalidManifestContent", jr->plan_error);
+        else if (atomic_load(&jr->io_error))
+            jobs_job_fail(job, "ReportNotWritable", "cannot write the results files");
+        else if (atomic_load(&jr->threshold_hit))
+            jobs_job_fail(job, "TaskFailureThresholdExceeded",
+                          "More than 50% of the tasks that ran failed (checked once at least "
+                          "1,000 tasks have run)");
+        if (job->row.failure_code[0]) {
+            final = JOBS_STATUS_FAILED;
+            transit = JOBS_STATUS_FAILING;
+        }
+    }
+    set_status(jr, transit);
+    save(s, st, jr);
+    if (jr->rpt) {
+        run__checkpoint(jr); /* the writer no longer sees this job */
+        rpt_summary sum;
+        rpt_writer *w = jr->rpt;
+        jr->rpt = NULL;
+        if (rpt_writer_finish(w, &sum, msg, sizeof msg) != 0) {
+            jobs_job_fail(job, "ReportNotWritable", msg);
+            final = JOBS_STATUS_FAILED;
+        } else if (!job->report_is_local &&
+                   rpt_upload(s->ep, &jr->ro, &sum, msg, sizeof msg) != 0) {
+            char reason[1200];
+            snprintf(reason, sizeof reason,
+                     "The job report could not be written to your report bucket: %s", msg);
+            jobs_job_fail(job, "ReportNotWritable", reason);
+            final = JOBS_STATUS_FAILED;
+        }
+    }
+    set_status(jr, final);
+    job->row.terminated_ms = s3_wall_ms();
+    save(s, st, jr);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/describe.json", job->dir);
+    json_t *d = jobs_job_describe(job);
+    json_dump_file(d, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(d);
+}
+
+/* Every status but the terminal ones: what a worker may have to prepare, run or finish. */
+static const jobs_status live_statuses[] = {
+    JOBS_STATUS_NEW,     JOBS_STATUS_PREPARING,  JOBS_STATUS_SUSPENDED, JOBS_STATUS_READY,
+    JOBS_STATUS_ACTIVE,  JOBS_STATUS_PAUSING,    JOBS_STATUS_PAUSED,    JOBS_STATUS_COMPLETING,
+    JOBS_STATUS_FAILING, JOBS_STATUS_CANCELLING,
+};
+
+typedef struct scan_ctx {
+    run__sched *s;
+    jobs_store *st;
+    int runnable_seen;            /* a job someone could still run exists */
+    int only_done;                /* only_job_id reached a terminal state (or Suspended) */
+} scan_ctx;
+
+static int attached(run__sched *s, const char *id)
+{
+    for (run__job *jr = s->jobs; jr; jr = jr->next)
+        if (strcmp(jr->job.row.id, id) == 0)
+            return 1;
+    return 0;
+}
+
+/* Runs Preparing for a New job this process claimed. */
+static void prepare(run__sched *s, jobs_store *st, jobs_row *row)
+{
+    char err[1024];
+    jobs_job job;
+    if (jobs_job_load(&job, row, s->state_root, s->ep->region, err, sizeof err) != 0) {
+        jobs_job_fail(&job, "InvalidJobDocument", err);
+    } else {
+        job.row.status = JOBS_STATUS_PREPARING;
+        jobs_store_save(st, &job.row, err, sizeof err);
+        if (run__prepare(&job, s->ep) == 0) {
+            if (job.confirmation_required && !s->opts->only_job_id) {
+                job.row.status = JOBS_STATUS_SUSPENDED;
+                job.row.suspended_ms = s3_wall_ms();
+                snprintf(job.row.suspended_cause, sizeof job.row.suspended_cause,
+                         "The job requires confirmation: update-job-status "
+                         "--requested-job-status Ready");
+            } else {
+                job.row.status = JOBS_STATUS_READY;
+            }
+        }
+    }
+    if (job.row.status == JOBS_STATUS_FAILED)
+        job.row.terminated_ms = s3_wall_ms();
+    job.row.owner_pid = getpid();
+    job.row.owner_seen_ms = s3_wall_ms();
+    jobs_store_save(st, &job.row, err, sizeof err);
+    jobs_job_cleanup(&job);
+}
+
+static int scan_one(const jobs_row *r, void *user)
+{
+    scan_ctx *c = user;
+    run__sched *s = c->s;
+    char err[1024];
+    const char *only = s->opts->only_job_id;
+    if (only && strcmp(r->id, only) != 0)
+        return 0;
+    if (r->status == JOBS_STATUS_COMPLETE || r->status == JOBS_STATUS_FAILED ||
+        r->status == JOBS_STATUS_CANCELLED) {
+        if (only)
+            c->only_done = 1;
+        return 0;
+    }
+    if (r->status == JOBS_STATUS_SUSPENDED) {
+        if (only)
+            c->only_done = 1; /* `run` of a job waiting for confirmation returns */
+        return 0;
+    }
+    if (attached(s, r->id))
+        return 0;
+    c->runnable_seen = 1;
+    if (jobs_store_claim(c->st, r->id, err, sizeof err) != 1)
+        return 0; /* another live worker has it */
+    jobs_row row;
+    if (jobs_store_get(c->st, r->id, &row, err, sizeof err) != 1)
+        return 0;
+    if (row.status == JOBS_STATUS_NEW || row.status == JOBS_STATUS_PREPARING) {
+        prepare(s, c->st, &row); /* takes row; the next scan attaches it */
+        return 0;
+    }
+    run__job *jr = attach(s, &row, err, sizeof err);
+    jobs_row_cleanup(&row);
+    if (!jr)
+        return 0;
+    if (jr->job.row.status == JOBS_STATUS_FAILED) {
+        jr->job.row.terminated_ms = s3_wall_ms();
+        save(s, c->st, jr);
+        release(jr);
+        return 0;
+    }
+    if (jr->job.row.status == JOBS_STATUS_CANCELLING || jr->job.row.status == JOBS_STATUS_FAILING)
+        atomic_store(&jr->stop, 1);
+    atomic_store(&jr->status_now, (int)jr->job.row.status);
+    pthread_mutex_lock(&s->mu);
+    jr->next = s->jobs;
+    s->jobs = jr;
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+/* Applies the catalogue's view (cancel, priority) and decides Active / Paused. */
+static void steer(run__sched *s, jobs_store *st)
+{
+    char err[512];
+    int top = -1;
+    for (run__job *jr = s->jobs; jr; jr = jr->next) {
+        jobs_row row;
+        if (jobs_store_get(st, jr->job.row.id, &row, err, sizeof err) == 1) {
+            atomic_store(&jr->priority, row.priority);
+            jr->job.row.priority = row.priority;
+            if (row.status == JOBS_STATUS_CANCELLING || row.status == JOBS_STATUS_CANCELLED) {
+                atomic_store(&jr->stop, 1);
+                set_status(jr, JOBS_STATUS_CANCELLING);
+                snprintf(jr->job.row.status_reason, sizeof jr->job.row.status_reason, "%s",
+                         row.status_reason);
+            }
+            jobs_row_cleanup(&row);
+        }
+        if (!atomic_load(&jr->plan_done) && !atomic_load(&jr->stop) &&
+            atomic_load(&jr->priority) > top)
+            top = atomic_load(&jr->priority);
+    }
+    for (run__job *jr = s->jobs; jr; jr = jr->next) {
+        jobs_status cur = jr->job.row.status;
+        if (cur == JOBS_STATUS_CANCELLING || cur == JOBS_STATUS_FAILING ||
+            cur == JOBS_STATUS_FAILED)
+            continue;
+        int planning = !atomic_load(&jr->plan_done) && !atomic_load(&jr->stop);
+        int run = !planning || atomic_load(&jr->priority) >= top;
+        atomic_store(&jr->runnable, run);
+        if (run) {
+            set_status(jr, JOBS_STATUS_ACTIVE);
+        } else if (cur == JOBS_STATUS_ACTIVE || cur == JOBS_STATUS_PAUSING) {
+            set_status(jr, atomic_load(&jr->units_out) > 0 ? JOBS_STATUS_PAUSING
+                                                           : JOBS_STATUS_PAUSED);
+        }
+    }
+}
+
+static void print_progress(run__sched *s, int final)
+{
+    for (run__job *jr = s->jobs; jr; jr = jr->next) {
+        uint64_t ok = atomic_load(&jr->succeeded), bad = atomic_load(&jr->failed);
+        uint64_t done = ok + bad, total = jr->job.row.total;
+        /* rates of this run: tasks counted by the checkpoint it resumed from are not in it */
+        double secs = (double)(s3_mono_ms() - jr->run_started_ms) / 1000.0;
+        double rate = secs > 0 ? (double)(done - jr->resume.succeeded - jr->resume.failed) / secs
+                               : 0;
+        double mbps = secs > 0 ? (double)atomic_load(&jr->bytes) / secs / 1e6 : 0;
+        double eta = rate > 0 && total > done ? (double)(total - done) / rate : 0;
+        fprintf(stderr, "\r\033[Kbatchrep: job %.8s %s: %llu/%llu tasks, %llu succeeded, "
+                        "%llu failed, %.0f objects/s, %.1f MB/s, ETA %.0fs%s",
+                jr->job.row.id, jobs_status_name(jr->job.row.status),
+                (unsigned long long)done, (unsigned long long)total, (unsigned long long)ok,
+                (unsigned long long)bad, rate, mbps, eta, final ? "\n" : "");
+    }
+}
+
+static int apply_defaults(run_options *o, char *err, size_t err_len)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (o->concurrency < 0 || o->workers < 0 || o->max_attempts < 0 || o->retry_base_ms < 0 ||
+        o->retry_cap_ms < 0) {
+        snprintf(err, err_len, "options: counts and delays must not be negative");
+        return -RUN_E_INVALID_OPTIONS;
+    }
+    if (!o->concurrency)
+        o->concurrency = 64;
+    if (!o->workers)
+        o->workers = cores > 0 ? (int)cores : 1;
+    if (o->workers > o->concurrency)
+        o->workers = o->concurrency;
+    if (!o->max_attempts)
+        o->max_attempts = 8;
+    if (!o->retry_base_ms)
+        o->retry_base_ms = 100;
+    if (!o->retry_cap_ms)
+        o->retry_cap_ms = 20000;
+    if (o->multipart_threshold_bytes < 0 || o->part_size_bytes < 0) {
+        snprintf(err, err_len, "options: sizes must not be negative");
+        return -RUN_E_INVALID_OPTIONS;
+    }
+    if (!o->multipart_threshold_bytes)
+        o->multipart_threshold_bytes = (int64_t)5 << 30; /* CopyObject's limit (§8.1) */
+    if (!o->part_size_bytes)
+        o->part_size_bytes = (int64_t)8 << 20; /* the AWS CLI's multipart_chunksize */
+    return 0;
+}
+
+#define MAX_ENDPOINTS 16 /* the source's and up to 15 --destination-profile ones */
+
+/* What run_worker holds while it runs. */
+typedef struct worker {
+    run_options o;
+    s3_endpoint ep;                    /* the source's (eps[0]) */
+    s3_endpoint *eps[MAX_ENDPOINTS];
+    size_t n_eps;
+    run__sched *s;
+    pthread_t feeder, writer;
+    int feeder_started, writer_started;
+    struct sigaction old_int, old_term;
+} worker;
+
+static void free_endpoints(worker *w)
+{
+    for (size_t i = 1; i < w->n_eps; i++) {
+        memset(w->eps[i], 0, sizeof *w->eps[i]); /* credentials */
+        free(w->eps[i]);
+    }
+    w->n_eps = 1;
+}
+
+/* Stops the threads that started and frees what start() built; the jobs still attached
+   (stopped by a signal) keep their status with a fresh checkpoint. */
+static void stop(worker *w, jobs_store *st, run_result *out)
+{
+    run__sched *s = w->s;
+    if (s) {
+        run__metrics_stop(s->metrics); /* before the jobs below leave the list without mu */
+        s->metrics = NULL;
+        pthread_mutex_lock(&s->mu);
+        s->quit = 1;
+        pthread_mutex_unlock(&s->mu);
+        if (w->feeder_started)
+            pthread_join(w->feeder, NULL);
+        if (s->pool)
+            eng_pool_finish(s->pool);
+        if (s->done_q.items)
+            eng_queue_close(&s->done_q);
+        if (w->writer_started)
+            pthread_join(w->writer, NULL);
+        while (s->jobs) {
+            run__job *jr = s->jobs;
+            s->jobs = jr->next;
+            run__checkpoint(jr);
+            save(s, st, jr);
+            release(jr);
+        }
+        if (out) {
+            out->retries = atomic_load(&s->counters.retries);
+            out->throttle_events = atomic_load(&s->counters.throttle_events);
+        }
+        eng_pool_destroy(s->pool);
+        eng_queue_cleanup(&s->done_q);
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        w->s = NULL;
+        sigaction(SIGINT, &w->old_int, NULL);
+        sigaction(SIGTERM, &w->old_term, NULL);
+    }
+    free_endpoints(w);
+}
+
+/* Endpoints, the metrics server, the pool, the feeder and the writer. 0, or -RUN_E_* with
+   err set and everything already undone. */
+static int start(worker *w, jobs_store *st, char *err, size_t err_len)
+{
+    run_options *o = &w->o;
+    int rc;
+    w->eps[0] = &w->ep;
+    w->n_eps = 1;
+    if ((rc = apply_defaults(o, err, err_len)))
+        return rc;
+    if (s3_endpoint_load(&w->ep, NULL, err, err_len) != 0)
+        return -RUN_E_CONFIG;
+    if ((rc = repl_dests_load_profiles(o->destination_profiles, o->n_destination_profiles,
+                                       w->eps, MAX_ENDPOINTS, &w->n_eps, err, err_len)) != 0) {
+        free_endpoints(w);
+        return rc == -REPL_E_INVALID_BINDING ? -RUN_E_INVALID_OPTIONS
+               : rc == -REPL_E_NOMEM         ? -RUN_E_NOMEM
+                                             : -RUN_E_CONFIG;
+    }
+    run__sched *s = w->s = calloc(1, sizeof *s);
+    if (!s) {
+        free_endpoints(w);
+        return -RUN_E_NOMEM;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    s->eps = (const s3_endpoint *const *)w->eps;
+    s->ep = &w->ep;
+    s->opts = o;
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, &w->old_int);
+    sigaction(SIGTERM, &sa, &w->old_term);
+    snprintf(s->state_root, sizeof s->state_root, "%s", jobs_store_dir(st));
+    rc = 0;
+    if (o->metrics_addr)
+        rc = run__metrics_start(o->metrics_addr, run__render_metrics, s, &s->metrics, err,
+                                err_len);
+    if (!rc && eng_queue_init(&s->done_q, 1024) != 0) {
+        snprintf(err, err_len, "out of memory");
+        rc = -RUN_E_NOMEM;
+    }
+    if (!rc) {
+        /* the writer pops with a timeout, so it need not be woken for every finished unit */
+        eng_queue_set_wake_batch(&s->done_q, 64);
+        eng_pool_cfg pc = {.ep = &w->ep, .eps = s->eps, .n_eps = w->n_eps,
+                           .threads = o->workers, .concurrency = o->concurrency,
+                           .max_attempts = o->max_attempts, .retry_base_ms = o->retry_base_ms,
+                           .retry_cap_ms = o->retry_cap_ms, .counters = &s->counters,
+                           .done_q = &s->done_q, .queue_depth = 0};
+        if (!(s->pool = eng_pool_start(&pc, err, err_len)))
+            rc = -RUN_E_THREAD;
+    }
+    if (!rc) {
+        w->feeder_started = pthread_create(&w->feeder, NULL, run__feeder_main, s) == 0;
+        w->writer_started = w->feeder_started &&
+                            pthread_create(&w->writer, NULL, run__writer_main, s) == 0;
+        if (!w->writer_started) {
+            snprintf(err, err_len, "cannot start the %s thread",
+                     w->feeder_started ? "report writer" : "feeder");
+            rc = -RUN_E_THREAD;
+        }
+    }
+    if (rc)
+        stop(w, st, NULL);
+    return rc;
+}
+
+/* Finishes the jobs that are done and saves the others' progress (every second). */
+static void finish_or_save(worker *w, jobs_store *st, int save_now, run_result *out)
+{
+    run__sched *s = w->s;
+    for (run__job **pp = &s->jobs; *pp;) {
+        run__job *jr = *pp;
+        pthread_mutex_lock(&s->mu);
+        int done = (atomic_load(&jr->plan_done) || atomic_load(&jr->stop)) &&
+                   atomic_load(&jr->units_out) == 0 && !jr->feeding;
+        if (done)
+            *pp = jr->next; /* out of the feeder's and writer's sight */
+        pthread_mutex_unlock(&s->mu);
+        if (done) {
+            finish(s, st, jr);
+            if (w->o.progress)
+                print_progress(s, 1);
+            out->jobs_finished++;
+            release(jr);
+            continue;
+        }
+        if (save_now)
+            save(s, st, jr);
+        pp = &jr->next;
+    }
+}
+
+/* Stopped by a signal: no more work is handed out; 1 once what was in flight has landed. */
+static int drained(run__sched *s)
+{
+    int busy = 0;
+    for (run__job *jr = s->jobs; jr; jr = jr->next) {
+        atomic_store(&jr->runnable, 0);
+        busy |= atomic_load(&jr->units_out) > 0;
+    }
+    return !busy;
+}
+
+int run_worker(jobs_store *st, const run_options *opts, run_result *out, char *err,
+               size_t err_len)
+{
+    worker w;
+    memset(&w, 0, sizeof w);
+    memset(out, 0, sizeof *out);
+    w.o = *opts;
+    int rc = start(&w, st, err, err_len);
+    if (rc)
+        return rc;
+    const run_options *o = &w.o;
+    run__sched *s = w.s;
+    int64_t last_save = 0, last_progress = 0;
+    for (;;) {
+        scan_ctx c = {.s = s, .st = st};
+        if (!g_signalled && o->only_job_id) {
+            jobs_row row;
+            if (jobs_store_get(st, o->only_job_id, &row, err, err_len) == 1) {
+                scan_one(&row, &c);
+                jobs_row_cleanup(&row);
+            }
+        } else if (!g_signalled) {
+            jobs_store_each(st, live_statuses, sizeof live_statuses / sizeof *live_statuses,
+                            scan_one, &c, err, err_len);
+        }
+        steer(s, st);
+        int64_t now = s3_mono_ms();
+        int save_now = now - last_save >= SAVE_INTERVAL_MS;
+        finish_or_save(&w, st, save_now, out);
+        if (save_now)
+            last_save = now;
+        if (o->progress && now - last_progress >= 500 && s->jobs) {
+            print_progress(s, 0);
+            last_progress = now;
+        }
+        if (g_signalled && drained(s))
+            break;
+        if (o->only_job_id && c.only_done && !s->jobs)
+            break;
+        if (o->until_idle && !o->only_job_id && !c.runnable_seen && !s->jobs)
+            break;
+        usleep(TICK_MS * 1000);
+    }
+    stop(&w, st, out);
+    return 0;
+}
+
+const char *run_strerror(int err)
+{
+    switch (err < 0 ? -err : err) {
+#define XX(name, msg)                                                                      \
+    case RUN_E_##name:                                                                 \
+        return msg;
+        RUN_ERRNO_MAP(XX)
+#undef XX
+    }
+    return "unknown error";
+}
+
+const char *run_errname(int err)
+{
+    switch (err < 0 ? -err : err) {
+#define XX(name, msg)                                                                      \
+    case RUN_E_##name:                                                                 \
+        return "RUN_E_" #name;
+        RUN_ERRNO_MAP(XX)
+#undef XX
+    }
+    return "RUN_E_UNKNOWN";
+}
