@@ -204,9 +204,21 @@ void jobs_gen_base(const jobs_job *job, char *base, size_t cap);
 void jobs_job_cleanup(jobs_job *job);
 /* {"Job": {...}} with AWS's field names. */
 json_t *jobs_job_describe(const jobs_job *job);
-/* The job failed before or outside its tasks: status Failed, with AWS's FailureCode and a
-   reason for a person. */
+/* The job failed before or outside its tasks: AWS's FailureCode and a reason for a person
+   recorded, status Failed (when the status allows it: a terminal job stays what it is). */
 void jobs_job_fail(jobs_job *job, const char *code, const char *reason);
+
+/* ---- the status machine (status.c) ------------------------------------------------------- */
+
+/* Who asks for a transition: the worker running the job, or a request (UpdateJobStatus). */
+enum { JOBS_BY_WORKER = 1u << 0, JOBS_BY_REQUEST = 1u << 1 };
+/* 1 when `by` may move a job from `from` to `to` (one table, aws-formats.md §4.1). */
+int jobs_status_allowed(jobs_status from, jobs_status to, unsigned by);
+int jobs_status_terminal(jobs_status s); /* Complete, Failed, Cancelled */
+/* The one setter of a job's status: r->status = to when the table allows it (stamping
+   terminated_ms on a terminal status, suspended_ms on Suspended); the same status is a no-op.
+   -JOBS_E_STATUS with err (may be NULL) "JobStatusException: ..." when refused. */
+int jobs_row_set_status(jobs_row *r, jobs_status to, unsigned by, char *err, size_t err_len);
 /* JobListDescriptor (aws-formats.md §4.4). */
 json_t *jobs_job_list_descriptor(const jobs_job *job);
 

@@ -223,25 +223,43 @@ int jobs_store_insert(jobs_store *s, const jobs_row *r, char *out_existing_id,
     return rc == SQLITE_DONE ? 0 : sql_fail(s, err, err_len, "insert");
 }
 
+/* The status to store when the worker saves `mine` over `stored`: the worker's, when the
+   transition table lets the worker make that move; else the stored one, which another
+   process set meanwhile (a cancel, say): a job cancelled meanwhile stays Cancelling, a
+   terminal job stays terminal. */
+static jobs_status merged_status(jobs_status stored, jobs_status mine)
+{
+    return stored == mine || jobs_status_allowed(stored, mine, JOBS_BY_WORKER) ? mine : stored;
+}
+
 /* Writes what a running job changes: status, counters, timers, failure, owner heartbeat. */
 int jobs_store_save(jobs_store *s, const jobs_row *r, char *err, size_t err_len)
 {
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return sql_fail(s, err, err_len, "begin");
+    jobs_row cur;
+    int found = jobs_store_get(s, r->id, &cur, err, err_len);
+    if (found < 0) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return found;
+    }
+    jobs_status status = found ? merged_status(cur.status, r->status) : r->status;
+    if (found)
+        jobs_row_cleanup(&cur);
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(
             s->db,
-            /* a status set by another process wins over the worker's: a job cancelled
-               meanwhile stays Cancelling, a terminal job stays terminal */
-            "UPDATE jobs SET status = CASE WHEN status IN ('Cancelled', 'Complete', "
-            "'Failed') THEN status WHEN status = 'Cancelling' AND ?2 NOT IN ('Cancelled', "
-            "'Complete', 'Failed') THEN status ELSE ?2 END, total = ?3, succeeded = ?4, failed = ?5, "
+            "UPDATE jobs SET status = ?2, total = ?3, succeeded = ?4, failed = ?5, "
             "terminated_ms = ?6, active_ms = ?7, failure_code = ?8, failure_reason = ?9, "
             "suspended_ms = ?10, suspended_cause = ?11, generated_manifest = ?12, "
             "owner_pid = ?13, owner_seen_ms = ?14, status_reason = ?15, rules = ?16 "
             "WHERE id = ?1",
-            -1, &st, NULL) != SQLITE_OK)
+            -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         return sql_fail(s, err, err_len, "update");
+    }
     sqlite3_bind_text(st, 1, r->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, jobs_status_name(r->status), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, jobs_status_name(status), -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)r->total);
     sqlite3_bind_int64(st, 4, (sqlite3_int64)r->succeeded);
     sqlite3_bind_int64(st, 5, (sqlite3_int64)r->failed);
@@ -270,7 +288,17 @@ int jobs_store_save(jobs_store *s, const jobs_row *r, char *err, size_t err_len)
         sqlite3_bind_null(st, 16);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : sql_fail(s, err, err_len, "update");
+    if (rc != SQLITE_DONE) {
+        int ret = sql_fail(s, err, err_len, "update");
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return ret;
+    }
+    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        int ret = sql_fail(s, err, err_len, "commit");
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return ret;
+    }
+    return 0;
 }
 
 /* Compare-and-set of the status (for requests from other processes and claims). Returns 1
@@ -281,8 +309,7 @@ int jobs_store_cas_status(jobs_store *s, const char *id, jobs_status from, jobs_
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->db,
                            "UPDATE jobs SET status = ?3, status_reason = COALESCE(?4, "
-                           "status_reason), terminated_ms = CASE WHEN ?3 IN ('Cancelled', "
-                           "'Failed', 'Complete') THEN ?5 ELSE terminated_ms END "
+                           "status_reason), terminated_ms = COALESCE(?5, terminated_ms) "
                            "WHERE id = ?1 AND status = ?2",
                            -1, &st, NULL) != SQLITE_OK)
         return sql_fail(s, err, err_len, "update");
@@ -293,7 +320,10 @@ int jobs_store_cas_status(jobs_store *s, const char *id, jobs_status from, jobs_
         sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 4);
-    sqlite3_bind_int64(st, 5, s3_wall_ms());
+    if (jobs_status_terminal(to))
+        sqlite3_bind_int64(st, 5, s3_wall_ms());
+    else
+        sqlite3_bind_null(st, 5);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)

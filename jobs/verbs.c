@@ -11,11 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static int is_terminal(jobs_status s)
-{
-    return s == JOBS_STATUS_COMPLETE || s == JOBS_STATUS_FAILED || s == JOBS_STATUS_CANCELLED;
-}
-
 int jobs_create_job(jobs_store *s, const char *job_path, const char *replication_config_path,
                    json_t **out, char *err, size_t err_len)
 {
@@ -199,27 +194,19 @@ int jobs_update_job_status(jobs_store *s, const char *job_id, const char *reques
             snprintf(err, err_len, "NotFoundException: no job with ID %s", job_id);
             return -JOBS_E_NOT_FOUND;
         }
-        jobs_status cur = row.status, to;
+        jobs_status cur = row.status;
+        /* a cancel ends a job at once when nothing runs yet, else asks its worker to stop */
+        jobs_status to = want_ready ? JOBS_STATUS_READY
+                         : jobs_status_allowed(cur, JOBS_STATUS_CANCELLED, JOBS_BY_REQUEST)
+                             ? JOBS_STATUS_CANCELLED
+                             : JOBS_STATUS_CANCELLING;
+        rc = jobs_row_set_status(&row, to, JOBS_BY_REQUEST, err, err_len);
         jobs_row_cleanup(&row);
-        if (want_ready) {
-            if (cur != JOBS_STATUS_SUSPENDED) {
-                snprintf(err, err_len,
-                         "JobStatusException: job %s is %s; only a Suspended job can be "
-                         "confirmed (Ready)",
-                         job_id, jobs_status_name(cur));
-                return -JOBS_E_STATUS;
-            }
-            to = JOBS_STATUS_READY;
-        } else {
-            if (is_terminal(cur) || cur == JOBS_STATUS_CANCELLING) {
+        if (rc != 0 || cur == to) {
+            if (cur == to)
                 snprintf(err, err_len, "JobStatusException: job %s is already %s", job_id,
                          jobs_status_name(cur));
-                return -JOBS_E_STATUS;
-            }
-            to = (cur == JOBS_STATUS_NEW || cur == JOBS_STATUS_SUSPENDED ||
-                  cur == JOBS_STATUS_READY)
-                     ? JOBS_STATUS_CANCELLED
-                     : JOBS_STATUS_CANCELLING;
+            return -JOBS_E_STATUS;
         }
         rc = jobs_store_cas_status(s, job_id, cur, to, reason, err, err_len);
         if (rc < 0)

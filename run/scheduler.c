@@ -63,11 +63,15 @@ static void save(run__sched *s, jobs_store *st, run__job *jr)
     (void)s;
 }
 
+/* The worker's side of the one setter (jobs_row_set_status), plus the Active time. A
+   transition the table refuses leaves the status as it is. */
 static void set_status(run__job *jr, jobs_status st)
 {
     jobs_row *r = &jr->job.row;
-    if (r->status == st)
+    jobs_status was = r->status;
+    if (was == st || jobs_row_set_status(r, st, JOBS_BY_WORKER, NULL, 0) != 0)
         return;
+    r->status = was; /* the Active time below needs the old status */
     if (st == JOBS_STATUS_ACTIVE)
         jr->active_since_ms = s3_mono_ms();
     else if (r->status == JOBS_STATUS_ACTIVE && jr->active_since_ms) {
@@ -195,7 +199,6 @@ static void finish(run__sched *s, jobs_store *st, run__job *jr)
         }
     }
     set_status(jr, final);
-    job->row.terminated_ms = s3_wall_ms();
     save(s, st, jr);
     char path[4200];
     snprintf(path, sizeof path, "%s/describe.json", job->dir);
@@ -234,22 +237,19 @@ static void prepare(run__sched *s, jobs_store *st, jobs_row *row)
     if (jobs_job_load(&job, row, s->state_root, s->ep->region, err, sizeof err) != 0) {
         jobs_job_fail(&job, "InvalidJobDocument", err);
     } else {
-        job.row.status = JOBS_STATUS_PREPARING;
+        jobs_row_set_status(&job.row, JOBS_STATUS_PREPARING, JOBS_BY_WORKER, NULL, 0);
         jobs_store_save(st, &job.row, err, sizeof err);
         if (run__prepare(&job, s->ep) == 0) {
             if (job.confirmation_required && !s->opts->only_job_id) {
-                job.row.status = JOBS_STATUS_SUSPENDED;
-                job.row.suspended_ms = s3_wall_ms();
+                jobs_row_set_status(&job.row, JOBS_STATUS_SUSPENDED, JOBS_BY_WORKER, NULL, 0);
                 snprintf(job.row.suspended_cause, sizeof job.row.suspended_cause,
                          "The job requires confirmation: update-job-status "
                          "--requested-job-status Ready");
             } else {
-                job.row.status = JOBS_STATUS_READY;
+                jobs_row_set_status(&job.row, JOBS_STATUS_READY, JOBS_BY_WORKER, NULL, 0);
             }
         }
     }
-    if (job.row.status == JOBS_STATUS_FAILED)
-        job.row.terminated_ms = s3_wall_ms();
     job.row.owner_pid = getpid();
     job.row.owner_seen_ms = s3_wall_ms();
     jobs_store_save(st, &job.row, err, sizeof err);
@@ -264,8 +264,7 @@ static int scan_one(const jobs_row *r, void *user)
     const char *only = s->opts->only_job_id;
     if (only && strcmp(r->id, only) != 0)
         return 0;
-    if (r->status == JOBS_STATUS_COMPLETE || r->status == JOBS_STATUS_FAILED ||
-        r->status == JOBS_STATUS_CANCELLED) {
+    if (jobs_status_terminal(r->status)) {
         if (only)
             c->only_done = 1;
         return 0;
@@ -292,7 +291,6 @@ static int scan_one(const jobs_row *r, void *user)
     if (!jr)
         return 0;
     if (jr->job.row.status == JOBS_STATUS_FAILED) {
-        jr->job.row.terminated_ms = s3_wall_ms();
         save(s, c->st, jr);
         release(jr);
         return 0;
