@@ -127,9 +127,7 @@ typedef struct eng_pool_cfg {
     size_t n_eps;
     int threads;                 /* pool threads ("lanes"), each with its own curl multi */
     int concurrency;
-    int max_attempts;
-    int retry_base_ms;
-    int retry_cap_ms;
+    s3_retry_policy retry;       /* per request (s3_backoff_ms), as every request of ours */
     eng_counters *counters;
     eng_queue *done_q;          /* finished units go here (the report writer's input) */
     int queue_depth;             /* units waiting per lane; 0: as many as it has seats

@@ -25,7 +25,8 @@
  * Retries: a retryable outcome (connection error, timeout, 500/502/503/504, SlowDown,
  * RequestTimeout, InternalError, a 200 carrying <Error>) keeps its call and is re-sent after
  * a full-jitter delay, rand(0, min(cap, base * 2^(attempt-1))) (../shared/aws-formats.md
- * §8.4), up to max_attempts in all, per request: a failed part is retried alone. The unit
+ * §8.4; s3_backoff_ms, the one policy of every request), up to max_attempts in all, per
+ * request: a failed part is retried alone. The unit
  * rebuilds the request (eng__unit_rebuild), so a strategy can first check whether an
  * ambiguous write landed. Throttling: a 503 / SlowDown halves the number of units the whole
  * pool may run at once (at most once per 500 ms); each stretch of `allowed` clean answers
@@ -233,14 +234,6 @@ static void resend(lane *w, wcall *c)
         pump(w, st);
 }
 
-static int backoff_ms(lane *w, int attempt)
-{
-    const eng_pool_cfg *c = &w->pool->cfg;
-    int64_t ceiling = (int64_t)c->retry_base_ms << (attempt - 1 < 20 ? attempt - 1 : 20);
-    if (ceiling > c->retry_cap_ms)
-        ceiling = c->retry_cap_ms;
-    return (int)(rand_r(&w->rng) % (unsigned)(ceiling + 1)); /* full jitter */
-}
 
 static void on_done(lane *w, wcall *c, CURLcode code)
 {
@@ -255,12 +248,12 @@ static void on_done(lane *w, wcall *c, CURLcode code)
     } else if (!oc.retryable) {
         limiter_clean(p);
     }
-    if (oc.retryable && c->attempts + 1 < p->cfg.max_attempts &&
+    if (oc.retryable && c->attempts + 1 < p->cfg.retry.max_attempts &&
         !eng__unit_stopped(c->seat->unit)) {
         c->attempts++;
         c->prev = oc;
         atomic_fetch_add(&p->cfg.counters->retries, 1);
-        c->not_before_ms = now_ms() + backoff_ms(w, c->attempts);
+        c->not_before_ms = now_ms() + s3_backoff_ms(&p->cfg.retry, c->attempts, &w->rng);
         return; /* the loop re-sends it when the delay has passed */
     }
     seat *st = c->seat;

@@ -450,14 +450,16 @@ static int on_version(const s3_version_entry *v, void *user)
     return 0;
 }
 
+static repl_version_age task_age(const eng_task *t)
+{
+    return (repl_version_age){t->is_latest, t->last_modified_ms, t->list_pos};
+}
+
 static int cmp_order(const void *pa, const void *pb)
 {
-    const eng_task *a = &cmp_tasks[*(const size_t *)pa], *b = &cmp_tasks[*(const size_t *)pb];
-    if (a->is_latest != b->is_latest)
-        return a->is_latest - b->is_latest; /* the current version goes last */
-    if (a->last_modified_ms != b->last_modified_ms)
-        return a->last_modified_ms < b->last_modified_ms ? -1 : 1;
-    return (a->list_pos < b->list_pos) - (a->list_pos > b->list_pos); /* later = older */
+    repl_version_age a = task_age(&cmp_tasks[*(const size_t *)pa]);
+    repl_version_age b = task_age(&cmp_tasks[*(const size_t *)pb]);
+    return repl_version_age_cmp(&a, &b);
 }
 
 static void finish_listing(eng_unit *u)
@@ -514,11 +516,6 @@ static const char *task_vid(const eng_task *t)
     return t->has_version ? t->version_id.ptr : t->resolved_vid;
 }
 
-static int archived(const char *storage_class)
-{
-    return strcmp(storage_class, "GLACIER") == 0 || strcmp(storage_class, "DEEP_ARCHIVE") == 0;
-}
-
 /* Picks the destinations of order[cur]; fails the task when none is eligible. */
 static void select_dests(eng_unit *u, const repl_rules *rules)
 {
@@ -530,7 +527,7 @@ static void select_dests(eng_unit *u, const repl_rules *rules)
         u->cur_dest = rules->n_dests;
         return;
     }
-    if (!archived(t->storage_class))
+    if (!repl_storage_class_archived(t->storage_class))
         n = repl_rules_select(rules, u->key, t->tags, t->n_tags, t->is_delete_marker,
                               u->rule_for_dest);
     if (n == 0) {
@@ -583,7 +580,7 @@ static int etag_eq(const char *a, const char *b)
 
 static int targets(const eng_unit *u, const repl_rules *rules, const eng_task *t, size_t d)
 {
-    if (t->done || archived(t->storage_class))
+    if (t->done || repl_storage_class_archived(t->storage_class))
         return 0;
     size_t n = repl_rules_select(rules, u->key, t->tags, t->n_tags, t->is_delete_marker,
                                  u->rule_for_dest);
@@ -625,11 +622,9 @@ static int on_dest_version(const s3_version_entry *v, void *user)
 static int cmp_entry_age(const void *pa, const void *pb)
 {
     const s3_version_entry *a = pa, *b = pb;
-    if (a->is_latest != b->is_latest)
-        return a->is_latest - b->is_latest;
-    if (a->last_modified_ms != b->last_modified_ms)
-        return a->last_modified_ms < b->last_modified_ms ? -1 : 1;
-    return (a->list_pos < b->list_pos) - (a->list_pos > b->list_pos);
+    repl_version_age x = {a->is_latest, a->last_modified_ms, a->list_pos};
+    repl_version_age y = {b->is_latest, b->last_modified_ms, b->list_pos};
+    return repl_version_age_cmp(&x, &y);
 }
 
 static void on_recheck(eng_unit *u, const repl_rules *rules, const s3_call *c,
@@ -774,7 +769,7 @@ static int build(eng_unit *u, const repl_rules *rules, eng__req *r)
                S3 refuses to read their tags: InvalidObjectState) */
             while (u->cur < u->n_order &&
                    (u->tasks[u->order[u->cur]].is_delete_marker ||
-                    archived(u->tasks[u->order[u->cur]].storage_class)))
+                    repl_storage_class_archived(u->tasks[u->order[u->cur]].storage_class)))
                 u->cur++;
             if (u->cur >= u->n_order || !rules->needs_tags) {
                 set_phase(u, u->recheck ? PH_RECHECK : PH_APPLY);
@@ -934,19 +929,9 @@ static void on_tags(eng_unit *u, const s3_call *c, const s3_outcome *oc)
                                                     : NULL;
         eng__task_fail_outcome(t, oc, code);
     } else {
-        json_t *doc = s3_xml_to_json((s3_slice){c->resp.body.ptr, c->resp.body.len});
-        json_t *set = json_object_get(doc, "TagSet");
-        json_t *tag = json_is_object(set) ? json_object_get(set, "Tag") : NULL;
-        size_t n = !tag ? 0 : json_is_array(tag) ? json_array_size(tag) : 1;
-        t->tags = calloc(n ? n : 1, sizeof *t->tags);
-        for (size_t i = 0; t->tags && i < n; i++) {
-            json_t *e = json_is_array(tag) ? json_array_get(tag, i) : tag;
-            json_t *k = json_object_get(e, "Key"), *v = json_object_get(e, "Value");
-            t->tags[t->n_tags].key = strdup(json_is_string(k) ? json_string_value(k) : "");
-            t->tags[t->n_tags].value = strdup(json_is_string(v) ? json_string_value(v) : "");
-            t->n_tags++;
-        }
-        json_decref(doc);
+        if (repl_tags_from_xml((s3_slice){c->resp.body.ptr, c->resp.body.len}, &t->tags,
+                               &t->n_tags) != 0)
+            eng__task_fail(t, 500, "InternalError", "cannot read the version's tags");
     }
     u->cur++;
 }

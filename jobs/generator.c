@@ -19,12 +19,6 @@ static int bad(char *err, size_t err_len, const char *origin, const char *field,
     return -JOBS_E_INVALID_JOB;
 }
 
-static const char *jstr(json_t *o, const char *name)
-{
-    json_t *v = json_object_get(o, name);
-    return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
 /* A list of 1..JOBS_GEN_MAX_LIST non-empty strings (at most 1024 bytes each). */
 static int str_list(json_t *v, const char **out, size_t *n, const char *origin,
                     const char *field, char *err, size_t err_len)
@@ -103,7 +97,7 @@ int jobs_gen_parse(jobs_job *job, json_t *gen_doc, const char *origin, char *err
                  "%s: ManifestGenerator: must be {\"S3JobManifestGenerator\": {...}}", origin);
         return -JOBS_E_INVALID_JOB;
     }
-    const char *src = jstr(s, "SourceBucket");
+    const char *src = s3_json_str(s, "SourceBucket");
     char key[8];
     if (!src)
         return bad(err, err_len, origin, "SourceBucket", "required: arn:aws:s3:::bucket");
@@ -120,16 +114,16 @@ int jobs_gen_parse(jobs_job *job, json_t *gen_doc, const char *origin, char *err
         return bad(err, err_len, origin, "ManifestOutputLocation",
                    "required when EnableManifestOutput is true");
     if (json_is_object(out)) {
-        const char *ob = jstr(out, "Bucket");
+        const char *ob = s3_json_str(out, "Bucket");
         if (!ob || mf_parse_s3_arn(ob, g->out_bucket, sizeof g->out_bucket, key, sizeof key) != 0 ||
             key[0])
             return bad(err, err_len, origin, "ManifestOutputLocation.Bucket",
                        "required: a bucket ARN, arn:aws:s3:::bucket");
-        const char *fmt = jstr(out, "ManifestFormat");
+        const char *fmt = s3_json_str(out, "ManifestFormat");
         if (!fmt || strcmp(fmt, MF_FORMAT_NAME_GENERATED) != 0)
             return bad(err, err_len, origin, "ManifestOutputLocation.ManifestFormat",
                        "required: \"S3InventoryReport_CSV_20211130\"");
-        g->out_prefix = jstr(out, "ManifestPrefix");
+        g->out_prefix = s3_json_str(out, "ManifestPrefix");
         if (g->out_prefix && (!*g->out_prefix || strlen(g->out_prefix) > 512))
             return bad(err, err_len, origin, "ManifestOutputLocation.ManifestPrefix",
                        "1 to 512 characters");

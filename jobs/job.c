@@ -25,12 +25,6 @@ static int bad(char *err, size_t err_len, const char *origin, const char *field,
     return -JOBS_E_INVALID_JOB;
 }
 
-static const char *get_str(json_t *obj, const char *name)
-{
-    json_t *v = json_object_get(obj, name);
-    return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
 static int parse_manifest(jobs_job *job, json_t *m, const char *origin, char *err,
                           size_t err_len)
 {
@@ -40,7 +34,7 @@ static int parse_manifest(jobs_job *job, json_t *m, const char *origin, char *er
         return bad(err, err_len, origin, "Manifest.Spec", "required");
     if (!json_is_object(loc))
         return bad(err, err_len, origin, "Manifest.Location", "required");
-    const char *fmt = get_str(spec, "Format");
+    const char *fmt = s3_json_str(spec, "Format");
     if (!fmt)
         return bad(err, err_len, origin, "Manifest.Spec.Format",
                    "required: \"S3BatchOperations_CSV_20180820\", "
@@ -83,12 +77,12 @@ static int parse_manifest(jobs_job *job, json_t *m, const char *origin, char *er
                        "Required fields are missing in the schema: Bucket and Key are required");
         job->csv.n_fields = json_array_size(fields);
     }
-    const char *arn = get_str(loc, "ObjectArn");
+    const char *arn = s3_json_str(loc, "ObjectArn");
     if (!arn || !*arn)
         return bad(err, err_len, origin, "Manifest.Location.ObjectArn",
                    "required: arn:aws:s3:::bucket/key or a local path");
-    job->manifest_version = get_str(loc, "ObjectVersionId");
-    job->manifest_etag = get_str(loc, "ETag");
+    job->manifest_version = s3_json_str(loc, "ObjectVersionId");
+    job->manifest_etag = s3_json_str(loc, "ETag");
     if (strncmp(arn, "arn:", 4) == 0) {
         if (mf_parse_s3_arn(arn, job->manifest_bucket, sizeof job->manifest_bucket,
                             job->manifest_key, sizeof job->manifest_key) != 0 ||
@@ -114,10 +108,10 @@ static int parse_report(jobs_job *job, json_t *r, const char *origin, char *err,
     if (!json_is_boolean(en))
         return bad(err, err_len, origin, "Report.Enabled", "required: true or false");
     job->report_enabled = json_is_true(en);
-    const char *fmt = get_str(r, "Format");
+    const char *fmt = s3_json_str(r, "Format");
     if (fmt && strcmp(fmt, RPT_FORMAT) != 0)
         return bad(err, err_len, origin, "Report.Format", "must be \"Report_CSV_20180820\"");
-    const char *scope = get_str(r, "ReportScope");
+    const char *scope = s3_json_str(r, "ReportScope");
     if (scope && strcmp(scope, "AllTasks") == 0)
         job->report_scope = RPT_SCOPE_ALL;
     else if (scope && strcmp(scope, "FailedTasksOnly") == 0)
@@ -125,11 +119,11 @@ static int parse_report(jobs_job *job, json_t *r, const char *origin, char *err,
     else if (scope)
         return bad(err, err_len, origin, "Report.ReportScope",
                    "must be \"AllTasks\" or \"FailedTasksOnly\"");
-    const char *prefix = get_str(r, "Prefix");
+    const char *prefix = s3_json_str(r, "Prefix");
     if (prefix && strlen(prefix) > 512)
         return bad(err, err_len, origin, "Report.Prefix", "at most 512 characters");
     snprintf(job->report_prefix, sizeof job->report_prefix, "%s", prefix ? prefix : "");
-    const char *bucket = get_str(r, "Bucket");
+    const char *bucket = s3_json_str(r, "Bucket");
     if (!job->report_enabled)
         return 0;
     if (!bucket || !*bucket)
@@ -171,17 +165,17 @@ int jobs_job_parse(jobs_job *job, json_t *doc, const char *origin, char *err, si
         return bad(err, err_len, origin, "Priority", "required: an integer 0..2147483647");
     job->row.priority = (int)json_integer_value(prio);
 
-    const char *token = get_str(doc, "ClientRequestToken");
+    const char *token = s3_json_str(doc, "ClientRequestToken");
     if (!token || !*token || strlen(token) > 64)
         return bad(err, err_len, origin, "ClientRequestToken",
                    "required: a string of 1 to 64 characters");
     snprintf(job->row.token, sizeof job->row.token, "%s", token);
-    const char *role = get_str(doc, "RoleArn");
+    const char *role = s3_json_str(doc, "RoleArn");
     if (!role || !*role)
         return bad(err, err_len, origin, "RoleArn", "required (an IAM role ARN)");
-    const char *acct = get_str(doc, "AccountId");
+    const char *acct = s3_json_str(doc, "AccountId");
     snprintf(job->account_id, sizeof job->account_id, "%s", acct ? acct : "000000000000");
-    const char *desc = get_str(doc, "Description");
+    const char *desc = s3_json_str(doc, "Description");
     if (desc && (strlen(desc) < 1 || strlen(desc) > 256))
         return bad(err, err_len, origin, "Description", "1 to 256 characters");
     json_t *conf = json_object_get(doc, "ConfirmationRequired");

@@ -74,7 +74,7 @@ static int close_data(gen *g)
         return -1;
     }
     char md5[33], err[512];
-    if (mf__md5_file(g->data_path, md5, err, sizeof err) != 0) {
+    if (s3_md5_file(g->data_path, md5, NULL, NULL, err, sizeof err) != 0) {
         gen_fail(g, -MF_E_IO, err);
         return -1;
     }
@@ -353,18 +353,7 @@ static int list_all(gen *g)
 
 static int write_text(const char *path, const char *data, size_t len, char *err, size_t err_len)
 {
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(data, 1, len, f) != len || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        snprintf(err, err_len, "%s: cannot write: %s", path, strerror(errno));
-        if (f)
-            fclose(f);
-        return -MF_E_IO;
-    }
-    if (fclose(f) != 0) {
-        snprintf(err, err_len, "%s: cannot write: %s", path, strerror(errno));
-        return -MF_E_IO;
-    }
-    return 0;
+    return s3_write_file_atomic(path, data, len, err, err_len) == S3_E_OK ? 0 : -MF_E_IO;
 }
 
 int mf_generate(const mf_gen_opts *o, mf_gen_result *out, char *err, size_t err_len)

@@ -107,6 +107,5 @@ void mf__csv_close(mf__csv *r);
 /* The CSV reader's messages and field names, for mf_strerror / mf_field_parse. */
 
 /* MD5 of a local file as 32 lower-case hex digits. 0 or -MF_E_IO (message in err). */
-int mf__md5_file(const char *path, char out[33], char *err, size_t err_len);
 
 #endif

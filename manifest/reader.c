@@ -73,49 +73,6 @@ int mf_format_parse(const char *name)
     return -1;
 }
 
-int mf__md5_file(const char *path, char out[33], char *err, size_t err_len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
-        return -MF_E_IO;
-    }
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    unsigned char *buf = malloc(MF__READ_BUF_BYTES);
-    int rc = 0;
-    if (!ctx || !buf || EVP_DigestInit_ex(ctx, EVP_md5(), NULL) != 1) {
-        snprintf(err, err_len, "%s: cannot start MD5", path);
-        rc = -MF_E_NOMEM;
-    }
-    while (rc == 0) {
-        ssize_t n = read(fd, buf, MF__READ_BUF_BYTES);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            snprintf(err, err_len, "%s: read failed: %s", path, strerror(errno));
-            rc = -MF_E_IO;
-            break;
-        }
-        if (n == 0)
-            break;
-        EVP_DigestUpdate(ctx, buf, (size_t)n);
-    }
-    if (rc == 0) {
-        unsigned char d[EVP_MAX_MD_SIZE];
-        unsigned dl = 0;
-        EVP_DigestFinal_ex(ctx, d, &dl);
-        static const char hex[] = "0123456789abcdef";
-        for (unsigned i = 0; i < 16 && i < dl; i++) {
-            out[2 * i] = hex[d[i] >> 4];
-            out[2 * i + 1] = hex[d[i] & 15];
-        }
-        out[32] = '\0';
-    }
-    EVP_MD_CTX_free(ctx);
-    free(buf);
-    close(fd);
-    return rc;
-}
 
 static void set_err(mf_reader *r, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -131,12 +88,6 @@ static void set_err(mf_reader *r, int rc, const char *fmt, ...)
 }
 
 /* ---- manifest.json ---------------------------------------------------------------------- */
-
-static const char *jstr(json_t *o, const char *name)
-{
-    json_t *v = json_object_get(o, name);
-    return json_is_string(v) ? json_string_value(v) : NULL;
-}
 
 /* fileSchema "Bucket, Key, VersionId, ..." -> cfg columns. */
 static int parse_schema(mf_reader *r, const char *schema)
@@ -199,7 +150,7 @@ static int parse_schema(mf_reader *r, const char *schema)
 static int load_inventory(mf_reader *r)
 {
     json_t *d = r->doc;
-    const char *ff = jstr(d, "fileFormat");
+    const char *ff = s3_json_str(d, "fileFormat");
     if (!ff) {
         set_err(r, -MF_E_INVALID_CONTENT, "%s: fileFormat: required (\"CSV\")", r->display);
         return -1;
@@ -211,14 +162,14 @@ static int load_inventory(mf_reader *r)
                 r->display, ff);
         return -1;
     }
-    const char *schema = jstr(d, "fileSchema");
+    const char *schema = s3_json_str(d, "fileSchema");
     if (!schema) {
         set_err(r, -MF_E_INVALID_CONTENT, "%s: fileSchema: required", r->display);
         return -1;
     }
     if (parse_schema(r, schema))
         return -1;
-    const char *dest = jstr(d, "destinationBucket");
+    const char *dest = s3_json_str(d, "destinationBucket");
     if (r->ep) {
         char key[8];
         if (!dest || mf_parse_s3_arn(dest, r->data_bucket, sizeof r->data_bucket, key,
@@ -244,8 +195,8 @@ static int load_inventory(mf_reader *r)
         json_t *f = json_array_get(files, i);
         data_file *df = &r->files[r->n_files];
         df->bucket = r->data_bucket;
-        df->key = jstr(f, "key");
-        df->md5 = jstr(f, "MD5checksum");
+        df->key = s3_json_str(f, "key");
+        df->md5 = s3_json_str(f, "MD5checksum");
         df->index = i;
         if (!df->key || !*df->key) {
             set_err(r, -MF_E_INVALID_CONTENT, "%s: files[%zu].key: required", r->display, i);
@@ -264,7 +215,7 @@ static int load_inventory(mf_reader *r)
 static int load_report(mf_reader *r)
 {
     json_t *d = r->doc;
-    const char *fmt = jstr(d, "Format");
+    const char *fmt = s3_json_str(d, "Format");
     if (!fmt || strcmp(fmt, MF_FORMAT_NAME_REPORT) != 0) {
         set_err(r, -MF_E_INVALID_CONTENT,
                 "%s: Format: must be \"Report_CSV_20180820\" (a completion report's "
@@ -284,7 +235,7 @@ static int load_report(mf_reader *r)
     }
     for (size_t i = 0; i < json_array_size(res); i++) {
         json_t *f = json_array_get(res, i);
-        const char *st = jstr(f, "TaskExecutionStatus");
+        const char *st = s3_json_str(f, "TaskExecutionStatus");
         if (!st) {
             set_err(r, -MF_E_INVALID_CONTENT, "%s: Results[%zu].TaskExecutionStatus: required",
                     r->display, i);
@@ -293,9 +244,9 @@ static int load_report(mf_reader *r)
         if (strcmp(st, "failed") != 0)
             continue;
         data_file *df = &r->files[r->n_files];
-        df->bucket = jstr(f, "Bucket");
-        df->key = jstr(f, "Key");
-        df->md5 = jstr(f, "MD5Checksum");
+        df->bucket = s3_json_str(f, "Bucket");
+        df->key = s3_json_str(f, "Key");
+        df->md5 = s3_json_str(f, "MD5Checksum");
         df->index = i;
         if (!df->key || !*df->key || (r->ep && (!df->bucket || !*df->bucket))) {
             set_err(r, -MF_E_INVALID_CONTENT, "%s: Results[%zu]: Bucket and Key are required",
@@ -367,8 +318,9 @@ static int open_next_file(mf_reader *r)
     }
     if (df->md5) {
         char got[33];
-        int rc = mf__md5_file(path, got, msg, sizeof msg);
+        int rc = s3_md5_file(path, got, NULL, NULL, msg, sizeof msg);
         if (rc) {
+            rc = rc == S3_E_NOMEM ? -MF_E_NOMEM : -MF_E_IO;
             set_err(r, rc, "%s: %s", r->display, msg);
         } else if (strcasecmp(got, df->md5) != 0) {
             set_err(r, -MF_E_CHECKSUM,

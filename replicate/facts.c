@@ -128,12 +128,6 @@ static int perm_index(const char *p)
     return -1; /* WRITE means nothing on an object */
 }
 
-static const char *str_member(json_t *o, const char *name)
-{
-    json_t *v = json_object_get(o, name);
-    return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
 /* Appends `kind value"` to the header value of permission pi ("id=\"…\", uri=\"…\""). */
 static int add_grant(repl_facts *f, int pi, const char *kind, const char *val)
 {
@@ -149,7 +143,7 @@ int repl_facts_from_acl(repl_facts *f, s3_slice xml)
     json_t *doc = s3_xml_to_json(xml);
     if (!doc)
         return -1;
-    const char *owner = str_member(json_object_get(doc, "Owner"), "ID");
+    const char *owner = s3_json_str(json_object_get(doc, "Owner"), "ID");
     json_t *list = json_object_get(doc, "AccessControlList");
     json_t *g = json_is_object(list) ? json_object_get(list, "Grant") : NULL;
     size_t n = !g ? 0 : json_is_array(g) ? json_array_size(g) : 1;
@@ -159,13 +153,13 @@ int repl_facts_from_acl(repl_facts *f, s3_slice xml)
         s3_buf_reset(&f->grants[i]);
     for (size_t i = 0; i < n && rc == 0; i++) {
         json_t *e = json_is_array(g) ? json_array_get(g, i) : g;
-        const char *perm = str_member(e, "Permission");
+        const char *perm = s3_json_str(e, "Permission");
         json_t *who = json_object_get(e, "Grantee");
         int pi = perm ? perm_index(perm) : -1;
         if (pi < 0 || !json_is_object(who))
             continue;
-        const char *id = str_member(who, "ID"), *uri = str_member(who, "URI");
-        const char *mail = str_member(who, "EmailAddress");
+        const char *id = s3_json_str(who, "ID"), *uri = s3_json_str(who, "URI");
+        const char *mail = s3_json_str(who, "EmailAddress");
         const char *kind = id ? "id=\"" : uri ? "uri=\"" : mail ? "emailAddress=\"" : NULL;
         const char *val = id ? id : uri ? uri : mail;
         if (!kind)
@@ -228,7 +222,7 @@ int repl_facts_acl_from_row(repl_facts *f, s3_slice b64)
     }
     free(raw);
     json_t *grants = json_object_get(doc, "grants");
-    const char *status = str_member(doc, "status");
+    const char *status = s3_json_str(doc, "status");
     if (!doc || !status || strcmp(status, "AVAILABLE") != 0 || !json_is_array(grants)) {
         json_decref(doc);
         return -1;
@@ -239,8 +233,8 @@ int repl_facts_acl_from_row(repl_facts *f, s3_slice b64)
     json_t *g;
     int rc = 0;
     json_array_foreach(grants, i, g) {
-        const char *perm = str_member(g, "permission"), *id = str_member(g, "canonicalId");
-        const char *uri = str_member(g, "uri");
+        const char *perm = s3_json_str(g, "permission"), *id = s3_json_str(g, "canonicalId");
+        const char *uri = s3_json_str(g, "uri");
         int pi = perm ? perm_index(perm) : -1;
         if (pi < 0 || (!id && !uri))
             continue;
@@ -277,22 +271,11 @@ int repl_facts_set_tags(repl_facts *f, const repl_tag *tags, size_t n)
 
 int repl_facts_tags_from_xml(repl_facts *f, s3_slice xml)
 {
-    json_t *doc = s3_xml_to_json(xml);
-    if (!doc)
+    repl_tag *tags;
+    size_t n;
+    if (repl_tags_from_xml(xml, &tags, &n) != 0)
         return -1;
-    json_t *set = json_object_get(doc, "TagSet");
-    json_t *tag = json_is_object(set) ? json_object_get(set, "Tag") : NULL;
-    size_t n = !tag ? 0 : json_is_array(tag) ? json_array_size(tag) : 1;
-    repl_tag tags[64]; /* S3 allows 10 tags per object */
-    size_t k = 0;
-    for (size_t i = 0; i < n && k < sizeof tags / sizeof tags[0]; i++) {
-        json_t *e = json_is_array(tag) ? json_array_get(tag, i) : tag;
-        const char *key = str_member(e, "Key"), *val = str_member(e, "Value");
-        tags[k].key = (char *)(key ? key : "");
-        tags[k].value = (char *)(val ? val : "");
-        k++;
-    }
-    int rc = repl_facts_set_tags(f, tags, k);
-    json_decref(doc);
+    int rc = repl_facts_set_tags(f, tags, n);
+    repl_tags_free(tags, n);
     return rc;
 }

@@ -126,6 +126,24 @@ int repl_bucket_acls_disabled(const s3_endpoint *ep, const char *bucket);
 size_t repl_rules_select(const repl_rules *r, s3_slice key, const repl_tag *tags,
                          size_t n_tags, int is_delete_marker, int *out_rule);
 
+/* ---- small facts every room asks the same way (rules.c) ------------------------------------ */
+
+/* GetObjectTagging's TagSet (XML) -> tags, allocated (repl_tags_free). 0, or -1 when the
+   document is not XML or memory ran out. */
+int repl_tags_from_xml(s3_slice xml, repl_tag **out, size_t *n_out);
+void repl_tags_free(repl_tag *tags, size_t n);
+/* 1 for the storage classes Batch Replication cannot read without a restore (GLACIER,
+   DEEP_ARCHIVE): their versions fail with SrcObjectNotEligible (aws-formats.md §6.1). */
+int repl_storage_class_archived(const char *storage_class);
+/* The replay order of a key's versions: oldest first, the current version last; for equal
+   times the one listed later is older (ListObjectVersions lists newest first). */
+typedef struct repl_version_age {
+    int is_latest;
+    int64_t last_modified_ms;
+    unsigned list_pos;
+} repl_version_age;
+int repl_version_age_cmp(const repl_version_age *a, const repl_version_age *b);
+
 /* ---- source facts: what a version carries beyond its bytes ------------------------- */
 
 /* Read once per version (HeadObject, GetObjectAcl, GetObjectTagging) by the first strategy

@@ -420,3 +420,58 @@ const char *repl_errname(int err)
     }
     return "REPL_E_UNKNOWN";
 }
+
+/* ---- small facts ------------------------------------------------------------------------- */
+
+int repl_tags_from_xml(s3_slice xml, repl_tag **out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    json_t *doc = s3_xml_to_json(xml);
+    if (!doc)
+        return -1;
+    json_t *set = json_object_get(doc, "TagSet");
+    json_t *tag = json_is_object(set) ? json_object_get(set, "Tag") : NULL;
+    size_t n = !tag ? 0 : json_is_array(tag) ? json_array_size(tag) : 1;
+    repl_tag *tags = calloc(n ? n : 1, sizeof *tags);
+    int rc = tags ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        json_t *e = json_is_array(tag) ? json_array_get(tag, i) : tag;
+        const char *k = s3_json_str(e, "Key"), *v = s3_json_str(e, "Value");
+        tags[i].key = strdup(k ? k : "");
+        tags[i].value = strdup(v ? v : "");
+        if (!tags[i].key || !tags[i].value)
+            rc = -1;
+    }
+    json_decref(doc);
+    if (rc) {
+        repl_tags_free(tags, n);
+        return -1;
+    }
+    *out = tags;
+    *n_out = n;
+    return 0;
+}
+
+void repl_tags_free(repl_tag *tags, size_t n)
+{
+    for (size_t i = 0; tags && i < n; i++) {
+        free(tags[i].key);
+        free(tags[i].value);
+    }
+    free(tags);
+}
+
+int repl_storage_class_archived(const char *storage_class)
+{
+    return strcmp(storage_class, "GLACIER") == 0 || strcmp(storage_class, "DEEP_ARCHIVE") == 0;
+}
+
+int repl_version_age_cmp(const repl_version_age *a, const repl_version_age *b)
+{
+    if (a->is_latest != b->is_latest)
+        return a->is_latest - b->is_latest; /* the current version goes last */
+    if (a->last_modified_ms != b->last_modified_ms)
+        return a->last_modified_ms < b->last_modified_ms ? -1 : 1;
+    return (a->list_pos < b->list_pos) - (a->list_pos > b->list_pos); /* later = older */
+}

@@ -44,7 +44,6 @@
 /* The buffer's hard cap: a flush is due at FLUSH_BYTES, so this leaves room for one row of
    up to 4 MiB (keys are <= 3 KiB encoded, S3 error messages a few hundred bytes). */
 #define BUF_MAX_BYTES (FLUSH_BYTES + (4u << 20))
-#define MD5_READ_BYTES (1u << 20)
 
 enum { F_SUCCEEDED = 0, F_FAILED = 1 };
 
@@ -301,92 +300,50 @@ static void count_row(int c, void *user)
     (*(uint64_t *)user)++;
 }
 
+typedef struct row_counter {
+    struct csv_parser csv;
+    uint64_t *rows;
+    char *err;
+    size_t err_len;
+    const char *path;
+} row_counter;
+
+static int count_chunk(const void *chunk, size_t n, void *user)
+{
+    row_counter *rc = user;
+    if (csv_parse(&rc->csv, chunk, n, NULL, count_row, rc->rows) == n)
+        return 0;
+    set_err(rc->err, rc->err_len, "cannot count the rows of %s: %s", rc->path,
+            csv_strerror(csv_error(&rc->csv)));
+    return -1;
+}
+
 /* MD5 of a file, streamed (results files can be GBs); when rows is not NULL also counts its
    CSV rows with libcsv (rows may hold quoted line breaks, so lines are not rows). */
 static int md5_file(const char *path, char out_hex[33], uint64_t *rows, char *err,
                     size_t err_len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        set_err(err, err_len, "cannot read %s: %s", path, strerror(errno));
-        return -RPT_E_IO;
-    }
-    unsigned char *buf = malloc(MD5_READ_BYTES);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    struct csv_parser csv;
-    int csv_live = rows && csv_init(&csv, 0) == 0;
-    int rc = -RPT_E_NOMEM;
-    if (!buf || !ctx || (rows && !csv_live) || !EVP_DigestInit_ex(ctx, EVP_md5(), NULL)) {
-        set_err(err, err_len, "out of memory computing the MD5 of %s", path);
-        goto out;
-    }
-    if (rows)
+    row_counter rc = {.rows = rows, .err = err, .err_len = err_len, .path = path};
+    if (rows) {
         *rows = 0;
-    for (;;) {
-        ssize_t n = read(fd, buf, MD5_READ_BYTES);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            set_err(err, err_len, "cannot read %s: %s", path, strerror(errno));
-            rc = -RPT_E_IO;
-            goto out;
-        }
-        if (n == 0)
-            break;
-        EVP_DigestUpdate(ctx, buf, (size_t)n);
-        if (rows && csv_parse(&csv, buf, (size_t)n, NULL, count_row, rows) != (size_t)n) {
-            set_err(err, err_len, "cannot count the rows of %s: %s", path,
-                    csv_strerror(csv_error(&csv)));
-            rc = -RPT_E_IO;
-            goto out;
+        if (csv_init(&rc.csv, 0) != 0) {
+            set_err(err, err_len, "out of memory computing the MD5 of %s", path);
+            return -RPT_E_NOMEM;
         }
     }
-    if (rows)
-        csv_fini(&csv, NULL, count_row, rows);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
-    if (!EVP_DigestFinal_ex(ctx, md, &md_len) || md_len != 16) {
-        set_err(err, err_len, "MD5 of %s failed (OpenSSL)", path);
-        rc = -RPT_E_IO;
-        goto out;
+    int r = s3_md5_file(path, out_hex, rows ? count_chunk : NULL, &rc, err, err_len);
+    if (rows) {
+        if (r == S3_E_OK)
+            csv_fini(&rc.csv, NULL, count_row, rows);
+        csv_free(&rc.csv);
     }
-    hex(md, 16, out_hex);
-    rc = 0;
-out:
-    if (csv_live)
-        csv_free(&csv);
-    EVP_MD_CTX_free(ctx);
-    free(buf);
-    close(fd);
-    return rc;
+    return r == S3_E_OK ? 0 : r == S3_E_NOMEM ? -RPT_E_NOMEM : -RPT_E_IO;
 }
 
-/* Writes data to path through path.tmp + fsync + rename. */
 static int write_file_atomic(const char *path, const char *data, size_t len, char *err,
                              size_t err_len)
 {
-    char tmp[4200];
-    if (fmt_fits(tmp, sizeof tmp, "%s.tmp", path)) {
-        set_err(err, err_len, "path too long: %s", path);
-        return -RPT_E_IO;
-    }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        set_err(err, err_len, "cannot create %s: %s", tmp, strerror(errno));
-        return -RPT_E_IO;
-    }
-    int bad = write_all(fd, data, len) != 0 || fdatasync(fd) != 0;
-    int saved = errno;
-    if (close(fd) != 0 && !bad) {
-        bad = 1;
-        saved = errno;
-    }
-    if (bad || rename(tmp, path) != 0) {
-        set_err(err, err_len, "cannot write %s: %s", path, strerror(bad ? saved : errno));
-        unlink(tmp);
-        return -RPT_E_IO;
-    }
-    return 0;
+    return s3_write_file_atomic(path, data, len, err, err_len) == S3_E_OK ? 0 : -RPT_E_IO;
 }
 
 /* ISO-8601 UTC with milliseconds, as in AWS's example: 2019-04-05T17:48:39.725Z. */

@@ -102,25 +102,10 @@ int run__ckpt_save(const char *path, const run__ckpt *c)
     json_decref(j);
     if (!text)
         return -RUN_E_NOMEM;
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    int rc = -RUN_E_IO;
-    if (fd >= 0) {
-        size_t len = strlen(text), off = 0;
-        while (off < len) {
-            ssize_t n = write(fd, text + off, len - off);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0)
-                break;
-            off += (size_t)n;
-        }
-        if (off == len && fsync(fd) == 0 && close(fd) == 0 && rename(tmp, path) == 0)
-            rc = 0;
-        else if (off != len)
-            close(fd);
-    }
+    char err[512];
+    int rc = s3_write_file_atomic(path, text, strlen(text), err, sizeof err) == S3_E_OK
+                 ? 0
+                 : -RUN_E_IO;
     free(text);
     return rc;
 }

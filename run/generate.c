@@ -47,26 +47,12 @@ static int read_tags(elig_ctx *c, const char *bucket, const char *key, const cha
                  bucket, key, vid, oc.http_status, oc.code);
         return -1;
     }
-    json_t *doc = s3_xml_to_json((s3_slice){resp.body.ptr, resp.body.len});
+    rc = repl_tags_from_xml((s3_slice){resp.body.ptr, resp.body.len}, out, n_out);
     s3_response_cleanup(&resp);
-    json_t *set = json_object_get(doc, "TagSet");
-    json_t *tag = json_is_object(set) ? json_object_get(set, "Tag") : NULL;
-    size_t n = !tag ? 0 : json_is_array(tag) ? json_array_size(tag) : 1;
-    repl_tag *tags = calloc(n ? n : 1, sizeof *tags);
-    for (size_t i = 0; tags && i < n; i++) {
-        json_t *e = json_is_array(tag) ? json_array_get(tag, i) : tag;
-        json_t *k = json_object_get(e, "Key"), *v = json_object_get(e, "Value");
-        tags[i].key = strdup(json_is_string(k) ? json_string_value(k) : "");
-        tags[i].value = strdup(json_is_string(v) ? json_string_value(v) : "");
-    }
-    json_decref(doc);
-    if (!tags) {
-        snprintf(err, err_len, "out of memory");
-        return -1;
-    }
-    *out = tags;
-    *n_out = n;
-    return 0;
+    if (rc != 0)
+        snprintf(err, err_len, "arn:aws:s3:::%s/%s version %s: GetObjectTagging: unreadable "
+                 "answer", bucket, key, vid);
+    return rc;
 }
 
 /* mf_eligible_fn: the same test a task applies (unit.c select_dests): not archived, and some
@@ -75,7 +61,7 @@ static int eligible(void *user, const char *bucket, const char *key, const char 
                     int is_dm, const char *storage_class, char *err, size_t err_len)
 {
     elig_ctx *c = user;
-    if (strcmp(storage_class, "GLACIER") == 0 || strcmp(storage_class, "DEEP_ARCHIVE") == 0)
+    if (repl_storage_class_archived(storage_class))
         return 0;
     s3_slice k = s3_slice_cstr(key);
     if (repl_rules_select(c->rules, k, NULL, 0, is_dm, c->out_rule) > 0)
@@ -87,11 +73,7 @@ static int eligible(void *user, const char *bucket, const char *key, const char 
     if (read_tags(c, bucket, key, vid, &tags, &n, err, err_len) != 0)
         return -1;
     int ok = n > 0 && repl_rules_select(c->rules, k, tags, n, 0, c->out_rule) > 0;
-    for (size_t i = 0; i < n; i++) {
-        free(tags[i].key);
-        free(tags[i].value);
-    }
-    free(tags);
+    repl_tags_free(tags, n);
     return ok;
 }
 
@@ -100,33 +82,7 @@ static int eligible(void *user, const char *bucket, const char *key, const char 
 static int put_file(const s3_endpoint *ep, const char *bucket, const char *key,
                     const char *path, const char *content_type, char *err, size_t err_len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    /* A data file holds at most 1,000,000 rows (~10-40 MiB gzip): read whole, one PUT. */
-    char *buf = malloc(n > 0 ? (size_t)n : 1);
-    int ok = buf && fread(buf, 1, (size_t)n, f) == (size_t)n;
-    fclose(f);
-    if (!ok) {
-        snprintf(err, err_len, "%s: cannot read", path);
-        free(buf);
-        return -1;
-    }
-    s3_outcome oc;
-    memset(&oc, 0, sizeof oc);
-    int rc = s3_put_bytes(ep, bucket, key, buf, (size_t)n, content_type, &oc);
-    free(buf);
-    if (rc != 0) {
-        snprintf(err, err_len, "arn:aws:s3:::%s/%s: PutObject failed: HTTP %ld %s", bucket,
-                 key, oc.http_status, oc.code);
-        return -1;
-    }
-    return 0;
+    return s3_put_file(ep, bucket, key, path, content_type, err, err_len) == S3_E_OK ? 0 : -1;
 }
 
 /* Uploads manifest.json's data files, then manifest.json and manifest.checksum (last, so a

@@ -377,12 +377,13 @@ static int apply_defaults(run_options *o, char *err, size_t err_len)
         o->workers = cores > 0 ? (int)cores : 1;
     if (o->workers > o->concurrency)
         o->workers = o->concurrency;
+    const s3_retry_policy def = S3_RETRY_DEFAULT;
     if (!o->max_attempts)
-        o->max_attempts = 8;
+        o->max_attempts = def.max_attempts;
     if (!o->retry_base_ms)
-        o->retry_base_ms = 100;
+        o->retry_base_ms = def.base_ms;
     if (!o->retry_cap_ms)
-        o->retry_cap_ms = 20000;
+        o->retry_cap_ms = def.cap_ms;
     if (o->multipart_threshold_bytes < 0 || o->part_size_bytes < 0) {
         snprintf(err, err_len, "options: sizes must not be negative");
         return -RUN_E_INVALID_OPTIONS;
@@ -503,8 +504,8 @@ static int start(worker *w, jobs_store *st, char *err, size_t err_len)
         eng_queue_set_wake_batch(&s->done_q, 64);
         eng_pool_cfg pc = {.ep = &w->ep, .eps = s->eps, .n_eps = w->n_eps,
                            .threads = o->workers, .concurrency = o->concurrency,
-                           .max_attempts = o->max_attempts, .retry_base_ms = o->retry_base_ms,
-                           .retry_cap_ms = o->retry_cap_ms, .counters = &s->counters,
+                           .retry = {o->max_attempts, o->retry_base_ms, o->retry_cap_ms},
+                           .counters = &s->counters,
                            .done_q = &s->done_q, .queue_depth = 0};
         if (!(s->pool = eng_pool_start(&pc, err, err_len)))
             rc = -RUN_E_THREAD;

@@ -1,15 +1,23 @@
 /*
- * fs.c — local file helpers every module needs: mkdir -p.
+ * fs.c — local file helpers every module needs: mkdir -p, a file written atomically, the MD5
+ * of a file.
  *
  * Folders are created 0700: the state directory holds job documents, checkpoints and report
  * rows that name every object of a bucket, which no other user of the machine should read.
  */
 #include "s3/s3.h"
+#include "s3/s3_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#define MD5_READ_BYTES (1u << 20)
 
 int s3_mkdir_p(const char *path)
 {
@@ -32,4 +40,93 @@ int s3_mkdir_p(const char *path)
     if (errno == EEXIST)
         errno = ENOTDIR;
     return -1;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+int s3_write_file_atomic(const char *path, const void *data, size_t len, char *err,
+                         size_t err_len)
+{
+    char tmp[4200];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) {
+        snprintf(err, err_len, "%s: path too long", path);
+        return S3_E_IO;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, err_len, "cannot create %s: %s", tmp, strerror(errno));
+        return S3_E_IO;
+    }
+    int bad = write_all(fd, data, len) != 0 || fdatasync(fd) != 0;
+    int saved = errno;
+    if (close(fd) != 0 && !bad) { /* closed in every case: no descriptor leaks */
+        bad = 1;
+        saved = errno;
+    }
+    if (!bad && rename(tmp, path) != 0) {
+        bad = 1;
+        saved = errno;
+    }
+    if (bad) {
+        snprintf(err, err_len, "cannot write %s: %s", path, strerror(saved));
+        unlink(tmp); /* never left behind */
+        return S3_E_IO;
+    }
+    return S3_E_OK;
+}
+
+int s3_md5_file(const char *path, char out[33], int (*each)(const void *chunk, size_t n,
+                                                            void *user),
+                void *user, char *err, size_t err_len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, err_len, "cannot read %s: %s", path, strerror(errno));
+        return S3_E_IO;
+    }
+    unsigned char *buf = malloc(MD5_READ_BYTES);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int rc = S3_E_OK;
+    if (!buf || !ctx || EVP_DigestInit_ex(ctx, EVP_md5(), NULL) != 1) {
+        snprintf(err, err_len, "out of memory computing the MD5 of %s", path);
+        rc = S3_E_NOMEM;
+    }
+    while (rc == S3_E_OK) {
+        ssize_t n = read(fd, buf, MD5_READ_BYTES);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            snprintf(err, err_len, "cannot read %s: %s", path, strerror(errno));
+            rc = S3_E_IO;
+        } else if (n == 0) {
+            break;
+        } else {
+            EVP_DigestUpdate(ctx, buf, (size_t)n);
+            if (each && each(buf, (size_t)n, user) != 0)
+                rc = S3_E_ARG;
+        }
+    }
+    if (rc == S3_E_OK) {
+        unsigned char d[EVP_MAX_MD_SIZE];
+        unsigned dl = 0;
+        EVP_DigestFinal_ex(ctx, d, &dl);
+        s3__hex(d, 16, out);
+        out[32] = '\0';
+    }
+    EVP_MD_CTX_free(ctx);
+    free(buf);
+    close(fd);
+    return rc;
 }

@@ -308,6 +308,10 @@ int s3_get_to_file(const s3_endpoint *ep, const char *bucket, const char *key,
                    s3_outcome *out_outcome);
 int s3_put_bytes(const s3_endpoint *ep, const char *bucket, const char *key, const void *data,
                  size_t len, const char *content_type, s3_outcome *out_outcome);
+/* PutObject of a local file (mapped, one PUT: at most 5 GiB). 0, or S3_E_IO / S3_E_TOO_BIG
+   / S3_E_HTTP with err naming the file or the object and S3's answer. */
+int s3_put_file(const s3_endpoint *ep, const char *bucket, const char *key, const char *path,
+                const char *content_type, char *err, size_t err_len);
 /* Plain synchronous request; body into out_resp->body (caller s3_buf_cleanup's it). */
 int s3_perform(const s3_endpoint *ep, const s3_request *req, s3_response *out_resp,
                s3_outcome *out_outcome);
@@ -355,6 +359,9 @@ int s3_xml_parse_list_versions(s3_slice body, unsigned first_pos, s3_version_cb 
    0, S3_E_XML (absent or malformed), S3_E_TOO_BIG (does not fit out_cap). */
 int s3_xml_find_text(s3_slice body, const char *element, char *out, size_t out_cap);
 
+/* The string member `name` of a JSON object, or NULL (not an object, absent, not a string). */
+const char *s3_json_str(const json_t *obj, const char *name);
+
 /* Generic XML -> JSON for configuration documents (GetBucketReplication, GetObjectTagging):
    the root element's children become members; a repeated element becomes a list; a leaf is
    a string. Returns NULL on malformed XML. The caller owns the result. */
@@ -375,5 +382,29 @@ int64_t s3_mono_ms(void);
 /* mkdir -p with mode 0700 for the folders it creates (state is private); 0, or -1 with
    errno set. An existing folder is fine. */
 int s3_mkdir_p(const char *path);
+/* Writes data to path through "<path>.tmp" (mode 0600), fdatasync and rename, so a crash
+   leaves the old file or the new one, never a mix. On failure the temporary file is removed
+   and S3_E_IO returned with err naming the file and errno. */
+int s3_write_file_atomic(const char *path, const void *data, size_t len, char *err,
+                         size_t err_len);
+/* MD5 hex of a file, streamed in 1 MiB reads. each (may be NULL) sees every chunk too (the
+   report writer counts CSV rows as it goes); a nonzero return stops with S3_E_ARG and the
+   callback's own message. S3_E_IO / S3_E_NOMEM with err otherwise. */
+int s3_md5_file(const char *path, char out[33], int (*each)(const void *chunk, size_t n,
+                                                            void *user),
+                void *user, char *err, size_t err_len);
+
+/* ---- retries ----------------------------------------------------------------------------- */
+
+/* One retry policy for every request (aws-formats.md §8.4): up to max_attempts in all, the
+   n-th retry after a full-jitter delay rand(0, min(cap_ms, base_ms * 2^(n-1))). */
+typedef struct s3_retry_policy {
+    int max_attempts;
+    int base_ms;
+    int cap_ms;
+} s3_retry_policy;
+#define S3_RETRY_DEFAULT ((s3_retry_policy){8, 100, 20000})
+/* The delay before retry number `retry` (1 = the first), drawn with *rng (rand_r state). */
+int s3_backoff_ms(const s3_retry_policy *p, int retry, unsigned *rng);
 
 #endif

@@ -3,17 +3,25 @@
  * are not the hot path: manifests, inventory files, completion reports, and tests.
  *
  * Each call makes its own s3_call and s3_signer (so it is safe from any thread) and retries
- * a retryable outcome (aws-formats.md 8.3) up to 3 attempts in all, waiting 0.2 s then
- * 0.4 s. A GET to a FILE is retried only while nothing has been written to the file yet:
- * the FILE may be a pipe, which cannot be rewound.
+ * a retryable outcome (aws-formats.md 8.3) under the one retry policy every request follows
+ * (S3_RETRY_DEFAULT: 8 attempts in all, full-jitter backoff from 100 ms, capped at 20 s;
+ * s3_backoff_ms). A GET to a FILE is retried only while nothing has been written to the
+ * file yet: the FILE may be a pipe, which cannot be rewound.
  */
 #include "s3/s3.h"
 #include "s3/s3_int.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
-#define SYNC_ATTEMPTS 3
+#define SINGLE_PUT_MAX_BYTES (5ull << 30) /* S3 PutObject limit */
 
 static void sleep_ms(long ms)
 {
@@ -58,7 +66,11 @@ static int run(const s3_endpoint *ep, const s3_request *req, s3_call *c, file_si
     s3_signer signer;
     s3_signer_init(&signer, &ep->creds, ep->region[0] ? ep->region : "us-east-1");
     int rc = S3_E_OK;
-    for (int attempt = 1; attempt <= SYNC_ATTEMPTS; attempt++) {
+    const s3_retry_policy policy = S3_RETRY_DEFAULT;
+    struct timespec seed;
+    clock_gettime(CLOCK_MONOTONIC, &seed);
+    unsigned rng = (unsigned)(seed.tv_nsec ^ (long)(uintptr_t)c);
+    for (int attempt = 1; attempt <= policy.max_attempts; attempt++) {
         rc = s3_call_prepare(c, ep, &signer, req, NULL);
         if (rc)
             break;
@@ -77,9 +89,9 @@ static int run(const s3_endpoint *ep, const s3_request *req, s3_call *c, file_si
             break;
         }
         rc = S3_E_HTTP;
-        if (!oc->retryable || (fs && fs->written) || attempt == SYNC_ATTEMPTS)
+        if (!oc->retryable || (fs && fs->written) || attempt == policy.max_attempts)
             break;
-        sleep_ms(200L << (attempt - 1));
+        sleep_ms(s3_backoff_ms(&policy, attempt, &rng));
     }
     memset(&signer, 0, sizeof signer);
     return rc;
@@ -180,4 +192,57 @@ int s3_put_bytes(const s3_endpoint *ep, const char *bucket, const char *key, con
         rc = run(ep, &req, &c, NULL, oc);
     s3_call_cleanup(&c);
     return rc;
+}
+
+int s3_backoff_ms(const s3_retry_policy *p, int retry, unsigned *rng)
+{
+    int64_t ceiling = (int64_t)p->base_ms << (retry - 1 < 20 ? (retry > 0 ? retry - 1 : 0) : 20);
+    if (ceiling > p->cap_ms)
+        ceiling = p->cap_ms;
+    return (int)(rand_r(rng) % (unsigned)(ceiling + 1)); /* full jitter */
+}
+
+int s3_put_file(const s3_endpoint *ep, const char *bucket, const char *key, const char *path,
+                const char *content_type, char *err, size_t err_len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(err, err_len, "cannot read %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return S3_E_IO;
+    }
+    size_t len = (size_t)st.st_size;
+    if ((unsigned long long)st.st_size > SINGLE_PUT_MAX_BYTES) {
+        snprintf(err, err_len, "%s is %llu bytes, more than one PutObject takes (5 GiB)", path,
+                 (unsigned long long)st.st_size);
+        close(fd);
+        return S3_E_TOO_BIG;
+    }
+    void *data = NULL;
+    if (len > 0 && (data = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED) {
+        snprintf(err, err_len, "cannot map %s: %s", path, strerror(errno));
+        close(fd);
+        return S3_E_IO;
+    }
+    close(fd);
+    s3_outcome oc;
+    memset(&oc, 0, sizeof oc);
+    int rc = s3_put_bytes(ep, bucket, key, len ? data : "", len, content_type, &oc);
+    if (len > 0)
+        munmap(data, len);
+    if (rc == S3_E_OK)
+        return S3_E_OK;
+    if (oc.http_status == 0 && oc.curl_code != 0)
+        snprintf(err, err_len, "s3://%s/%s: PutObject failed: no HTTP response (curl error %d: %s)",
+                 bucket, key, oc.curl_code, curl_easy_strerror((CURLcode)oc.curl_code));
+    else if (oc.http_status == 0)
+        snprintf(err, err_len, "s3://%s/%s: PutObject not sent (%s)", bucket, key,
+                 s3_strerror(rc));
+    else
+        snprintf(err, err_len, "s3://%s/%s: PutObject failed: HTTP %ld%s%s%s%s%s", bucket, key,
+                 oc.http_status, oc.code[0] ? " " : "", oc.code, oc.message[0] ? " (" : "",
+                 oc.message, oc.message[0] ? ")" : "");
+    return S3_E_HTTP;
 }

@@ -123,3 +123,9 @@ json_t *s3_xml_to_json(s3_slice body)
     }
     return c.root;
 }
+
+const char *s3_json_str(const json_t *obj, const char *name)
+{
+    json_t *v = json_object_get(obj, name);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
