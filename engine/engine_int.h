@@ -119,6 +119,9 @@ const eng__strategy *eng__strategy_for(const eng_task *t, const repl_rule *r,
 
 /* Records a failure (the first failure of a task is what its row reports). */
 void eng__task_fail(eng_task *t, int http_status, const char *code, const char *message);
+/* Records a failure the replication verdict gave (repl_verdict_*); REPL_OK records nothing.
+   Returns 1 when it recorded one. */
+int eng__task_fail_verdict(eng_task *t, repl_failure_id id);
 /* Records a failure from an S3 outcome: code (NULL: S3's own code) and S3's message. */
 void eng__task_fail_outcome(eng_task *t, const s3_outcome *oc, const char *code);
 

@@ -156,18 +156,8 @@ int eng__strat_facts_next(eng__apply *a, eng__req *r, int need_tags)
         r->req.keep_headers = 1;
         return 1;
     }
-    if (is_kms(f->sse) && !a->rule->sse_kms) {
-        eng__task_fail(t, 500, "SrcObjectNotEligible",
-                       "Object is not eligible for replication (SSE-KMS encrypted, and the "
-                       "rule does not replicate SSE-KMS objects)");
-        return -1;
-    }
-    if (repl_facts_locked(f) && !a->dest->object_lock) {
-        eng__task_fail(t, 400, "DstBucketObjectLockConfigMissing",
-                       "The version has Object Lock settings and the destination bucket has "
-                       "no Object Lock configuration");
-        return -1;
-    }
+    if (eng__task_fail_verdict(t, repl_verdict_dest(a->rule, a->dest, f)))
+        return -1; /* SSE-KMS not opted in, or a lock without Object Lock there */
     if (!f->have_acl && !a->rule->owner_override && !a->dest->acls_disabled &&
         !a->src_acls_disabled &&
         !((t->facts_known & MF_FACT_ACL) && repl_facts_acl_from_row(f, t->row.acl) == 0)) {
@@ -213,14 +203,10 @@ void eng__strat_facts_on_response(eng__apply *a, const s3_call *c, const s3_outc
         }
         return;
     }
-    const char *code = NULL;
-    if (oc->http_status == 404 || oc->http_status == 405)
-        code = "SrcVersionNotFound";
-    else if (oc->http_status == 403)
-        code = step == ENG__S_HEAD  ? "SrcHeadObjectNotPermitted"
-               : step == ENG__S_ACL ? "SrcGetAclNotPermitted"
-                                    : "SrcGetTaggingNotPermitted";
-    eng__task_fail_outcome(t, oc, code);
+    repl_op op = step == ENG__S_HEAD  ? REPL_OP_SRC_HEAD
+                 : step == ENG__S_ACL ? REPL_OP_SRC_GET_ACL
+                                      : REPL_OP_SRC_GET_TAGS;
+    eng__task_fail_outcome(t, oc, repl_reason_for_s3(op, oc));
     a->step = ENG__S_DONE;
 }
 
@@ -329,14 +315,8 @@ static void copy_on_response(eng__apply *a, unsigned tag, const s3_call *c,
     a->step = ENG__S_DONE;
     if (oc->http_status == 200 && !oc->error_in_200)
         return;
-    const char *code = NULL;
-    if (strcmp(oc->code, "NoSuchBucket") == 0)
-        code = "DstBucketNotFound"; /* the source bucket was just read: it exists */
-    else if (strcmp(oc->code, "NoSuchVersion") == 0 || strcmp(oc->code, "NoSuchKey") == 0)
-        code = "SrcVersionNotFound";
-    else if (oc->http_status == 403)
-        code = "DstPutObjectNotPermitted";
-    eng__task_fail_outcome(a->task, oc, code);
+    /* NoSuchBucket is the destination's: the source bucket was just read */
+    eng__task_fail_outcome(a->task, oc, repl_reason_for_s3(REPL_OP_DST_PUT, oc));
 }
 
 const eng__strategy eng__strategy_copy = {"copy", copy_next, copy_rebuild, copy_on_response,
@@ -360,12 +340,7 @@ static void dm_on_response(eng__apply *a, unsigned tag, const s3_call *c,
     a->step = 1;
     if (oc->http_status == 204 || oc->http_status == 200)
         return;
-    const char *code = NULL;
-    if (strcmp(oc->code, "NoSuchBucket") == 0)
-        code = "DstBucketNotFound";
-    else if (oc->http_status == 403)
-        code = "DstDelObjNotPermitted";
-    eng__task_fail_outcome(a->task, oc, code);
+    eng__task_fail_outcome(a->task, oc, repl_reason_for_s3(REPL_OP_DST_DELETE, oc));
 }
 
 const eng__strategy eng__strategy_delete_marker = {"delete-marker", dm_next, NULL,

@@ -376,10 +376,7 @@ static void get_failed(eng__apply *a, const s3_outcome *oc, const char *short_wh
     if (ok(oc))
         eng__task_fail(a->task, 500, "InternalError", short_what);
     else
-        eng__task_fail_outcome(a->task, oc,
-                               oc->http_status == 404   ? "SrcVersionNotFound"
-                               : oc->http_status == 403 ? "SrcGetObjectNotPermitted"
-                                                        : NULL);
+        eng__task_fail_outcome(a->task, oc, repl_reason_for_s3(REPL_OP_SRC_GET_OBJECT, oc));
 }
 
 static void after_object(eng__apply *a)
@@ -389,16 +386,9 @@ static void after_object(eng__apply *a)
                                                                                 : ENG__S_DONE;
 }
 
-static void dest_fail(eng__apply *a, const s3_outcome *oc, const char *denied)
+static void dest_fail(eng__apply *a, const s3_outcome *oc, repl_op op)
 {
-    const char *code = NULL;
-    if (strcmp(oc->code, "NoSuchBucket") == 0)
-        code = "DstBucketNotFound";
-    else if (strcmp(oc->code, "NoSuchVersion") == 0 || strcmp(oc->code, "NoSuchKey") == 0)
-        code = "SrcVersionNotFound";
-    else if (oc->http_status == 403)
-        code = denied;
-    eng__task_fail_outcome(a->task, oc, code);
+    eng__task_fail_outcome(a->task, oc, repl_reason_for_s3(op, oc));
 }
 
 static void on_part(eng__apply *a, mpu *m, unsigned tag, const s3_call *c,
@@ -432,7 +422,7 @@ static void on_part(eng__apply *a, mpu *m, unsigned tag, const s3_call *c,
             m->lo++;
         return;
     } else {
-        dest_fail(a, oc, "DstMultipartUploadNotPermitted");
+        dest_fail(a, oc, REPL_OP_DST_MPU_PART);
     }
     p->state = P_TODO;
     m->in_flight--;
@@ -462,7 +452,7 @@ static void mp_on_response(eng__apply *a, unsigned tag, const s3_call *c,
         if (ok(oc))
             eng__task_fail(a->task, 500, "InternalError", "no UploadId in the answer");
         else
-            dest_fail(a, oc, "DstMultipartInitNotPermitted");
+            dest_fail(a, oc, REPL_OP_DST_MPU_INIT);
         a->step = ENG__S_DONE;
         return;
     case S_COMPLETE:
@@ -476,7 +466,7 @@ static void mp_on_response(eng__apply *a, unsigned tag, const s3_call *c,
             a->step = S_VERIFY;
             return;
         }
-        dest_fail(a, oc, "DstMultipartCompleteNotPermitted");
+        dest_fail(a, oc, REPL_OP_DST_MPU_COMPLETE);
         a->step = S_ABORT;
         return;
     case S_VERIFY: {
@@ -495,7 +485,7 @@ static void mp_on_response(eng__apply *a, unsigned tag, const s3_call *c,
     }
     case S_RETENTION:
         if (!ok(oc)) {
-            dest_fail(a, oc, "DstPutRetentionNotPermitted");
+            dest_fail(a, oc, REPL_OP_DST_PUT_RETENTION);
             a->step = ENG__S_DONE;
             return;
         }
@@ -503,7 +493,7 @@ static void mp_on_response(eng__apply *a, unsigned tag, const s3_call *c,
         return;
     case S_LEGAL_HOLD:
         if (!ok(oc))
-            dest_fail(a, oc, "DstPutLegalHoldNotPermitted");
+            dest_fail(a, oc, REPL_OP_DST_PUT_LEGAL_HOLD);
         a->step = ENG__S_DONE;
         return;
     case S_ABORT:
@@ -520,7 +510,7 @@ static void mp_on_response(eng__apply *a, unsigned tag, const s3_call *c,
     case S_SMALL_PUT:
         a->step = ENG__S_DONE;
         if (!ok(oc))
-            dest_fail(a, oc, "DstPutObjectNotPermitted");
+            dest_fail(a, oc, REPL_OP_DST_PUT);
         return;
     case S_SMALL_VERIFY: {
         char hex[33];

@@ -363,6 +363,14 @@ void eng__unit_abandon(eng_unit *u)
 
 /* An S3 failure that outlived its retries, or a permanent one we have no reason code for:
    the row carries S3's own code and the HTTP status seen (500 when there was no answer). */
+int eng__task_fail_verdict(eng_task *t, repl_failure_id id)
+{
+    const repl_failure *f = repl_failure_of(id);
+    if (f)
+        eng__task_fail(t, f->http_status, f->code, f->message);
+    return f != NULL;
+}
+
 void eng__task_fail_outcome(eng_task *t, const s3_outcome *oc, const char *code)
 {
     char msg[160];
@@ -516,41 +524,20 @@ static const char *task_vid(const eng_task *t)
     return t->has_version ? t->version_id.ptr : t->resolved_vid;
 }
 
-/* Picks the destinations of order[cur]; fails the task when none is eligible. */
+/* Picks the destinations of order[cur] (the version verdict); fails the task when none. */
 static void select_dests(eng_unit *u, const repl_rules *rules)
 {
     eng_task *t = &u->tasks[u->order[u->cur]];
-    size_t n = 0;
     u->selected = 1;
     u->cur_dest = 0;
     if (t->done) { /* failed before (reading its tags): nothing to send */
         u->cur_dest = rules->n_dests;
         return;
     }
-    if (!repl_storage_class_archived(t->storage_class))
-        n = repl_rules_select(rules, u->key, t->tags, t->n_tags, t->is_delete_marker,
-                              u->rule_for_dest);
-    if (n == 0) {
-        eng__task_fail(t, 500, "SrcObjectNotEligible", "Object is not eligible for replication");
-        u->cur_dest = rules->n_dests; /* rule_for_dest may hold another version's choice */
-    }
-}
-
-static void dest_unusable(eng_task *t, const repl_dest *d)
-{
-    switch (d->state) {
-    case REPL_DEST_MISSING:
-        eng__task_fail(t, 404, "DstBucketNotFound", "Destination bucket not found");
-        break;
-    case REPL_DEST_UNVERSIONED:
-        eng__task_fail(t, 400, "DstBucketUnversioned",
-                  "Versioning is not enabled on the destination bucket");
-        break;
-    default:
-        eng__task_fail(t, d->http_status ? d->http_status : 403, "DstPutObjectNotPermitted",
-                  "Access denied to the destination bucket");
-        break;
-    }
+    if (eng__task_fail_verdict(t, repl_verdict_version(rules, u->key, t->tags, t->n_tags,
+                                                       t->is_delete_marker, t->storage_class,
+                                                       u->rule_for_dest)))
+        u->cur_dest = rules->n_dests;
 }
 
 /* ---- recheck after a crash ---------------------------------------------------------------
@@ -680,10 +667,8 @@ static int start_apply(eng_unit *u, const repl_rules *rules, eng_task *t)
         return 0;
     const repl_rule *r = &rules->rules[ri];
     const repl_dest *d = &rules->dests[u->cur_dest];
-    if (d->state != REPL_DEST_OK) {
-        dest_unusable(t, d);
-        return 0;
-    }
+    if (eng__task_fail_verdict(t, repl_verdict_dest(r, d, NULL)))
+        return 0; /* the destination's state; the version's facts are checked once read */
     if (u->sent[u->cur_dest]++ < u->skip[u->cur_dest])
         return 0; /* replicated before the crash: the destination holds it already */
     u->apply = (eng__apply){.task = t, .rule = r, .dest = d, .cfg = &rules->copy,
@@ -874,7 +859,7 @@ static void on_head(eng_unit *u, const s3_call *c, const s3_outcome *oc)
         finish_listing(u);
         set_phase(u, PH_TAGS);
     } else if (oc->http_status == 403) {
-        eng__task_fail_outcome(t, oc, "SrcHeadObjectNotPermitted");
+        eng__task_fail_outcome(t, oc, repl_reason_for_s3(REPL_OP_SRC_HEAD, oc));
         set_phase(u, PH_DONE);
     } else if (oc->http_status == 404 || oc->http_status == 400 || oc->http_status == 405) {
         set_phase(u, PH_LIST); /* which 404 is it? the listing tells */
@@ -887,11 +872,7 @@ static void on_head(eng_unit *u, const s3_call *c, const s3_outcome *oc)
 static void on_list(eng_unit *u, const s3_call *c, const s3_outcome *oc)
 {
     if (oc->http_status != 200) {
-        const char *code = NULL;
-        if (strcmp(oc->code, "NoSuchBucket") == 0)
-            code = "SrcBucketNotFound";
-        else if (oc->http_status == 403)
-            code = "SrcHeadObjectNotPermitted";
+        const char *code = repl_reason_for_s3(REPL_OP_SRC_LIST, oc);
         for (size_t i = 0; i < u->n_tasks; i++)
             eng__task_fail_outcome(&u->tasks[i], oc, code);
         set_phase(u, PH_DONE);
@@ -924,10 +905,7 @@ static void on_tags(eng_unit *u, const s3_call *c, const s3_outcome *oc)
 {
     eng_task *t = &u->tasks[u->order[u->cur]];
     if (oc->http_status != 200) {
-        const char *code = oc->http_status == 403 ? "SrcGetTaggingNotPermitted"
-                           : oc->http_status == 404 ? "SrcVersionNotFound"
-                                                    : NULL;
-        eng__task_fail_outcome(t, oc, code);
+        eng__task_fail_outcome(t, oc, repl_reason_for_s3(REPL_OP_SRC_GET_TAGS, oc));
     } else {
         if (repl_tags_from_xml((s3_slice){c->resp.body.ptr, c->resp.body.len}, &t->tags,
                                &t->n_tags) != 0)

@@ -189,4 +189,76 @@ int repl_facts_acl_from_row(repl_facts *f, s3_slice b64);
 /* 1 when the version carries Object Lock settings to replicate. */
 int repl_facts_locked(const repl_facts *f);
 
+/* ---- the verdict: may this version go there, and if not, why (verdict.c) ---------------- */
+
+/* Failure reasons the verdict gives (aws-formats.md §6.1): name, the row's HTTP status,
+   AWS's code, a message for a person. */
+#define REPL_FAILURE_MAP(XX)                                                               \
+    XX(OK, 200, "", "success")                                                             \
+    XX(NOT_ELIGIBLE, 500, "SrcObjectNotEligible", "Object is not eligible for replication") \
+    XX(NOT_ELIGIBLE_SSE_KMS, 500, "SrcObjectNotEligible",                                  \
+       "Object is not eligible for replication (SSE-KMS encrypted, and the rule does not "  \
+       "replicate SSE-KMS objects)")                                                       \
+    XX(DST_BUCKET_NOT_FOUND, 404, "DstBucketNotFound", "Destination bucket not found")     \
+    XX(DST_BUCKET_UNVERSIONED, 400, "DstBucketUnversioned",                                \
+       "Versioning is not enabled on the destination bucket")                              \
+    XX(DST_DENIED, 403, "DstPutObjectNotPermitted", "Access denied to the destination bucket") \
+    XX(DST_LOCK_MISSING, 400, "DstBucketObjectLockConfigMissing",                          \
+       "The version has Object Lock settings and the destination bucket has no Object "    \
+       "Lock configuration")
+
+typedef enum repl_failure_id {
+#define XX(name, http, code, message) REPL_##name,
+    REPL_FAILURE_MAP(XX)
+#undef XX
+    REPL_FAILURE_COUNT
+} repl_failure_id;
+
+typedef struct repl_failure {
+    int http_status;
+    const char *code;
+    const char *message;
+} repl_failure;
+
+/* The row a failure writes; NULL for REPL_OK. */
+const repl_failure *repl_failure_of(repl_failure_id id);
+/* A version, once its storage class, tags (when a rule needs them) and delete-marker-ness
+   are known: REPL_OK with out_rule[d] the rule for destination d (-1: none), or
+   REPL_NOT_ELIGIBLE (archived class; no enabled rule selects it). storage_class NULL: not
+   known (a delete marker has none). */
+repl_failure_id repl_verdict_version(const repl_rules *r, s3_slice key, const repl_tag *tags,
+                                     size_t n_tags, int is_delete_marker,
+                                     const char *storage_class, int *out_rule);
+/* One destination, under the rule the version verdict chose: its state, then, when f holds
+   the version's metadata (f NULL or !f->have_head: not read yet), SSE-KMS and Object Lock. */
+repl_failure_id repl_verdict_dest(const repl_rule *rule, const repl_dest *d,
+                                  const repl_facts *f);
+
+/* The requests of a replication, for the error table: whether each reads the source or
+   writes the destination, and the reason a 403 (AccessDenied) gives. */
+#define REPL_OP_MAP(XX)                                                                    \
+    XX(SRC_HEAD, 1, "SrcHeadObjectNotPermitted")                                           \
+    XX(SRC_LIST, 1, "SrcHeadObjectNotPermitted")                                           \
+    XX(SRC_GET_ACL, 1, "SrcGetAclNotPermitted")                                            \
+    XX(SRC_GET_TAGS, 1, "SrcGetTaggingNotPermitted")                                       \
+    XX(SRC_GET_OBJECT, 1, "SrcGetObjectNotPermitted")                                      \
+    XX(DST_PUT, 0, "DstPutObjectNotPermitted")                                             \
+    XX(DST_DELETE, 0, "DstDelObjNotPermitted")                                             \
+    XX(DST_MPU_INIT, 0, "DstMultipartInitNotPermitted")                                    \
+    XX(DST_MPU_PART, 0, "DstMultipartUploadNotPermitted")                                  \
+    XX(DST_MPU_COMPLETE, 0, "DstMultipartCompleteNotPermitted")                            \
+    XX(DST_PUT_RETENTION, 0, "DstPutRetentionNotPermitted")                                \
+    XX(DST_PUT_LEGAL_HOLD, 0, "DstPutLegalHoldNotPermitted")
+
+typedef enum repl_op {
+#define XX(name, is_source, denied) REPL_OP_##name,
+    REPL_OP_MAP(XX)
+#undef XX
+} repl_op;
+
+/* The replication failure reason for a failed request (the one table from an S3 error to a
+   reason): NoSuchBucket -> Src/DstBucketNotFound, a missing version -> SrcVersionNotFound,
+   403 -> the request's own reason; NULL when S3's own code says it best. */
+const char *repl_reason_for_s3(repl_op op, const s3_outcome *oc);
+
 #endif

@@ -55,24 +55,24 @@ static int read_tags(elig_ctx *c, const char *bucket, const char *key, const cha
     return rc;
 }
 
-/* mf_eligible_fn: the same test a task applies (unit.c select_dests): not archived, and some
+/* mf_eligible_fn: the verdict a task gets (repl_verdict_version): not archived, and some
    enabled rule selects a destination for it. */
 static int eligible(void *user, const char *bucket, const char *key, const char *vid,
                     int is_dm, const char *storage_class, char *err, size_t err_len)
 {
     elig_ctx *c = user;
-    if (repl_storage_class_archived(storage_class))
-        return 0;
     s3_slice k = s3_slice_cstr(key);
-    if (repl_rules_select(c->rules, k, NULL, 0, is_dm, c->out_rule) > 0)
+    const char *cls = storage_class && storage_class[0] ? storage_class : NULL;
+    if (repl_verdict_version(c->rules, k, NULL, 0, is_dm, cls, c->out_rule) == REPL_OK)
         return 1;
-    if (!c->rules->needs_tags || is_dm)
+    if ((cls && repl_storage_class_archived(cls)) || !c->rules->needs_tags || is_dm)
         return 0; /* tag rules never match a delete marker */
     repl_tag *tags;
     size_t n;
     if (read_tags(c, bucket, key, vid, &tags, &n, err, err_len) != 0)
         return -1;
-    int ok = n > 0 && repl_rules_select(c->rules, k, tags, n, 0, c->out_rule) > 0;
+    int ok = n > 0 &&
+             repl_verdict_version(c->rules, k, tags, n, 0, cls, c->out_rule) == REPL_OK;
     repl_tags_free(tags, n);
     return ok;
 }
