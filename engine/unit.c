@@ -546,24 +546,10 @@ static void select_dests(eng_unit *u, const repl_rules *rules)
  * versions of the key, oldest first, are D. The largest k for which the newest k entries of
  * D equal the first k of S (delete marker for delete marker, else equal ETag) are the ones
  * the earlier run wrote: they are skipped. Nothing else writes replicas of this key while
- * the job runs, so what the earlier run wrote is exactly such a tail of D. A unit of one
+ * the job runs, so what the earlier run wrote is exactly such a tail of D
+ * (repl_replicated_prefix). A unit of one
  * version needs only a HEAD of the destination key: its current version (or delete marker)
  * is that version's replica when the ETags match. */
-
-/* ETags compared without their quotes (S3 quotes them in headers and XML, Inventory not). */
-static int etag_eq(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la >= 2 && a[0] == '"' && a[la - 1] == '"') {
-        a++;
-        la -= 2;
-    }
-    if (lb >= 2 && b[0] == '"' && b[lb - 1] == '"') {
-        b++;
-        lb -= 2;
-    }
-    return la == lb && la > 0 && memcmp(a, b, la) == 0;
-}
 
 static int targets(const eng_unit *u, const repl_rules *rules, const eng_task *t, size_t d)
 {
@@ -624,7 +610,7 @@ static void on_recheck(eng_unit *u, const repl_rules *rules, const s3_call *c,
         if (t->is_delete_marker)
             u->skip[d] = oc->http_status == 404 && r->delete_marker;
         else
-            u->skip[d] = oc->http_status == 200 && etag_eq(r->etag, t->etag);
+            u->skip[d] = oc->http_status == 200 && repl_etag_eq(r->etag, t->etag);
         return;
     }
     if (oc->http_status != 200)
@@ -637,25 +623,20 @@ static void on_recheck(eng_unit *u, const repl_rules *rules, const s3_call *c,
         return;
     }
     qsort(dl.v, dl.n, sizeof *dl.v, cmp_entry_age);
-    size_t *seq = malloc(u->n_order * sizeof *seq), ns = 0;
-    for (size_t i = 0; seq && i < u->n_order; i++)
-        if (targets(u, rules, &u->tasks[u->order[i]], d))
-            seq[ns++] = u->order[i];
-    size_t best = 0;
-    for (size_t k = ns < dl.n ? ns : dl.n; seq && k > 0 && !best; k--) {
-        size_t j;
-        for (j = 0; j < k; j++) {
-            const s3_version_entry *e = &dl.v[dl.n - k + j];
-            const eng_task *t = &u->tasks[seq[j]];
-            if (e->is_delete_marker != t->is_delete_marker ||
-                (!t->is_delete_marker && !etag_eq(e->etag, t->etag)))
-                break;
-        }
-        if (j == k)
-            best = k;
+    /* what this unit sends there, in order, against what is there, oldest first */
+    repl_version_mark *sent = malloc(u->n_order * sizeof *sent);
+    repl_version_mark *there = malloc(dl.n * sizeof *there);
+    size_t ns = 0;
+    for (size_t i = 0; sent && i < u->n_order; i++) {
+        const eng_task *t = &u->tasks[u->order[i]];
+        if (targets(u, rules, t, d))
+            sent[ns++] = (repl_version_mark){t->is_delete_marker, t->etag};
     }
-    u->skip[d] = best;
-    free(seq);
+    for (size_t i = 0; there && i < dl.n; i++)
+        there[i] = (repl_version_mark){dl.v[i].is_delete_marker, dl.v[i].etag};
+    u->skip[d] = sent && there ? repl_replicated_prefix(there, dl.n, sent, ns) : 0;
+    free(there);
+    free(sent);
     free(dl.v);
 }
 

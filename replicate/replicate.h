@@ -143,6 +143,22 @@ typedef struct repl_version_age {
     unsigned list_pos;
 } repl_version_age;
 int repl_version_age_cmp(const repl_version_age *a, const repl_version_age *b);
+/* ETags compared without their quotes (S3 quotes them in headers and XML, Inventory does
+   not); an empty ETag equals nothing. */
+int repl_etag_eq(const char *a, const char *b);
+
+/* One version as the resume recheck compares them: a delete marker, or bytes with an ETag. */
+typedef struct repl_version_mark {
+    int is_delete_marker;
+    const char *etag;
+} repl_version_mark;
+/* After a crash, how many of the versions a unit sends to a destination (sent, in order)
+   are there already: the largest k for which the destination's newest k versions
+   (dest, oldest first) equal the first k sent, delete marker for delete marker and ETag for
+   ETag. Nothing else writes replicas of the key while the job runs, so what an earlier run
+   wrote is exactly such a tail of the destination's versions. */
+size_t repl_replicated_prefix(const repl_version_mark *dest, size_t n_dest,
+                              const repl_version_mark *sent, size_t n_sent);
 
 /* ---- source facts: what a version carries beyond its bytes ------------------------- */
 

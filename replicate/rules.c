@@ -475,3 +475,36 @@ int repl_version_age_cmp(const repl_version_age *a, const repl_version_age *b)
         return a->last_modified_ms < b->last_modified_ms ? -1 : 1;
     return (a->list_pos < b->list_pos) - (a->list_pos > b->list_pos); /* later = older */
 }
+
+int repl_etag_eq(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la >= 2 && a[0] == '"' && a[la - 1] == '"') {
+        a++;
+        la -= 2;
+    }
+    if (lb >= 2 && b[0] == '"' && b[lb - 1] == '"') {
+        b++;
+        lb -= 2;
+    }
+    return la == lb && la > 0 && memcmp(a, b, la) == 0;
+}
+
+static int same_version(const repl_version_mark *a, const repl_version_mark *b)
+{
+    return a->is_delete_marker == b->is_delete_marker &&
+           (a->is_delete_marker || repl_etag_eq(a->etag, b->etag));
+}
+
+size_t repl_replicated_prefix(const repl_version_mark *dest, size_t n_dest,
+                              const repl_version_mark *sent, size_t n_sent)
+{
+    for (size_t k = n_sent < n_dest ? n_sent : n_dest; k > 0; k--) {
+        size_t j = 0;
+        while (j < k && same_version(&dest[n_dest - k + j], &sent[j]))
+            j++;
+        if (j == k)
+            return k;
+    }
+    return 0;
+}

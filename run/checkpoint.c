@@ -23,14 +23,14 @@
 #include <string.h>
 #include <unistd.h>
 
-void run__ckpt_cleanup(run__ckpt *c)
+void run_ckpt_cleanup(run_ckpt *c)
 {
     free(c->iv);
     memset(c, 0, sizeof *c);
 }
 
 /* Adds the done range [start, end) and advances the low-water mark over it. */
-int run__ckpt_add(run__ckpt *c, uint64_t start, uint64_t end)
+int run_ckpt_add(run_ckpt *c, uint64_t start, uint64_t end)
 {
     if (end <= c->low)
         return 0;
@@ -74,7 +74,7 @@ int run__ckpt_add(run__ckpt *c, uint64_t start, uint64_t end)
     return 0;
 }
 
-int run__ckpt_done(const run__ckpt *c, uint64_t start, uint64_t end)
+int run_ckpt_done(const run_ckpt *c, uint64_t start, uint64_t end)
 {
     if (end <= c->low)
         return 1;
@@ -84,7 +84,7 @@ int run__ckpt_done(const run__ckpt *c, uint64_t start, uint64_t end)
     return 0;
 }
 
-int run__ckpt_save(const char *path, const run__ckpt *c)
+int run_ckpt_save(const char *path, const run_ckpt *c)
 {
     json_t *j = json_object();
     json_object_set_new(j, "low", json_integer((json_int_t)c->low));
@@ -117,7 +117,7 @@ static uint64_t get_u64(json_t *j, const char *name)
                                                             : 0;
 }
 
-int run__ckpt_load(const char *path, run__ckpt *out)
+int run_ckpt_load(const char *path, run_ckpt *out)
 {
     memset(out, 0, sizeof *out);
     if (access(path, F_OK) != 0)
@@ -135,7 +135,7 @@ int run__ckpt_load(const char *path, run__ckpt *out)
     json_t *iv = json_object_get(j, "done");
     for (size_t i = 0; i < json_array_size(iv); i++) {
         json_t *p = json_array_get(iv, i);
-        run__ckpt_add(out, (uint64_t)json_integer_value(json_array_get(p, 0)),
+        run_ckpt_add(out, (uint64_t)json_integer_value(json_array_get(p, 0)),
                       (uint64_t)json_integer_value(json_array_get(p, 1)));
     }
     json_decref(j);

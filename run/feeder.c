@@ -88,7 +88,7 @@ static void feed(run__sched *s, run__job *jr)
         }
     }
     uint64_t first = eng_unit_first_seq(u), end = first + eng_unit_n_tasks(u);
-    if (run__ckpt_done(&jr->resume, first, end)) {
+    if (run_ckpt_done(&jr->resume, first, end)) {
         eng_unit_destroy(u); /* done before the crash: its rows are in the report */
         return;
     }

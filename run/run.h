@@ -74,4 +74,21 @@ typedef struct run_result {
 int run_worker(jobs_store *s, const run_options *opts, run_result *out, char *err,
                size_t err_len);
 
+/* ---- checkpoint (checkpoint.c): a job's durable progress, <job dir>/checkpoint.json ------ */
+
+typedef struct run_ckpt {
+    uint64_t low;                /* every task with seq < low is done, its row durable */
+    uint64_t *iv;                /* done ranges above low: [iv[2i], iv[2i+1]), sorted */
+    size_t n_iv, cap_iv;
+    uint64_t succeeded_bytes, failed_bytes; /* results file sizes that hold those rows */
+    uint64_t succeeded, failed;  /* task counts of those rows */
+    uint64_t plan_limit;         /* no unit at or past this seq was handed out */
+} run_ckpt;
+
+int run_ckpt_add(run_ckpt *c, uint64_t start, uint64_t end);
+int run_ckpt_done(const run_ckpt *c, uint64_t start, uint64_t end);
+int run_ckpt_save(const char *path, const run_ckpt *c);
+int run_ckpt_load(const char *path, run_ckpt *out); /* 0 loaded, 1 none, <0 error */
+void run_ckpt_cleanup(run_ckpt *c);
+
 #endif

@@ -14,23 +14,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-/* ---- checkpoint (checkpoint.c) ------------------------------------------------------------ */
-
-typedef struct run__ckpt {
-    uint64_t low;                /* every task with seq < low is done, its row durable */
-    uint64_t *iv;                /* done ranges above low: [iv[2i], iv[2i+1]), sorted */
-    size_t n_iv, cap_iv;
-    uint64_t succeeded_bytes, failed_bytes; /* results file sizes that hold those rows */
-    uint64_t succeeded, failed;  /* task counts of those rows */
-    uint64_t plan_limit;         /* no unit at or past this seq was handed out */
-} run__ckpt;
-
-int run__ckpt_add(run__ckpt *c, uint64_t start, uint64_t end);
-int run__ckpt_done(const run__ckpt *c, uint64_t start, uint64_t end);
-int run__ckpt_save(const char *path, const run__ckpt *c);
-int run__ckpt_load(const char *path, run__ckpt *out); /* 0 loaded, 1 none, <0 error */
-void run__ckpt_cleanup(run__ckpt *c);
-
 /* ---- the metrics endpoint (metrics.c) ---------------------------------------------------- */
 
 /* Writes the Prometheus text into out (capped); 0, or nonzero when it did not fit. Called
@@ -107,8 +90,8 @@ typedef struct run__job {
     _Atomic int io_error;
     char plan_error[512];         /* set by the feeder before plan_done */
     /* writer thread only */
-    run__ckpt ckpt;
-    run__ckpt resume;             /* what the run started from */
+    run_ckpt ckpt;
+    run_ckpt resume;             /* what the run started from */
     int ckpt_dirty;
     /* control thread only */
     int64_t active_since_ms;

@@ -98,13 +98,13 @@ static run__job *attach(run__sched *s, jobs_row *row, char *err, size_t err_len)
     if (run__attach_rules(&jr->job, &jr->rules, s->eps, s->opts) != 0)
         return jr;
     snprintf(jr->ckpt_path, sizeof jr->ckpt_path, "%s/checkpoint.json", jr->job.dir);
-    int loaded = run__ckpt_load(jr->ckpt_path, &jr->resume);
+    int loaded = run_ckpt_load(jr->ckpt_path, &jr->resume);
     if (loaded < 0) {
         jobs_job_fail(&jr->job, "CheckpointUnreadable", jr->ckpt_path);
         return jr;
     }
     /* the writer's progress starts from the checkpoint: counts, sizes, done ranges */
-    run__ckpt_load(jr->ckpt_path, &jr->ckpt);
+    run_ckpt_load(jr->ckpt_path, &jr->ckpt);
     atomic_store(&jr->succeeded, jr->ckpt.succeeded);
     atomic_store(&jr->failed, jr->ckpt.failed);
     if (jr->job.report_enabled) {
@@ -134,7 +134,7 @@ static run__job *attach(run__sched *s, jobs_row *row, char *err, size_t err_len)
     jr->ckpt.plan_limit = jr->resume.plan_limit > jr->ckpt.low + RUN__PLAN_WINDOW_ROWS
                               ? jr->resume.plan_limit
                               : jr->ckpt.low + RUN__PLAN_WINDOW_ROWS;
-    if (run__ckpt_save(jr->ckpt_path, &jr->ckpt) != 0) {
+    if (run_ckpt_save(jr->ckpt_path, &jr->ckpt) != 0) {
         jobs_job_fail(&jr->job, "CheckpointUnwritable", jr->ckpt_path);
         return jr;
     }
@@ -149,8 +149,8 @@ static void release(run__job *jr)
     eng_unit_builder_cleanup(&jr->builder);
     rpt_writer_destroy(jr->rpt);
     repl_rules_cleanup(&jr->rules);
-    run__ckpt_cleanup(&jr->ckpt);
-    run__ckpt_cleanup(&jr->resume);
+    run_ckpt_cleanup(&jr->ckpt);
+    run_ckpt_cleanup(&jr->resume);
     jobs_job_cleanup(&jr->job);
     free(jr);
 }

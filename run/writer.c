@@ -37,7 +37,7 @@ static void write_unit(run__job *jr, eng_unit *u)
     }
     if (all_ran) {
         uint64_t first = eng_unit_first_seq(u);
-        run__ckpt_add(&jr->ckpt, first, first + eng_unit_n_tasks(u));
+        run_ckpt_add(&jr->ckpt, first, first + eng_unit_n_tasks(u));
     }
     jr->ckpt_dirty = 1;
     uint64_t ok = atomic_load(&jr->succeeded), bad = atomic_load(&jr->failed);
@@ -62,7 +62,7 @@ void run__checkpoint(run__job *jr)
     if (limit < jr->ckpt.plan_limit)
         limit = jr->ckpt.plan_limit;
     jr->ckpt.plan_limit = limit;
-    if (run__ckpt_save(jr->ckpt_path, &jr->ckpt) != 0) {
+    if (run_ckpt_save(jr->ckpt_path, &jr->ckpt) != 0) {
         atomic_store(&jr->io_error, 1);
         atomic_store(&jr->stop, 1);
         return;
