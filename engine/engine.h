@@ -82,7 +82,7 @@ typedef struct eng_task {
     s3_slice version_id;
     int has_version;
     size_t dup_of;               /* 1 + index of the task with the same version, or 0 */
-    char resolved_vid[160];      /* the current version's ID, for rows without one */
+    char resolved_vid[S3_VERSION_ID_MAX]; /* the current version's ID, for rows without one */
     /* learnt from the listing */
     int found;
     int is_delete_marker;
@@ -90,8 +90,8 @@ typedef struct eng_task {
     int64_t last_modified_ms;
     unsigned list_pos;
     int64_t size;
-    char storage_class[24];
-    char etag[80];
+    char storage_class[S3_STORAGE_CLASS_MAX];
+    char etag[S3_ETAG_MAX];
     repl_tag *tags;              /* read only when a rule needs tags */
     size_t n_tags;
     unsigned facts_known;        /* MF_FACT_* the manifest row gave (Inventory, generator) */

@@ -44,7 +44,7 @@ enum { P_TODO = 0, P_GET, P_GOT, P_PUT, P_DONE };
 typedef struct part {
     int64_t first, last;         /* inclusive byte range */
     int state;
-    char etag[80];
+    char etag[S3_ETAG_MAX + 2];  /* quoted (RGW's XML leaves the quotes out) */
     s3_buf data;                 /* stream: the part's bytes while GET / UploadPart run */
 } part;
 
@@ -57,10 +57,10 @@ typedef struct mpu {
     int part_failed;
     int complete_sent;           /* CompleteMultipartUpload was sent at least once */
     int no_such_upload;          /* ... and a re-send answered NoSuchUpload */
-    char new_version[256];
+    char new_version[S3_VERSION_ID_MAX];
     s3_buf xml;                  /* CompleteMultipartUpload, Retention, LegalHold bodies */
     s3_buf small;                /* stream, one-part version: its bytes */
-    char num[16], range[64], md5[25], etag[80];
+    char num[16], range[64], md5[25], etag[S3_ETAG_MAX];
 } mpu;
 
 static mpu *state_of(eng__apply *a, int stream)
@@ -405,14 +405,16 @@ static void on_part(eng__apply *a, mpu *m, unsigned tag, const s3_call *c,
         get_failed(a, oc, "a source part came back short");
     } else if (ok(oc)) {
         if (m->stream)
-            snprintf(p->etag, sizeof p->etag, "%s", c->resp.etag);
+            snprintf(p->etag, S3_ETAG_MAX, "%s", c->resp.etag);
         else if (s3_xml_find_text((s3_slice){c->resp.body.ptr, c->resp.body.len}, "ETag",
-                                  p->etag, sizeof p->etag) != 0)
-            snprintf(p->etag, sizeof p->etag, "%s", c->resp.etag);
+                                  p->etag, S3_ETAG_MAX) != 0)
+            snprintf(p->etag, S3_ETAG_MAX, "%s", c->resp.etag);
         if (p->etag[0] && p->etag[0] != '"') { /* RGW sends it unquoted in the XML */
-            char q[sizeof p->etag];
-            snprintf(q, sizeof q, "\"%s\"", p->etag);
-            snprintf(p->etag, sizeof p->etag, "%s", q);
+            size_t n = strnlen(p->etag, S3_ETAG_MAX - 1); /* fits: the buffer has room for 2 */
+            memmove(p->etag + 1, p->etag, n);
+            p->etag[0] = '"';
+            p->etag[n + 1] = '"';
+            p->etag[n + 2] = '\0';
         }
         p->state = P_DONE;
         m->n_done++;

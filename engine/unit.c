@@ -73,13 +73,18 @@ struct eng_unit {
 
 /* The one place a unit changes phase; BATCHREP_TRACE=1 prints every change on stderr
    (curl's mstate()). */
-static int trace_on = -1;
+static _Atomic int trace_on = -1; /* -1: not read yet; every lane may read it first, and
+                                      they all store the same answer */
 
 static void set_phase(eng_unit *u, enum phase p)
 {
-    if (trace_on < 0)
-        trace_on = getenv("BATCHREP_TRACE") && *getenv("BATCHREP_TRACE") == '1';
-    if (trace_on && u->phase != p)
+    int on = atomic_load_explicit(&trace_on, memory_order_relaxed);
+    if (on < 0) {
+        const char *v = getenv("BATCHREP_TRACE");
+        on = v && *v == '1';
+        atomic_store_explicit(&trace_on, on, memory_order_relaxed);
+    }
+    if (on && u->phase != p)
         fprintf(stderr, "batchrep: unit s3://%s/%s: %s -> %s\n", u->bucket.ptr, u->key.ptr,
                 phase_names[u->phase], phase_names[p]);
     u->phase = p;
@@ -259,7 +264,7 @@ eng_unit *eng_unit_builder_take(eng_unit_builder *b, const repl_rules *rules,
         t->is_latest = be->facts.is_latest;
         t->size = be->facts.size;
         t->last_modified_ms = be->facts.last_modified_ms;
-        memcpy(t->storage_class, be->facts.storage_class, sizeof t->storage_class);
+        snprintf(t->storage_class, sizeof t->storage_class, "%s", be->facts.storage_class);
         memcpy(t->etag, mem + be->etag_off, be->etag_len + 1);
         t->row = be->facts;
         t->row.acl = (s3_slice){mem + be->acl_off, be->acl_len};
@@ -379,7 +384,8 @@ void eng__task_fail_outcome(eng_task *t, const s3_outcome *oc, const char *code)
         snprintf(msg, sizeof msg, "connection failed: %s",
                  curl_easy_strerror((CURLcode)oc->curl_code));
     else
-        snprintf(msg, sizeof msg, "%s", oc->message[0] ? oc->message : oc->code);
+        snprintf(msg, sizeof msg, "%.*s", (int)sizeof msg - 1, /* a long message is cut */
+                 oc->message[0] ? oc->message : oc->code);
     if (oc->error_in_200)
         http = 500; /* a 200 carrying <Error> is a failure, not a success */
     const char *c = code ? code : "InternalError";
@@ -490,8 +496,8 @@ static void finish_listing(eng_unit *u)
     cmp_tasks = u->tasks;
     qsort(u->order, u->n_order, sizeof *u->order, cmp_order);
     cmp_tasks = NULL;
-    /* a version listed twice in the manifest is replicated once; the copies share its row
-       outcome (see copy_duplicates) */
+    /* a version listed twice in the manifest is replicated once; the other rows take its
+       outcome when the unit is done (dup_of, in eng__unit_next's PH_DONE) */
     size_t w = 0;
     for (size_t i = 0; i < u->n_order; i++) {
         if (w > 0 && u->tasks[u->order[w - 1]].list_pos == u->tasks[u->order[i]].list_pos) {

@@ -91,6 +91,9 @@ static int parse_manifest(jobs_job *job, json_t *m, const char *origin, char *er
                        "must be an object ARN: arn:aws:s3:::bucket/key, with " MF_ARN_BUCKET_RULE);
     } else {
         job->manifest_is_local = 1;
+        if (strlen(arn) >= sizeof job->manifest_path)
+            return bad(err, err_len, origin, "Manifest.Location.ObjectArn",
+                       "a local path of at most 4095 bytes");
         snprintf(job->manifest_path, sizeof job->manifest_path, "%s", arn);
         if (access(arn, R_OK) != 0)
             return bad(err, err_len, origin, "Manifest.Location.ObjectArn",
@@ -137,6 +140,9 @@ static int parse_report(jobs_job *job, json_t *r, const char *origin, char *err,
                        "must be a bucket ARN: arn:aws:s3:::bucket, with " MF_ARN_BUCKET_RULE);
     } else {
         job->report_is_local = 1;
+        if (strlen(bucket) >= sizeof job->report_bucket)
+            return bad(err, err_len, origin, "Report.Bucket",
+                       "a local directory of at most 4095 bytes");
         snprintf(job->report_bucket, sizeof job->report_bucket, "%s", bucket);
     }
     return 0;
@@ -174,6 +180,8 @@ int jobs_job_parse(jobs_job *job, json_t *doc, const char *origin, char *err, si
     if (!role || !*role)
         return bad(err, err_len, origin, "RoleArn", "required (an IAM role ARN)");
     const char *acct = s3_json_str(doc, "AccountId");
+    if (acct && (!*acct || strlen(acct) >= sizeof job->account_id))
+        return bad(err, err_len, origin, "AccountId", "1 to 63 characters (an account ID)");
     snprintf(job->account_id, sizeof job->account_id, "%s", acct ? acct : "000000000000");
     const char *desc = s3_json_str(doc, "Description");
     if (desc && (strlen(desc) < 1 || strlen(desc) > 256))
@@ -223,11 +231,17 @@ int jobs_job_load(jobs_job *job, jobs_row *row, const char *state_root, const ch
     json_decref(doc);
     snprintf(job->arn, sizeof job->arn, "arn:aws:s3:%s:%s:job/%s", region, job->account_id,
              job->row.id);
-    snprintf(job->dir, sizeof job->dir, "%s/jobs/%s", state_root, job->row.id);
+    char jobs_dir[4096];
+    if (s3_path_join(jobs_dir, sizeof jobs_dir, state_root, "jobs") != 0 ||
+        s3_path_join(job->dir, sizeof job->dir, jobs_dir, job->row.id) != 0 ||
+        (!job->gen.enabled && !job->manifest_is_local &&
+         s3_path_join(job->manifest_path, sizeof job->manifest_path, job->dir,
+                      "manifest.src") != 0)) {
+        snprintf(err, err_len, "%.200s: the state directory's path is too long", state_root);
+        return rc ? rc : -JOBS_E_IO;
+    }
     if (job->gen.enabled) /* where Preparing spooled the generated manifest */
         jobs_gen_locate(job);
-    else if (!job->manifest_is_local)
-        snprintf(job->manifest_path, sizeof job->manifest_path, "%s/manifest.src", job->dir);
     return rc;
 }
 

@@ -177,7 +177,7 @@ typedef struct jobs_job {
     /* report */
     int report_enabled;
     int report_is_local;
-    char report_bucket[256];
+    char report_bucket[4096];    /* a bucket name, or a local directory */
     char report_prefix[600];
     rpt_scope report_scope;
     /* state */

@@ -51,7 +51,7 @@ static void gen_fail(gen *g, int rc, const char *msg)
     if (g->err)
         return;
     g->err = rc;
-    snprintf(g->msg, sizeof g->msg, "%s", msg);
+    snprintf(g->msg, sizeof g->msg, "%.*s", (int)sizeof g->msg - 1, msg); /* cut: bounded */
 }
 
 /* A random name like AWS's data files (939c6d46-85a9-4ba8-87bd-9db705a579ce.csv.gz). */
@@ -104,7 +104,7 @@ static int open_data(gen *g)
     }
     *strrchr(dir, '/') = '\0'; /* the data folder */
     if (s3_mkdir_p(dir) != 0) {
-        snprintf(m, sizeof m, "%s: cannot create: %s", dir, strerror(errno));
+        snprintf(m, sizeof m, "%.4000s: cannot create: %s", dir, strerror(errno));
         gen_fail(g, -MF_E_IO, m);
         return -1;
     }
@@ -405,7 +405,14 @@ int mf_generate(const mf_gen_opts *o, mf_gen_result *out, char *err, size_t err_
             rc = -MF_E_NOMEM;
         } else {
             size_t len = strlen(text);
-            snprintf(out->manifest_json, sizeof out->manifest_json, "%s/manifest.json", dir);
+            if (s3_path_join(out->manifest_json, sizeof out->manifest_json, dir,
+                             "manifest.json") != 0) {
+                snprintf(err, err_len, "%.200s: path too long", dir);
+                free(text);
+                json_decref(g.files);
+                s3_buf_cleanup(&g.line);
+                return -MF_E_IO;
+            }
             s3_md5_hex(text, len, out->manifest_md5);
             char sum_path[4500], sum[34];
             snprintf(sum_path, sizeof sum_path, "%s/manifest.checksum", dir);

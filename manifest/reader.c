@@ -314,7 +314,7 @@ static int open_next_file(mf_reader *r)
                     r->display, member, idx, df->key);
             return -1;
         }
-        snprintf(name, sizeof name, "%s", path);
+        snprintf(name, sizeof name, "%.*s", (int)sizeof name - 1, path); /* for messages */
     }
     if (df->md5) {
         char got[33];

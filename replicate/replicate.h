@@ -170,7 +170,7 @@ typedef struct repl_facts {
                                     Content-Disposition, Content-Language, Cache-Control,
                                     Expires and every x-amz-meta-* */
     size_t n_hdrs;
-    char etag[80];               /* as sent, with quotes */
+    char etag[S3_ETAG_MAX + 2];  /* as sent, with quotes */
     int64_t size;
     int64_t last_modified_ms;
     char sse[32];                /* x-amz-server-side-encryption, "" when none */

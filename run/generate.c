@@ -94,7 +94,7 @@ static int upload_output(jobs_job *job, const s3_endpoint *ep, const char *out_d
     json_error_t je;
     json_t *m = json_load_file(res->manifest_json, 0, &je);
     if (!m) {
-        snprintf(err, err_len, "%s: %s", res->manifest_json, je.text);
+        snprintf(err, err_len, "%.1000s: %s", res->manifest_json, je.text);
         return -1;
     }
     json_t *files = json_object_get(m, "files");
@@ -103,7 +103,7 @@ static int upload_output(jobs_job *job, const s3_endpoint *ep, const char *out_d
         const char *k = json_string_value(json_object_get(json_array_get(files, i), "key"));
         char path[4400];
         if (s3_key_local_path(path, sizeof path, out_dir, k ? k : "") != 0) {
-            snprintf(err, err_len, "%s/%s: path too long", out_dir, k ? k : "");
+            snprintf(err, err_len, "%.1000s/%.1000s: path too long", out_dir, k ? k : "");
             rc = -1;
             break;
         }
@@ -112,22 +112,27 @@ static int upload_output(jobs_job *job, const s3_endpoint *ep, const char *out_d
     json_decref(m);
     char key[1200], path[4400];
     if (rc == 0) {
-        snprintf(key, sizeof key, "%s/manifest.json", base);
-        rc = put_file(ep, g->out_bucket, key, res->manifest_json, "application/json", err,
-                      err_len);
+        rc = s3_path_join(key, sizeof key, base, "manifest.json") != 0
+                 ? -1
+                 : put_file(ep, g->out_bucket, key, res->manifest_json, "application/json", err,
+                            err_len);
     }
     if (rc == 0) {
-        snprintf(key, sizeof key, "%s/manifest.checksum", base);
-        if (s3_key_local_path(path, sizeof path, out_dir, key) != 0) {
-            snprintf(err, err_len, "%s/%s: path too long", out_dir, key);
+        if (s3_path_join(key, sizeof key, base, "manifest.checksum") != 0 ||
+            s3_key_local_path(path, sizeof path, out_dir, key) != 0) {
+            snprintf(err, err_len, "%.1000s/%.1000s: path too long", out_dir, base);
             rc = -1;
         } else {
             rc = put_file(ep, g->out_bucket, key, path, "text/plain", err, err_len);
         }
     }
     if (rc == 0) {
-        snprintf(g->manifest_arn, sizeof g->manifest_arn, "arn:aws:s3:::%s/%s/manifest.json",
-                 g->out_bucket, base);
+        int n = snprintf(g->manifest_arn, sizeof g->manifest_arn,
+                         "arn:aws:s3:::%s/%s/manifest.json", g->out_bucket, base);
+        if (n < 0 || (size_t)n >= sizeof g->manifest_arn) {
+            snprintf(err, err_len, "the generated manifest's ARN is too long");
+            rc = -1;
+        }
         /* A single PUT without SSE-KMS: the ETag is the MD5 of the bytes. */
         snprintf(g->manifest_etag, sizeof g->manifest_etag, "%s", res->manifest_md5);
     }
@@ -172,7 +177,11 @@ int run__gen_prepare(jobs_job *job, const s3_endpoint *ep, repl_rules *rules,
     }
     g->generated = 1;
     g->n_selected = res.n_selected;
-    snprintf(job->manifest_path, sizeof job->manifest_path, "%s", res.manifest_json);
+    if ((size_t)snprintf(job->manifest_path, sizeof job->manifest_path, "%s",
+                         res.manifest_json) >= sizeof job->manifest_path) {
+        jobs_job_fail(job, "ManifestGenerationFailed", "the generated manifest's path is too long");
+        return -1;
+    }
     job->manifest_is_local = 1;
     job->manifest_format = MF_FORMAT_INVENTORY;
     if (g->output && upload_output(job, ep, out_dir, base, &res, msg, sizeof msg) != 0) {

@@ -74,6 +74,8 @@ typedef struct run__job {
     struct { char name[256]; int disabled; } src_acls[RUN__SRC_BUCKETS_KEPT]; /* last answers */
     unsigned n_src_acls;
     int feeding;                  /* guarded by sched.mu: the feeder is using this job */
+    int ckpt_busy;                /* guarded by sched.mu: the writer is checkpointing it */
+    uint64_t ckpt_round;          /* writer thread only: the last round that checkpointed it */
     /* shared */
     _Atomic int waiting_limit;    /* a planned unit waits for the next checkpoint */
     _Atomic int stop;             /* abandon work: cancelled or failed */

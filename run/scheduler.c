@@ -110,8 +110,10 @@ static run__job *attach(run__sched *s, jobs_row *row, char *err, size_t err_len)
     if (jr->job.report_enabled) {
         if (jr->job.report_is_local)
             snprintf(jr->report_root, sizeof jr->report_root, "%s", jr->job.report_bucket);
-        else
-            snprintf(jr->report_root, sizeof jr->report_root, "%s/report", jr->job.dir);
+        else if (s3_path_join(jr->report_root, sizeof jr->report_root, jr->job.dir, "report")) {
+            jobs_job_fail(&jr->job, "ReportNotWritable", "the job's folder path is too long");
+            return jr;
+        }
         jr->ro = (rpt_opts){.root_dir = jr->report_root, .bucket = jr->job.report_bucket,
                             .prefix = jr->job.report_prefix, .job_id = jr->job.row.id,
                             .scope = jr->job.report_scope, .resume = loaded == 0,
@@ -533,7 +535,7 @@ static void finish_or_save(worker *w, jobs_store *st, int save_now, run_result *
         run__job *jr = *pp;
         pthread_mutex_lock(&s->mu);
         int done = (atomic_load(&jr->plan_done) || atomic_load(&jr->stop)) &&
-                   atomic_load(&jr->units_out) == 0 && !jr->feeding;
+                   atomic_load(&jr->units_out) == 0 && !jr->feeding && !jr->ckpt_busy;
         if (done)
             *pp = jr->next; /* out of the feeder's and writer's sight */
         pthread_mutex_unlock(&s->mu);

@@ -71,10 +71,40 @@ void run__checkpoint(run__job *jr)
     jr->ckpt_dirty = 0;
 }
 
+/* Checkpoints each job that needs one: every second when rows were written, at once when its
+   feeder waits for the window. The fdatasync and rename run without mu (the feeder and the
+   control loop take it every few ms); ckpt_busy keeps the control loop from finishing a job
+   while its checkpoint is being written. */
+static void checkpoint_due(run__sched *s, int interval_passed, uint64_t round)
+{
+    for (;;) {
+        run__job *jr = NULL;
+        pthread_mutex_lock(&s->mu);
+        for (run__job *j = s->jobs; j && !jr; j = j->next) {
+            int starving = atomic_load(&j->waiting_limit);
+            if (j->ckpt_round != round && (j->ckpt_dirty || starving) &&
+                (interval_passed || starving))
+                jr = j;
+        }
+        if (jr) {
+            jr->ckpt_round = round;
+            jr->ckpt_busy = 1;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (!jr)
+            return;
+        run__checkpoint(jr);
+        pthread_mutex_lock(&s->mu);
+        jr->ckpt_busy = 0;
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
 void *run__writer_main(void *arg)
 {
     run__sched *s = arg;
     int64_t last = s3_mono_ms();
+    uint64_t round = 0;
     for (;;) {
         int closed = 0;
         eng_unit *u = eng_queue_pop(&s->done_q, 50, &closed);
@@ -87,14 +117,7 @@ void *run__writer_main(void *arg)
             break;
         }
         int64_t now = s3_mono_ms();
-        pthread_mutex_lock(&s->mu);
-        for (run__job *jr = s->jobs; jr; jr = jr->next) {
-            /* a job near its window's end gets its checkpoint at once, not after a second */
-            int starving = atomic_load(&jr->waiting_limit);
-            if ((jr->ckpt_dirty || starving) && (now - last >= CKPT_INTERVAL_MS || starving))
-                run__checkpoint(jr);
-        }
-        pthread_mutex_unlock(&s->mu);
+        checkpoint_due(s, now - last >= CKPT_INTERVAL_MS, ++round);
         if (now - last >= CKPT_INTERVAL_MS)
             last = now;
     }

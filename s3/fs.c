@@ -1,6 +1,6 @@
 /*
- * fs.c — local file helpers every module needs: mkdir -p, a file written atomically, the MD5
- * of a file.
+ * fs.c — local file helpers every module needs: a path joined without ever being cut,
+ * mkdir -p, a file written atomically, the MD5 of a file.
  *
  * Folders are created 0700: the state directory holds job documents, checkpoints and report
  * rows that name every object of a bucket, which no other user of the machine should read.
@@ -18,6 +18,17 @@
 #include <unistd.h>
 
 #define MD5_READ_BYTES (1u << 20)
+
+int s3_path_join(char *out, size_t cap, const char *dir, const char *name)
+{
+    int n = snprintf(out, cap, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= cap) {
+        if (cap)
+            out[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
 
 int s3_mkdir_p(const char *path)
 {

@@ -52,6 +52,12 @@ int s3_buf_append_u64(s3_buf *b, uint64_t v); /* decimal, no printf */
 /* Makes room for n more bytes in one allocation (object data of a known length). */
 int s3_buf_reserve(s3_buf *b, size_t n);
 
+/* Sizes of what S3 answers, one per kind, so that a value copied from an answer to anywhere
+   else fits there whole (a cut ETag or version ID would name another object). */
+#define S3_ETAG_MAX 128          /* quoted MD5 and "-<parts>": ~40 on AWS */
+#define S3_STORAGE_CLASS_MAX 64  /* "INTELLIGENT_TIERING" is the longest AWS name */
+#define S3_VERSION_ID_MAX 256    /* 32 on AWS; other servers use longer IDs */
+
 /* ---- errors -------------------------------------------------------------------------- */
 
 #define S3_ERRNO_MAP(XX)                                                                   \
@@ -221,13 +227,13 @@ typedef struct s3_request {
 /* Response fields captured from headers. Strings are "" when the header was absent. */
 typedef struct s3_response {
     long status;
-    char version_id[256];          /* x-amz-version-id */
+    char version_id[S3_VERSION_ID_MAX]; /* x-amz-version-id */
     char copy_source_version_id[256];
     int delete_marker;             /* x-amz-delete-marker: true */
-    char etag[128];
+    char etag[S3_ETAG_MAX];
     char last_modified[64];
     char content_type[256];
-    char storage_class[64];
+    char storage_class[S3_STORAGE_CLASS_MAX];
     char replication_status[16];   /* x-amz-replication-status: COMPLETED, FAILED, ... */
     char retry_after[32];
     long long content_length;      /* -1 when absent */
@@ -327,11 +333,11 @@ int s3_xml_parse_error(s3_slice body, char *code, size_t code_cap, char *msg, si
 /* One element of ListVersionsResult (<Version> or <DeleteMarker>). */
 typedef struct s3_version_entry {
     char key[1100];
-    char version_id[256];
+    char version_id[S3_VERSION_ID_MAX];
     char last_modified[40];        /* as sent, e.g. 2026-11-25T10:00:00.000Z */
     int64_t last_modified_ms;      /* epoch ms */
-    char etag[80];
-    char storage_class[40];
+    char etag[S3_ETAG_MAX];
+    char storage_class[S3_STORAGE_CLASS_MAX];
     int64_t size;
     int is_latest;
     int is_delete_marker;
@@ -379,6 +385,8 @@ int64_t s3_mono_ms(void);
 
 /* ---- local files ------------------------------------------------------------------------- */
 
+/* out = dir + "/" + name; 0, or -1 (out "") when it does not fit: a path is never cut. */
+int s3_path_join(char *out, size_t cap, const char *dir, const char *name);
 /* mkdir -p with mode 0700 for the folders it creates (state is private); 0, or -1 with
    errno set. An existing folder is fine. */
 int s3_mkdir_p(const char *path);
