@@ -63,6 +63,8 @@ static int open_store(const char *state_dir, jobs_store **st)
     return 0;
 }
 
+/* Long on purpose (~90 lines): the options of `run` and `worker`, then the run, then the
+   exit status DESIGN.md gives; one verb's whole life in order. */
 static int run_or_worker(int argc, char **argv, int is_run)
 {
     static const struct option longopts[] = {

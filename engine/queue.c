@@ -155,26 +155,5 @@ void eng_queue_set_rank(eng_queue *q, long (*rank)(const void *item),
     pthread_mutex_unlock(&q->mu);
 }
 
-const char *eng_strerror(int err)
-{
-    switch (err < 0 ? -err : err) {
-#define XX(name, msg)                                                                      \
-    case ENG_E_##name:                                                                 \
-        return msg;
-        ENG_ERRNO_MAP(XX)
-#undef XX
-    }
-    return "unknown error";
-}
-
-const char *eng_errname(int err)
-{
-    switch (err < 0 ? -err : err) {
-#define XX(name, msg)                                                                      \
-    case ENG_E_##name:                                                                 \
-        return "ENG_E_" #name;
-        ENG_ERRNO_MAP(XX)
-#undef XX
-    }
-    return "ENG_E_UNKNOWN";
-}
+#define S3_ERR_NAME_PREFIX "ENG_E_"
+S3_ERROR_FUNCS(eng, ENG_ERRNO_MAP, "unknown engine error")

@@ -432,6 +432,7 @@ static void on_part(eng__apply *a, mpu *m, unsigned tag, const s3_call *c,
     s3_buf_cleanup(&p->data);
 }
 
+/* Long on purpose (~90 lines): one case per step of a multipart copy or streamed copy. */
 static void mp_on_response(eng__apply *a, unsigned tag, const s3_call *c,
                            const s3_outcome *oc)
 {

@@ -693,6 +693,8 @@ static int next_apply(eng_unit *u, const repl_rules *rules, eng__req *r)
     return 0;
 }
 
+/* Long on purpose (~110 lines): one case per phase of the state machine, each building
+   that phase's request; a reader sees every request a unit sends in one place. */
 static int build(eng_unit *u, const repl_rules *rules, eng__req *r)
 {
     s3_request *req = &r->req;

@@ -86,6 +86,8 @@ static const char *const STORAGE_CLASSES[] = {"STANDARD", "STANDARD_IA", "ONEZON
                                               "GLACIER", "INTELLIGENT_TIERING",
                                               "DEEP_ARCHIVE", "GLACIER_IR"};
 
+/* Long on purpose (~140 lines): one member of S3JobManifestGenerator after another, in the
+   order aws-formats.md §3.2 lists them, each with its own message. */
 int jobs_gen_parse(jobs_job *job, json_t *gen_doc, const char *origin, char *err,
                    size_t err_len)
 {

@@ -8,29 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-const char *jobs_strerror(int err)
-{
-    switch (err < 0 ? -err : err) {
-#define XX(name, msg)                                                                      \
-    case JOBS_E_##name:                                                                     \
-        return msg;
-        JOBS_ERRNO_MAP(XX)
-#undef XX
-    }
-    return "unknown error";
-}
-
-const char *jobs_errname(int err)
-{
-    switch (err < 0 ? -err : err) {
-#define XX(name, msg)                                                                      \
-    case JOBS_E_##name:                                                                     \
-        return "JOBS_E_" #name;
-        JOBS_ERRNO_MAP(XX)
-#undef XX
-    }
-    return "JOBS_E_UNKNOWN";
-}
+#define S3_ERR_NAME_PREFIX "JOBS_E_"
+S3_ERROR_FUNCS(jobs, JOBS_ERRNO_MAP, "unknown error")
 
 const char *jobs_status_name(jobs_status s)
 {

@@ -109,33 +109,8 @@ struct mf__csv {
 
 /* ---- errors and field parsing ---------------------------------------------------------- */
 
-const char *mf_strerror(int err)
-{
-    if (err < 0)
-        err = -err;
-    switch (err) {
-#define XX(name, msg)                                                                      \
-    case MF_E_##name:                                                                      \
-        return msg;
-        MF_ERRNO_MAP(XX)
-#undef XX
-    }
-    return "unknown manifest error";
-}
-
-const char *mf_errname(int err)
-{
-    if (err < 0)
-        err = -err;
-    switch (err) {
-#define XX(name, msg)                                                                      \
-    case MF_E_##name:                                                                      \
-        return "MF_E_" #name;
-        MF_ERRNO_MAP(XX)
-#undef XX
-    }
-    return "MF_E_UNKNOWN";
-}
+#define S3_ERR_NAME_PREFIX "MF_E_"
+S3_ERROR_FUNCS(mf, MF_ERRNO_MAP, "unknown manifest error")
 
 static const char *const FIELD_NAMES[MF__N_COLS] = {
     "Ignore",         "Bucket", "Key",          "VersionId",        "IsLatest", "IsDeleteMarker",
@@ -446,6 +421,8 @@ static int take_facts(mf__csv *r, uint64_t line, mf_facts *fx)
 }
 
 /* Checks a complete row; on success fills r->entry and sets r->ready. */
+/* Long on purpose (~95 lines): every check of one row in the order of its fields, each
+   with the message that names the line and field. */
 static void take_row(mf__csv *r, uint64_t line)
 {
     size_t n = r->nf;

@@ -100,6 +100,8 @@ static int dest_index(repl_rules *rs, const char *bucket, size_t *out)
     return 0;
 }
 
+/* Long on purpose (~130 lines): one member of a replication rule after another, in
+   PutBucketReplication's order (§7.1), each refused with its own path in the message. */
 static int parse_rule(repl_rules *rs, json_t *jr, size_t idx, const char *origin, char *err,
                       size_t err_len)
 {
@@ -397,29 +399,8 @@ size_t repl_rules_select(const repl_rules *rs, s3_slice key, const repl_tag *tag
     return n;
 }
 
-const char *repl_strerror(int err)
-{
-    switch (err < 0 ? -err : err) {
-#define XX(name, msg)                                                                      \
-    case REPL_E_##name:                                                                 \
-        return msg;
-        REPL_ERRNO_MAP(XX)
-#undef XX
-    }
-    return "unknown error";
-}
-
-const char *repl_errname(int err)
-{
-    switch (err < 0 ? -err : err) {
-#define XX(name, msg)                                                                      \
-    case REPL_E_##name:                                                                 \
-        return "REPL_E_" #name;
-        REPL_ERRNO_MAP(XX)
-#undef XX
-    }
-    return "REPL_E_UNKNOWN";
-}
+#define S3_ERR_NAME_PREFIX "REPL_E_"
+S3_ERROR_FUNCS(repl, REPL_ERRNO_MAP, "unknown replication error")
 
 /* ---- small facts ------------------------------------------------------------------------- */
 

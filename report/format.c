@@ -22,33 +22,8 @@
 #include <csv.h>
 #include <string.h>
 
-const char *rpt_strerror(int err)
-{
-    if (err < 0)
-        err = -err;
-    switch (err) {
-#define XX(name, msg)                                                                      \
-    case RPT_E_##name:                                                                     \
-        return msg;
-        RPT_ERRNO_MAP(XX)
-#undef XX
-    }
-    return "unknown report error";
-}
-
-const char *rpt_errname(int err)
-{
-    if (err < 0)
-        err = -err;
-    switch (err) {
-#define XX(name, msg)                                                                      \
-    case RPT_E_##name:                                                                     \
-        return "RPT_E_" #name;
-        RPT_ERRNO_MAP(XX)
-#undef XX
-    }
-    return "RPT_E_UNKNOWN";
-}
+#define S3_ERR_NAME_PREFIX "RPT_E_"
+S3_ERROR_FUNCS(rpt, RPT_ERRNO_MAP, "unknown report error")
 
 static const unsigned char NEEDS_QUOTES[256] = {['"'] = 1, [','] = 1, ['\r'] = 1, ['\n'] = 1};
 

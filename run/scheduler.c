@@ -611,26 +611,5 @@ int run_worker(jobs_store *st, const run_options *opts, run_result *out, char *e
     return 0;
 }
 
-const char *run_strerror(int err)
-{
-    switch (err < 0 ? -err : err) {
-#define XX(name, msg)                                                                      \
-    case RUN_E_##name:                                                                 \
-        return msg;
-        RUN_ERRNO_MAP(XX)
-#undef XX
-    }
-    return "unknown error";
-}
-
-const char *run_errname(int err)
-{
-    switch (err < 0 ? -err : err) {
-#define XX(name, msg)                                                                      \
-    case RUN_E_##name:                                                                 \
-        return "RUN_E_" #name;
-        RUN_ERRNO_MAP(XX)
-#undef XX
-    }
-    return "RUN_E_UNKNOWN";
-}
+#define S3_ERR_NAME_PREFIX "RUN_E_"
+S3_ERROR_FUNCS(run, RUN_ERRNO_MAP, "unknown error")

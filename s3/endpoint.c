@@ -99,6 +99,8 @@ typedef int (*ini_cb)(profile *p, int file, const char *section, const char *par
                       const char *key, const char *value, int line, char *err,
                       size_t err_len);
 
+/* Long on purpose (~90 lines): an INI line reader (sections, sub-sections, continuation),
+   one kind of line per branch, each error naming file and line. */
 static int ini_parse(profile *p, int file, ini_cb cb, char *err, size_t err_len)
 {
     const char *path = p->paths[file];
@@ -430,6 +432,8 @@ static int is_true(const char *v)
     return v && strcasecmp(v, "true") == 0;
 }
 
+/* Long on purpose (~120 lines): the AWS CLI's resolution order (environment, then the
+   profile's files), one setting after another. */
 static int load(s3_endpoint *out, profile *p, int explicit_profile, char *err, size_t err_len)
 {
     int rc;

@@ -80,6 +80,33 @@ typedef enum s3_err {
 const char *s3_strerror(int err);
 const char *s3_errname(int err);
 
+/* Defines <prefix>_strerror() and <prefix>_errname() from a module's error table MAP, whose
+   entries XX(NAME, "message") number its enum from 0 (libuv's UV_ERRNO_MAP); a negative
+   err means the same as its absolute value. Define S3_ERR_NAME_PREFIX ("JOBS_E_") first. */
+#define S3__ERR_MSG(name, msg) msg,
+#define S3__ERR_NAME(name, msg) S3_ERR_NAME_PREFIX #name,
+#define S3_ERROR_FUNCS(prefix, MAP, unknown_msg)                                           \
+    static const char *const prefix##__err_msgs[] = {MAP(S3__ERR_MSG)};                    \
+    static const char *const prefix##__err_names[] = {MAP(S3__ERR_NAME)};                  \
+    static size_t prefix##__err_index(int err)                                             \
+    {                                                                                      \
+        return err < 0 ? (size_t)-(long)err : (size_t)err;                                 \
+    }                                                                                      \
+    const char *prefix##_strerror(int err)                                                 \
+    {                                                                                      \
+        size_t e = prefix##__err_index(err);                                               \
+        return e < sizeof prefix##__err_msgs / sizeof *prefix##__err_msgs                  \
+                   ? prefix##__err_msgs[e]                                                 \
+                   : unknown_msg;                                                          \
+    }                                                                                      \
+    const char *prefix##_errname(int err)                                                  \
+    {                                                                                      \
+        size_t e = prefix##__err_index(err);                                               \
+        return e < sizeof prefix##__err_names / sizeof *prefix##__err_names                \
+                   ? prefix##__err_names[e]                                                \
+                   : S3_ERR_NAME_PREFIX "UNKNOWN";                                         \
+    }
+
 /* ---- endpoint and credentials -------------------------------------------------------- */
 
 typedef struct s3_creds {

@@ -346,6 +346,9 @@ static void write_canonical(writer *w, writer *sh, const s3_sign_input *in, cons
     put(w, in->payload_sha256, strlen(in->payload_sha256));
 }
 
+/* Long on purpose (~170 lines): the steps of AWS's SigV4 in the order its specification
+   gives them (canonical request, string to sign, signature), each a few lines; split,
+   the order that is the whole point would be spread over files. */
 int s3_sign(s3_signer *s, const s3_sign_input *in, char *out_auth, size_t auth_cap,
             char out_amz_date[17])
 {
