@@ -72,7 +72,7 @@ typedef struct repl_dest {
     int object_lock;             /* GetObjectLockConfiguration said Enabled */
     int acls_disabled;           /* Object Ownership BucketOwnerEnforced: a replica carries
                                     no ACL (S3 refuses grants there) */
-    char owner_grant[160];       /* id="<canonical ID of the bucket owner>" (GetBucketAcl),
+    char owner_grant[272];       /* id="<canonical ID of the bucket owner>" (GetBucketAcl),
                                     "" when unknown: x-amz-grant-full-control of a replica
                                     whose rule translates ownership */
 } repl_dest;
