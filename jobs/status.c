@@ -52,6 +52,7 @@ static const struct {
     {S(SUSPENDED), S(READY), R},     {S(SUSPENDED), S(CANCELLED), R},
     {S(SUSPENDED), S(FAILED), W},    /* unconfirmed for 30 days */
     {S(READY), S(ACTIVE), W},        {S(READY), S(PAUSED), W},
+    {S(READY), S(PAUSING), W},       /* Active and Pausing within one save interval */
     {S(READY), S(COMPLETING), W},    {S(READY), S(FAILING), W},
     {S(READY), S(FAILED), W},        {S(READY), S(CANCELLING), W},
     {S(READY), S(CANCELLED), R},
