@@ -207,6 +207,9 @@ json_t *jobs_job_describe(const jobs_job *job);
 /* The job failed before or outside its tasks: AWS's FailureCode and a reason for a person
    recorded, status Failed (when the status allows it: a terminal job stays what it is). */
 void jobs_job_fail(jobs_job *job, const char *code, const char *reason);
+/* The same failure recorded, the status left alone: a running job goes Failing, writes its
+   report, and only then Failed (run/scheduler.c finish). */
+void jobs_job_set_failure(jobs_job *job, const char *code, const char *reason);
 
 /* ---- the status machine (status.c) ------------------------------------------------------- */
 

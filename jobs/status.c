@@ -66,7 +66,8 @@ static const struct {
     {S(PAUSED), S(FAILING), W},      {S(PAUSED), S(FAILED), W},
     {S(PAUSED), S(CANCELLING), W | R},
     {S(COMPLETING), S(COMPLETE), W}, {S(COMPLETING), S(FAILING), W},
-    {S(COMPLETING), S(FAILED), W},   {S(COMPLETING), S(CANCELLING), R},
+    {S(COMPLETING), S(FAILED), W},   {S(COMPLETING), S(CANCELLING), W | R},
+    {S(COMPLETING), S(ACTIVE), W},   /* resumed after a crash: its last units run again */
     {S(FAILING), S(FAILED), W},      {S(FAILING), S(CANCELLING), R},
     {S(CANCELLING), S(CANCELLED), W},
     /* the cancel came after the last task had run: the job completed (or its report could
@@ -108,9 +109,14 @@ int jobs_row_set_status(jobs_row *r, jobs_status to, unsigned by, char *err, siz
     return 0;
 }
 
-void jobs_job_fail(jobs_job *job, const char *code, const char *reason)
+void jobs_job_set_failure(jobs_job *job, const char *code, const char *reason)
 {
     snprintf(job->row.failure_code, sizeof job->row.failure_code, "%s", code);
     snprintf(job->row.failure_reason, sizeof job->row.failure_reason, "%s", reason);
+}
+
+void jobs_job_fail(jobs_job *job, const char *code, const char *reason)
+{
+    jobs_job_set_failure(job, code, reason);
     jobs_row_set_status(&job->row, JOBS_STATUS_FAILED, JOBS_BY_WORKER, NULL, 0);
 }

@@ -76,7 +76,7 @@ int jobs_store_open(const char *state_dir, jobs_store **out, char *err, size_t e
     jobs_state_root(state_dir, s->dir, sizeof s->dir);
     char path[4200];
     snprintf(path, sizeof path, "%s/jobs", s->dir);
-    if (s3_mkdir_p(path) != 0) {
+    if (s3_mkdir_p(path, S3_MODE_PRIVATE_DIR) != 0) {
         snprintf(err, err_len, "%s: cannot create the state directory", s->dir);
         free(s);
         return -JOBS_E_IO;

@@ -203,7 +203,7 @@ int jobs_update_job_status(jobs_store *s, const char *job_id, const char *reques
         rc = jobs_row_set_status(&row, to, JOBS_BY_REQUEST, err, err_len);
         jobs_row_cleanup(&row);
         if (rc != 0 || cur == to) {
-            if (cur == to)
+            if (cur == to || jobs_status_terminal(cur))
                 snprintf(err, err_len, "JobStatusException: job %s is already %s", job_id,
                          jobs_status_name(cur));
             return -JOBS_E_STATUS;

@@ -103,7 +103,7 @@ static int open_data(gen *g)
         return -1;
     }
     *strrchr(dir, '/') = '\0'; /* the data folder */
-    if (s3_mkdir_p(dir) != 0) {
+    if (s3_mkdir_p(dir, S3_MODE_PRIVATE_DIR) != 0) { /* under the state directory */
         snprintf(m, sizeof m, "%.4000s: cannot create: %s", dir, strerror(errno));
         gen_fail(g, -MF_E_IO, m);
         return -1;
@@ -353,7 +353,7 @@ static int list_all(gen *g)
 
 static int write_text(const char *path, const char *data, size_t len, char *err, size_t err_len)
 {
-    return s3_write_file_atomic(path, data, len, err, err_len) == S3_E_OK ? 0 : -MF_E_IO;
+    return s3_write_file_atomic(path, data, len, S3_MODE_PRIVATE_FILE, err, err_len) == S3_E_OK ? 0 : -MF_E_IO;
 }
 
 int mf_generate(const mf_gen_opts *o, mf_gen_result *out, char *err, size_t err_len)
@@ -374,7 +374,7 @@ int mf_generate(const mf_gen_opts *o, mf_gen_result *out, char *err, size_t err_
         s3_buf_cleanup(&g.line);
         return -MF_E_IO;
     }
-    if (s3_mkdir_p(dir) != 0) {
+    if (s3_mkdir_p(dir, S3_MODE_PRIVATE_DIR) != 0) {
         snprintf(err, err_len, "%s: cannot create: %s", dir, strerror(errno));
         json_decref(g.files);
         s3_buf_cleanup(&g.line);

@@ -250,24 +250,26 @@ repl_failure_id repl_verdict_version(const repl_rules *r, s3_slice key, const re
 repl_failure_id repl_verdict_dest(const repl_rule *rule, const repl_dest *d,
                                   const repl_facts *f);
 
-/* The requests of a replication, for the error table: whether each reads the source or
-   writes the destination, and the reason a 403 (AccessDenied) gives. */
+/* The requests of a replication, for the error table: whose bucket each names first (SRC,
+   DST, or DST_COPY: a write whose x-amz-copy-source names the source version), which
+   statuses mean the source version is gone (0 none, 404, or 405: 404 and 405), and the
+   reason a 403 (AccessDenied) gives. */
 #define REPL_OP_MAP(XX)                                                                    \
-    XX(SRC_HEAD, 1, "SrcHeadObjectNotPermitted")                                           \
-    XX(SRC_LIST, 1, "SrcHeadObjectNotPermitted")                                           \
-    XX(SRC_GET_ACL, 1, "SrcGetAclNotPermitted")                                            \
-    XX(SRC_GET_TAGS, 1, "SrcGetTaggingNotPermitted")                                       \
-    XX(SRC_GET_OBJECT, 1, "SrcGetObjectNotPermitted")                                      \
-    XX(DST_PUT, 0, "DstPutObjectNotPermitted")                                             \
-    XX(DST_DELETE, 0, "DstDelObjNotPermitted")                                             \
-    XX(DST_MPU_INIT, 0, "DstMultipartInitNotPermitted")                                    \
-    XX(DST_MPU_PART, 0, "DstMultipartUploadNotPermitted")                                  \
-    XX(DST_MPU_COMPLETE, 0, "DstMultipartCompleteNotPermitted")                            \
-    XX(DST_PUT_RETENTION, 0, "DstPutRetentionNotPermitted")                                \
-    XX(DST_PUT_LEGAL_HOLD, 0, "DstPutLegalHoldNotPermitted")
+    XX(SRC_HEAD, SRC, 405, "SrcHeadObjectNotPermitted")                                    \
+    XX(SRC_LIST, SRC, 0, "SrcHeadObjectNotPermitted")                                      \
+    XX(SRC_GET_ACL, SRC, 405, "SrcGetAclNotPermitted")                                     \
+    XX(SRC_GET_TAGS, SRC, 405, "SrcGetTaggingNotPermitted")                                \
+    XX(SRC_GET_OBJECT, SRC, 404, "SrcGetObjectNotPermitted")                               \
+    XX(DST_PUT, DST_COPY, 0, "DstPutObjectNotPermitted")                                   \
+    XX(DST_DELETE, DST, 0, "DstDelObjNotPermitted")                                        \
+    XX(DST_MPU_INIT, DST, 0, "DstMultipartInitNotPermitted")                               \
+    XX(DST_MPU_PART, DST_COPY, 0, "DstMultipartUploadNotPermitted")                        \
+    XX(DST_MPU_COMPLETE, DST, 0, "DstMultipartCompleteNotPermitted")                       \
+    XX(DST_PUT_RETENTION, DST, 0, "DstPutRetentionNotPermitted")                           \
+    XX(DST_PUT_LEGAL_HOLD, DST, 0, "DstPutLegalHoldNotPermitted")
 
 typedef enum repl_op {
-#define XX(name, is_source, denied) REPL_OP_##name,
+#define XX(name, side, gone, denied) REPL_OP_##name,
     REPL_OP_MAP(XX)
 #undef XX
 } repl_op;

@@ -69,13 +69,14 @@ repl_failure_id repl_verdict_dest(const repl_rule *rule, const repl_dest *d,
     return REPL_OK;
 }
 
-/* What each request is, for the error table: whose bucket it reads or writes, and the
-   reason a 403 gives. */
+/* What each request is, for the error table (REPL_OP_MAP). */
+enum { SRC, DST, DST_COPY };
 static const struct {
-    int is_source;
+    int side;
+    int gone;
     const char *denied;
 } ops[] = {
-#define XX(name, is_source, denied) {is_source, denied},
+#define XX(name, side, gone, denied) {side, gone, denied},
     REPL_OP_MAP(XX)
 #undef XX
 };
@@ -84,11 +85,14 @@ const char *repl_reason_for_s3(repl_op op, const s3_outcome *oc)
 {
     if ((unsigned)op >= sizeof ops / sizeof *ops)
         return NULL;
+    int side = ops[op].side, gone = ops[op].gone;
     if (strcmp(oc->code, "NoSuchBucket") == 0)
-        return ops[op].is_source ? "SrcBucketNotFound" : "DstBucketNotFound";
-    /* a write names the source in x-amz-copy-source: its NoSuchKey is the source's */
-    if (strcmp(oc->code, "NoSuchVersion") == 0 || strcmp(oc->code, "NoSuchKey") == 0 ||
-        (ops[op].is_source && (oc->http_status == 404 || oc->http_status == 405)))
+        return side == SRC ? "SrcBucketNotFound" : "DstBucketNotFound";
+    /* a copy names the source in x-amz-copy-source: its NoSuchKey is the source's */
+    if (side != DST &&
+        (strcmp(oc->code, "NoSuchVersion") == 0 || strcmp(oc->code, "NoSuchKey") == 0))
+        return "SrcVersionNotFound";
+    if ((gone && oc->http_status == 404) || (gone == 405 && oc->http_status == 405))
         return "SrcVersionNotFound";
     if (oc->http_status == 403)
         return ops[op].denied;

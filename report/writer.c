@@ -208,7 +208,7 @@ rpt_writer *rpt_writer_open(const rpt_opts *opts, char *err, size_t err_len)
         rpt_writer_destroy(w);
         return NULL;
     }
-    if (s3_mkdir_p(results_dir) != 0) {
+    if (s3_mkdir_p(results_dir, S3_MODE_USER_DIR) != 0) {
         set_err(err, err_len, "cannot create directory %s: %s", results_dir, strerror(errno));
         rpt_writer_destroy(w);
         return NULL;
@@ -343,7 +343,7 @@ static int md5_file(const char *path, char out_hex[33], uint64_t *rows, char *er
 static int write_file_atomic(const char *path, const char *data, size_t len, char *err,
                              size_t err_len)
 {
-    return s3_write_file_atomic(path, data, len, err, err_len) == S3_E_OK ? 0 : -RPT_E_IO;
+    return s3_write_file_atomic(path, data, len, S3_MODE_USER_FILE, err, err_len) == S3_E_OK ? 0 : -RPT_E_IO;
 }
 
 /* ISO-8601 UTC with milliseconds, as in AWS's example: 2019-04-05T17:48:39.725Z. */

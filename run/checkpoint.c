@@ -103,7 +103,7 @@ int run_ckpt_save(const char *path, const run_ckpt *c)
     if (!text)
         return -RUN_E_NOMEM;
     char err[512];
-    int rc = s3_write_file_atomic(path, text, strlen(text), err, sizeof err) == S3_E_OK
+    int rc = s3_write_file_atomic(path, text, strlen(text), S3_MODE_PRIVATE_FILE, err, sizeof err) == S3_E_OK
                  ? 0
                  : -RUN_E_IO;
     free(text);

@@ -84,7 +84,7 @@ static int gen_prepare(jobs_job *job, const s3_endpoint *ep)
 int run__prepare(jobs_job *job, const s3_endpoint *ep)
 {
     char msg[1024], first_bucket[256] = "";
-    if (s3_mkdir_p(job->dir) != 0) {
+    if (s3_mkdir_p(job->dir, S3_MODE_PRIVATE_DIR) != 0) {
         jobs_job_fail(job, "InternalError", "cannot create the job's state directory");
         return -1;
     }

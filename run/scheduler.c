@@ -169,11 +169,11 @@ static void finish(run__sched *s, jobs_store *st, run__job *jr)
         transit = JOBS_STATUS_CANCELLING;
     } else {
         if (jr->plan_error[0])
-            jobs_job_fail(job, "InvalidManifestContent", jr->plan_error);
+            jobs_job_set_failure(job, "InvalidManifestContent", jr->plan_error);
         else if (atomic_load(&jr->io_error))
-            jobs_job_fail(job, "ReportNotWritable", "cannot write the results files");
+            jobs_job_set_failure(job, "ReportNotWritable", "cannot write the results files");
         else if (atomic_load(&jr->threshold_hit))
-            jobs_job_fail(job, "TaskFailureThresholdExceeded",
+            jobs_job_set_failure(job, "TaskFailureThresholdExceeded",
                           "More than 50% of the tasks that ran failed (checked once at least "
                           "1,000 tasks have run)");
         if (job->row.failure_code[0]) {
@@ -189,14 +189,14 @@ static void finish(run__sched *s, jobs_store *st, run__job *jr)
         rpt_writer *w = jr->rpt;
         jr->rpt = NULL;
         if (rpt_writer_finish(w, &sum, msg, sizeof msg) != 0) {
-            jobs_job_fail(job, "ReportNotWritable", msg);
+            jobs_job_set_failure(job, "ReportNotWritable", msg);
             final = JOBS_STATUS_FAILED;
         } else if (!job->report_is_local &&
                    rpt_upload(s->ep, &jr->ro, &sum, msg, sizeof msg) != 0) {
             char reason[1200];
             snprintf(reason, sizeof reason,
                      "The job report could not be written to your report bucket: %s", msg);
-            jobs_job_fail(job, "ReportNotWritable", reason);
+            jobs_job_set_failure(job, "ReportNotWritable", reason);
             final = JOBS_STATUS_FAILED;
         }
     }

@@ -2,8 +2,9 @@
  * fs.c — local file helpers every module needs: a path joined without ever being cut,
  * mkdir -p, a file written atomically, the MD5 of a file.
  *
- * Folders are created 0700: the state directory holds job documents, checkpoints and report
- * rows that name every object of a bucket, which no other user of the machine should read.
+ * Modes are the caller's: the state directory (job documents, checkpoints, report rows that
+ * name every object of a bucket) is private, 0700 / 0600; a user's own report folder follows
+ * their umask.
  */
 #include "s3/s3.h"
 #include "s3/s3_int.h"
@@ -30,7 +31,7 @@ int s3_path_join(char *out, size_t cap, const char *dir, const char *name)
     return 0;
 }
 
-int s3_mkdir_p(const char *path)
+int s3_mkdir_p(const char *path, unsigned mode)
 {
     char tmp[4096];
     if ((size_t)snprintf(tmp, sizeof tmp, "%s", path) >= sizeof tmp) {
@@ -41,12 +42,12 @@ int s3_mkdir_p(const char *path)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+        if (mkdir(tmp, (mode_t)mode) != 0 && errno != EEXIST)
             return -1;
         *p = '/';
     }
     struct stat st;
-    if (mkdir(tmp, 0700) == 0 || (errno == EEXIST && stat(tmp, &st) == 0 && S_ISDIR(st.st_mode)))
+    if (mkdir(tmp, (mode_t)mode) == 0 || (errno == EEXIST && stat(tmp, &st) == 0 && S_ISDIR(st.st_mode)))
         return 0;
     if (errno == EEXIST)
         errno = ENOTDIR;
@@ -67,15 +68,15 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-int s3_write_file_atomic(const char *path, const void *data, size_t len, char *err,
-                         size_t err_len)
+int s3_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
+                         char *err, size_t err_len)
 {
     char tmp[4200];
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) {
         snprintf(err, err_len, "%s: path too long", path);
         return S3_E_IO;
     }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
     if (fd < 0) {
         snprintf(err, err_len, "cannot create %s: %s", tmp, strerror(errno));
         return S3_E_IO;

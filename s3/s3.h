@@ -414,14 +414,20 @@ int64_t s3_mono_ms(void);
 
 /* out = dir + "/" + name; 0, or -1 (out "") when it does not fit: a path is never cut. */
 int s3_path_join(char *out, size_t cap, const char *dir, const char *name);
-/* mkdir -p with mode 0700 for the folders it creates (state is private); 0, or -1 with
-   errno set. An existing folder is fine. */
-int s3_mkdir_p(const char *path);
-/* Writes data to path through "<path>.tmp" (mode 0600), fdatasync and rename, so a crash
-   leaves the old file or the new one, never a mix. On failure the temporary file is removed
-   and S3_E_IO returned with err naming the file and errno. */
-int s3_write_file_atomic(const char *path, const void *data, size_t len, char *err,
-                         size_t err_len);
+/* Modes: the state directory is private (it names every object of a bucket); a report a
+   user asked for in a folder of theirs follows their umask, as `cp` would. */
+#define S3_MODE_PRIVATE_DIR 0700
+#define S3_MODE_PRIVATE_FILE 0600
+#define S3_MODE_USER_DIR 0777
+#define S3_MODE_USER_FILE 0666
+/* mkdir -p: the folders it creates get `mode` (less the umask); 0, or -1 with errno set.
+   An existing folder is fine and keeps its mode. */
+int s3_mkdir_p(const char *path, unsigned mode);
+/* Writes data to path through "<path>.tmp" (created with `mode`), fdatasync and rename, so
+   a crash leaves the old file or the new one, never a mix. On failure the temporary file is
+   removed and S3_E_IO returned with err naming the file and errno. */
+int s3_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
+                         char *err, size_t err_len);
 /* MD5 hex of a file, streamed in 1 MiB reads. each (may be NULL) sees every chunk too (the
    report writer counts CSV rows as it goes); a nonzero return stops with S3_E_ARG and the
    callback's own message. S3_E_IO / S3_E_NOMEM with err otherwise. */
@@ -439,6 +445,9 @@ typedef struct s3_retry_policy {
     int cap_ms;
 } s3_retry_policy;
 #define S3_RETRY_DEFAULT ((s3_retry_policy){8, 100, 20000})
+/* The blocking requests (manifests, reports, bucket checks) run on a thread that also keeps
+   a job's heartbeat: few, short waits (worst case 0.6 s in all, as before the one policy). */
+#define S3_RETRY_BLOCKING ((s3_retry_policy){3, 200, 400})
 /* The delay before retry number `retry` (1 = the first), drawn with *rng (rand_r state). */
 int s3_backoff_ms(const s3_retry_policy *p, int retry, unsigned *rng);
 

@@ -3,9 +3,10 @@
  * are not the hot path: manifests, inventory files, completion reports, and tests.
  *
  * Each call makes its own s3_call and s3_signer (so it is safe from any thread) and retries
- * a retryable outcome (aws-formats.md 8.3) under the one retry policy every request follows
- * (S3_RETRY_DEFAULT: 8 attempts in all, full-jitter backoff from 100 ms, capped at 20 s;
- * s3_backoff_ms). A GET to a FILE is retried only while nothing has been written to the
+ * a retryable outcome (aws-formats.md 8.3) with the backoff every request uses
+ * (s3_backoff_ms, full jitter) under S3_RETRY_BLOCKING: 3 attempts, at most 0.2 then
+ * 0.4 s apart, because these calls run on the thread that keeps the jobs' heartbeats
+ * (a worker whose heartbeat is 30 s old loses its job to another). A GET to a FILE is retried only while nothing has been written to the
  * file yet: the FILE may be a pipe, which cannot be rewound.
  */
 #include "s3/s3.h"
@@ -66,7 +67,7 @@ static int run(const s3_endpoint *ep, const s3_request *req, s3_call *c, file_si
     s3_signer signer;
     s3_signer_init(&signer, &ep->creds, ep->region[0] ? ep->region : "us-east-1");
     int rc = S3_E_OK;
-    const s3_retry_policy policy = S3_RETRY_DEFAULT;
+    const s3_retry_policy policy = S3_RETRY_BLOCKING;
     struct timespec seed;
     clock_gettime(CLOCK_MONOTONIC, &seed);
     unsigned rng = (unsigned)(seed.tv_nsec ^ (long)(uintptr_t)c);

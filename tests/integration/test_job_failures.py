@@ -7,17 +7,21 @@
     InvalidManifestContent naming the line, and no task run (nothing on the destination);
   * a manifest object whose ETag does not match the job's: exit 3;
   * the failure threshold (aws-formats.md §4.2): 1,200 versions of which 1,100 do not exist;
-    the job stops once at least 1,000 tasks ran with more than half failed: exit 3, Failed,
-    and the report written for the tasks that ran, each exactly once;
+    the job stops once at least 1,000 tasks ran with more than half failed: Failing while its
+    report is written (the upload is held by a proxy), then exit 3, Failed, and the report
+    written for the tasks that ran, each exactly once;
   * a local manifest path and a local report directory work too (DESIGN.md).
 """
 import json
 import os
+import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+from faultproxy import FaultProxy, Rule  # noqa: E402
 
 RULES = {"Role": "arn:aws:iam::123456789012:role/r", "Rules": [
     {"ID": "all", "Priority": 1, "Status": "Enabled", "Filter": {"Prefix": ""},
@@ -34,6 +38,7 @@ def run(tmp, env, job, name):
 
 def main():
     t = h.Tap()
+    os.umask(0o022)
     with h.Moto() as moto, tempfile.TemporaryDirectory() as tmp:
         s3 = moto.client()
         for b in ("src", "dst", "reports", "manifests"):
@@ -104,6 +109,16 @@ def main():
         mpath = os.path.join(report_dir, "p", f"job-{d['JobId']}", "manifest.json")
         t.ok(os.path.exists(mpath) and os.path.exists(mpath + ".md5"),
              "local report: manifest.json and .md5 written")
+        # a report in a folder of the user's follows their umask (022 here); the state
+        # directory stays private
+        modes = sorted({oct(os.stat(os.path.join(dp, n)).st_mode & 0o777)
+                        for dp, dns, fns in os.walk(report_dir) for n in dns + fns})
+        ckpt = os.path.join(tmp, "state", "jobs", d["JobId"], "checkpoint.json")
+        t.ok(modes == ["0o644", "0o755"] and
+             oct(os.stat(ckpt).st_mode & 0o777) == "0o600" and
+             oct(os.stat(os.path.dirname(ckpt)).st_mode & 0o777) == "0o700",
+             f"local report files and folders follow the umask ({modes}); the job's state "
+             f"folder is 0700 and its checkpoint 0600")
         t.eq([v["ETag"] for v in reversed(h.list_versions(s3, "dst", key="a/key"))],
              [v["ETag"] for v in vers], "local manifest: both versions replicated oldest first")
 
@@ -136,8 +151,38 @@ def main():
             v = h.put_versions(s3, "src", f"ok/{i:03d}", ["x"], separate_s=False)[0]
             rows.insert(i * 12, ("src", f"ok/{i:03d}", v["VersionId"]))
         marn, metag = h.upload_manifest(s3, "manifests", "mostly-missing.csv", rows)
-        res = run(tmp, env, h.job_document(marn, metag, h.bucket_arn("reports"), prefix="thr"),
-                  "thr")
+        # the report's upload is held, so the job is seen between its last task and its
+        # report: Failing (not yet terminal, aws-formats.md §4.1), then Failed
+        hold = Rule("hold", method="PUT", path_re=r"^/reports/thr/")
+        with FaultProxy(moto.url, [hold]) as proxy:
+            job_path = h.write_json(os.path.join(tmp, "thr.json"),
+                                    h.job_document(marn, metag, h.bucket_arn("reports"),
+                                                   prefix="thr"))
+            rules = h.write_json(os.path.join(tmp, "rules.json"), RULES)
+            state = os.path.join(tmp, "state")
+            before = {j["JobId"] for j in json.loads(h.run_batchrep(
+                ["list-jobs", "--state-dir", state], env).stdout)["Jobs"]}
+            proc = subprocess.Popen([h.batchrep_bin(), "run", job_path, "--replication-config",
+                                     rules, "--state-dir", state, "--no-progress"],
+                                    env=h.batchrep_env(proxy.url), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            try:
+                end = time.time() + 300
+                while proxy.held() == 0 and proc.poll() is None and time.time() < end:
+                    time.sleep(0.2)
+                jobs = json.loads(h.run_batchrep(["list-jobs", "--state-dir", state],
+                                                 env).stdout)["Jobs"]
+                mid = [j for j in jobs if j["JobId"] not in before]
+                t.ok(len(mid) == 1 and mid[0]["Status"] == "Failing" and
+                     "TerminationDate" not in mid[0],
+                     f"while its report is written the job is Failing, not terminal "
+                     f"({[(j['Status'], 'TerminationDate' in j) for j in mid]})")
+                proxy.release()
+                out, errs = proc.communicate(timeout=300)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+        res = subprocess.CompletedProcess(proc.args, proc.returncode, out, errs)
         t.eq(res.returncode, 3, "failure threshold: exit 3")
         d = json.loads(res.stdout)["Job"]
         ps = d["ProgressSummary"]
