@@ -13,6 +13,10 @@
  * plan_limit bounds what the planner may hand out before a checkpoint says so: after a crash,
  * the units below it that are not done may have written to a destination already, so they
  * run again in "recheck" mode (unit.c) and skip the versions already there.
+ * The previous checkpoint is kept as checkpoint.json.prev. When the checkpoint is missing
+ * or damaged while the job had run, progress is uncertain: the job resumes from .prev (or
+ * from nothing) and every unit not known done rechecks its destinations first, so nothing
+ * is written twice (run/scheduler.c attach).
  */
 #include "run/run_int.h"
 
@@ -102,42 +106,70 @@ int run_ckpt_save(const char *path, const run_ckpt *c)
     json_decref(j);
     if (!text)
         return -RUN_E_NOMEM;
-    char err[512];
-    int rc = s3_write_file_atomic(path, text, strlen(text), S3_MODE_PRIVATE_FILE, err, sizeof err) == S3_E_OK
-                 ? 0
-                 : -RUN_E_IO;
+    /* the last good checkpoint stays as <path>.prev: a checkpoint lost or damaged later (a
+       crash between these renames, a full disk, a hand) falls back to it */
+    char prev[4200], err[512];
+    int rc = -RUN_E_IO;
+    if ((size_t)snprintf(prev, sizeof prev, "%s.prev", path) < sizeof prev &&
+        (rename(path, prev) == 0 || errno == ENOENT) &&
+        s3_write_file_atomic(path, text, strlen(text), S3_MODE_PRIVATE_FILE, err,
+                             sizeof err) == S3_E_OK)
+        rc = 0;
     free(text);
     return rc;
 }
 
-static uint64_t get_u64(json_t *j, const char *name)
+/* A non-negative integer member, or -1 (absent, another type, negative). */
+static int get_u64(json_t *j, const char *name, uint64_t *out)
 {
     json_t *v = json_object_get(j, name);
-    return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v)
-                                                            : 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return -1;
+    *out = (uint64_t)json_integer_value(v);
+    return 0;
 }
 
-int run_ckpt_load(const char *path, run_ckpt *out)
+/* One checkpoint file, read strictly: every member present with its type and the done
+   ranges well formed, else -1 (a checkpoint that is wrong in any way must not pass for an
+   empty one: "nothing done" would resend what was done). 1 when the file does not exist. */
+static int load_file(const char *path, run_ckpt *out)
 {
     memset(out, 0, sizeof *out);
     if (access(path, F_OK) != 0)
         return 1;
     json_error_t je;
     json_t *j = json_load_file(path, 0, &je);
-    if (!j)
-        return -RUN_E_IO;
-    out->low = get_u64(j, "low");
-    out->succeeded_bytes = get_u64(j, "succeeded_bytes");
-    out->failed_bytes = get_u64(j, "failed_bytes");
-    out->succeeded = get_u64(j, "succeeded");
-    out->failed = get_u64(j, "failed");
-    out->plan_limit = get_u64(j, "plan_limit");
     json_t *iv = json_object_get(j, "done");
-    for (size_t i = 0; i < json_array_size(iv); i++) {
-        json_t *p = json_array_get(iv, i);
-        run_ckpt_add(out, (uint64_t)json_integer_value(json_array_get(p, 0)),
-                      (uint64_t)json_integer_value(json_array_get(p, 1)));
+    int bad = !j || !json_is_array(iv) || get_u64(j, "low", &out->low) ||
+              get_u64(j, "succeeded_bytes", &out->succeeded_bytes) ||
+              get_u64(j, "failed_bytes", &out->failed_bytes) ||
+              get_u64(j, "succeeded", &out->succeeded) || get_u64(j, "failed", &out->failed) ||
+              get_u64(j, "plan_limit", &out->plan_limit);
+    for (size_t i = 0; !bad && i < json_array_size(iv); i++) {
+        json_t *p = json_array_get(iv, i), *a = json_array_get(p, 0), *b = json_array_get(p, 1);
+        bad = !json_is_integer(a) || !json_is_integer(b) || json_integer_value(a) < 0 ||
+              json_integer_value(b) <= json_integer_value(a) ||
+              run_ckpt_add(out, (uint64_t)json_integer_value(a),
+                           (uint64_t)json_integer_value(b)) != 0;
     }
     json_decref(j);
+    if (bad) {
+        run_ckpt_cleanup(out);
+        return -RUN_E_IO;
+    }
     return 0;
+}
+
+int run_ckpt_load(const char *path, run_ckpt *out)
+{
+    int rc = load_file(path, out);
+    if (rc == 0)
+        return 0;
+    char prev[4200];
+    if ((size_t)snprintf(prev, sizeof prev, "%s.prev", path) >= sizeof prev)
+        return rc;
+    int prc = load_file(prev, out);
+    if (prc == 0)
+        return RUN_CKPT_FROM_PREV;
+    return rc == 1 && prc == 1 ? 1 : -RUN_E_IO;
 }

@@ -97,7 +97,7 @@ static void feed(run__sched *s, run__job *jr)
         atomic_store(&jr->waiting_limit, 1);
         return;
     }
-    if (first < jr->resume.plan_limit)
+    if (first < jr->resume.plan_limit || jr->recheck_all)
         eng_unit_set_recheck(u); /* may have run before the crash */
     if (src_acls_disabled(s, jr, eng_unit_bucket(u)))
         eng_unit_set_src_acls_disabled(u);

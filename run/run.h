@@ -87,8 +87,13 @@ typedef struct run_ckpt {
 
 int run_ckpt_add(run_ckpt *c, uint64_t start, uint64_t end);
 int run_ckpt_done(const run_ckpt *c, uint64_t start, uint64_t end);
+/* Writes <path> atomically (0600), keeping the previous one as <path>.prev. */
 int run_ckpt_save(const char *path, const run_ckpt *c);
-int run_ckpt_load(const char *path, run_ckpt *out); /* 0 loaded, 1 none, <0 error */
+/* Reads <path>, or when it is missing or damaged <path>.prev (the one before it):
+   0 loaded <path>; RUN_CKPT_FROM_PREV loaded <path>.prev (what ran after it is uncertain);
+   1 neither exists; <0 one exists and neither can be read. */
+#define RUN_CKPT_FROM_PREV 2
+int run_ckpt_load(const char *path, run_ckpt *out);
 void run_ckpt_cleanup(run_ckpt *c);
 
 #endif

@@ -94,6 +94,8 @@ typedef struct run__job {
     /* writer thread only */
     run_ckpt ckpt;
     run_ckpt resume;             /* what the run started from */
+    int recheck_all;              /* progress uncertain (checkpoint lost or damaged): every
+                                     unit not known done rechecks its destinations */
     int ckpt_dirty;
     /* control thread only */
     int64_t active_since_ms;

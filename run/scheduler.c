@@ -99,12 +99,31 @@ static run__job *attach(run__sched *s, jobs_row *row, char *err, size_t err_len)
         return jr;
     snprintf(jr->ckpt_path, sizeof jr->ckpt_path, "%s/checkpoint.json", jr->job.dir);
     int loaded = run_ckpt_load(jr->ckpt_path, &jr->resume);
-    if (loaded < 0) {
-        jobs_job_fail(&jr->job, "CheckpointUnreadable", jr->ckpt_path);
-        return jr;
+    jobs_status st = jr->job.row.status;
+    int had_run = jr->job.row.succeeded + jr->job.row.failed > 0 ||
+                  (st != JOBS_STATUS_NEW && st != JOBS_STATUS_PREPARING && st != JOBS_STATUS_READY);
+    if (loaded < 0 || loaded == RUN_CKPT_FROM_PREV || (loaded == 1 && had_run)) {
+        /* progress uncertain: rows after the checkpoint used are cut (or all rows, with no
+           checkpoint), and every unit not known done looks at its destinations before it
+           writes, so none is replicated twice */
+        fprintf(stderr,
+                "batchrep: job %s: %s %s; resuming from %s, every unit not known done is "
+                "rechecked against its destinations\n",
+                jr->job.row.id, jr->ckpt_path,
+                loaded == 1 ? "is missing" : loaded < 0 ? "cannot be read" : "is damaged or missing",
+                loaded == RUN_CKPT_FROM_PREV ? "the previous checkpoint" : "the start");
+        jr->recheck_all = 1;
+        if (loaded < 0) {
+            memset(&jr->resume, 0, sizeof jr->resume);
+            loaded = 1;
+        }
     }
     /* the writer's progress starts from the checkpoint: counts, sizes, done ranges */
-    run_ckpt_load(jr->ckpt_path, &jr->ckpt);
+    jr->ckpt = jr->resume;
+    jr->ckpt.iv = NULL;
+    jr->ckpt.n_iv = jr->ckpt.cap_iv = 0;
+    for (size_t i = 0; i < jr->resume.n_iv; i++)
+        run_ckpt_add(&jr->ckpt, jr->resume.iv[2 * i], jr->resume.iv[2 * i + 1]);
     atomic_store(&jr->succeeded, jr->ckpt.succeeded);
     atomic_store(&jr->failed, jr->ckpt.failed);
     if (jr->job.report_enabled) {
@@ -116,7 +135,7 @@ static run__job *attach(run__sched *s, jobs_row *row, char *err, size_t err_len)
         }
         jr->ro = (rpt_opts){.root_dir = jr->report_root, .bucket = jr->job.report_bucket,
                             .prefix = jr->job.report_prefix, .job_id = jr->job.row.id,
-                            .scope = jr->job.report_scope, .resume = loaded == 0,
+                            .scope = jr->job.report_scope, .resume = loaded != 1,
                             .resume_succeeded_bytes = jr->ckpt.succeeded_bytes,
                             .resume_failed_bytes = jr->ckpt.failed_bytes};
         char msg[512];

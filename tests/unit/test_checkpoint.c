@@ -104,10 +104,58 @@ static void test_file(void)
            "loads back what was saved (%s)", b);
     run_ckpt_cleanup(&back);
 
-    /* a folder where the file should be: the save fails and leaves nothing behind */
+    /* the previous checkpoint is kept, and used when the newest is lost or damaged */
+    char prev[300];
+    snprintf(prev, sizeof prev, "%s.prev", path);
+    run_ckpt_add(&c, 7, 9); /* now low = 12 */
+    rc = run_ckpt_save(path, &c);
+    run_ckpt older;
+    tap_ok(rc == 0 && run_ckpt_load(prev, &older) == 0 && older.low == 7 &&
+               run_ckpt_load(path, &back) == 0 && back.low == 12,
+           "a save keeps the one before as .prev (low 7), the new one says low 12");
+    run_ckpt_cleanup(&older);
+    run_ckpt_cleanup(&back);
+    static const struct {
+        const char *main_text; /* NULL: no file */
+        int keep_prev, want;
+        const char *name;
+    } damaged[] = {
+        {NULL, 1, RUN_CKPT_FROM_PREV, "missing: the previous one is used"},
+        {"{\"low\": 12, \"done\": [[1", 1, RUN_CKPT_FROM_PREV, "not JSON: the previous one"},
+        {"{\"low\": \"x\", \"done\": \"none\"}", 1, RUN_CKPT_FROM_PREV,
+         "JSON of another shape: the previous one"},
+        {"{\"low\":1,\"done\":[[5,3]],\"succeeded_bytes\":0,\"failed_bytes\":0,"
+         "\"succeeded\":0,\"failed\":0,\"plan_limit\":9}",
+         1, RUN_CKPT_FROM_PREV, "a reversed range: the previous one"},
+        {"{\"low\": 12, \"done\": [[1", 0, -1, "not JSON and no previous: an error, never "
+                                           "an empty checkpoint"},
+        {NULL, 0, 1, "neither: nothing to resume"},
+    };
+    for (size_t i = 0; i < sizeof damaged / sizeof *damaged; i++) {
+        run_ckpt_save(path, &c);
+        run_ckpt_save(path, &c); /* a .prev exists */
+        if (!damaged[i].keep_prev)
+            unlink(prev);
+        unlink(path);
+        if (damaged[i].main_text) {
+            FILE *f = fopen(path, "w");
+            if (f) {
+                fputs(damaged[i].main_text, f);
+                fclose(f);
+            }
+        }
+        rc = run_ckpt_load(path, &back);
+        tap_ok(damaged[i].want < 0 ? rc < 0 : rc == damaged[i].want,
+               "load, checkpoint %s (rc %d)", damaged[i].name, rc);
+        tap_ok(rc != RUN_CKPT_FROM_PREV || back.low == 12,
+               "load, %s: the previous one's progress (low 12, got %llu)", damaged[i].name,
+               (unsigned long long)back.low);
+        run_ckpt_cleanup(&back);
+    }
+
+    /* a folder that does not exist: the save fails and leaves nothing behind */
     char blocked[300];
-    snprintf(blocked, sizeof blocked, "%s/blocked", dir);
-    mkdir(blocked, 0700);
+    snprintf(blocked, sizeof blocked, "%s/no-such-folder/checkpoint.json", dir);
     rc = run_ckpt_save(blocked, &c);
     char blocked_tmp[320];
     snprintf(blocked_tmp, sizeof blocked_tmp, "%s.tmp", blocked);

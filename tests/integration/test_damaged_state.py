@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""test_damaged_state.py — a lost or damaged checkpoint never replicates a version twice.
+
+A job of 400 one-version keys runs through a proxy that lets the first 150 copies through
+and holds the rest, so the job is provably mid-run (150 tasks done and checkpointed, some in
+flight) however fast the machine is. The worker is killed with SIGKILL, the job's
+checkpoint is damaged, and a second `run` of the same document finishes the job:
+
+  * checkpoint.json and checkpoint.json.prev deleted (the state a lost file leaves);
+  * checkpoint.json garbled (not JSON) and .prev deleted;
+  * checkpoint.json valid JSON of the wrong shape ({"low": "x"}) and .prev deleted;
+  * checkpoint.json deleted, .prev kept (the last good one before it is used).
+
+Each time: the job ends Complete with every task counted once, the report has exactly one
+row per manifest line, and every source version has exactly one replica on the
+destination (the resumed run rechecks every unit not known done before it writes).
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+from faultproxy import FaultProxy, Rule  # noqa: E402
+
+N_KEYS = 400
+LET_THROUGH = 150
+
+
+def rules(dst):
+    return {"Role": "arn:aws:iam::123456789012:role/r", "Rules": [
+        {"ID": "all", "Priority": 1, "Status": "Enabled", "Filter": {"Prefix": ""},
+         "DeleteMarkerReplication": {"Status": "Enabled"},
+         "Destination": {"Bucket": f"arn:aws:s3:::{dst}"}}]}
+
+
+def damage(job_dir, how):
+    ck = os.path.join(job_dir, "checkpoint.json")
+    prev = ck + ".prev"
+    if how != "main deleted, prev kept" and os.path.exists(prev):
+        os.unlink(prev)
+    if how in ("deleted", "main deleted, prev kept"):
+        os.unlink(ck)
+    elif how == "garbled":
+        with open(ck, "w") as f:
+            f.write('{"low": 12, "done": [[1')
+    elif how == "wrong shape":
+        with open(ck, "w") as f:
+            f.write('{"low": "x", "done": "none"}')
+
+
+def case(t, s3, moto, tmp, rows, src, how, n):
+    dst = f"dst{n}"
+    h.make_bucket(s3, dst)
+    job = h.write_json(os.path.join(tmp, f"job{n}.json"), h.job_document(
+        *h.upload_manifest(s3, "manifests", f"m{n}.csv", rows), h.bucket_arn("reports"),
+        prefix=f"p{n}", client_token=f"damaged-{n}"))
+    rpath = h.write_json(os.path.join(tmp, f"rules{n}.json"), rules(dst))
+    state = os.path.join(tmp, "state")
+    cmd = [h.batchrep_bin(), "run", job, "--replication-config", rpath, "--state-dir", state,
+           "--no-progress", "--concurrency", "8"]
+    hold = Rule("hold", op="CopyObject", path_re=rf"^/{dst}/", after=LET_THROUGH)
+    with FaultProxy(moto.url, [hold]) as proxy:
+        p = subprocess.Popen(cmd, env=h.batchrep_env(proxy.url), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        job_id, end = None, time.time() + 300
+        while time.time() < end and p.poll() is None:
+            jobs = json.loads(h.run_batchrep(["list-jobs", "--state-dir", state],
+                                             moto.env()).stdout or '{"Jobs": []}')["Jobs"]
+            mine = [j for j in jobs if j["JobId"] not in case.seen]
+            if mine:
+                job_id = mine[0]["JobId"]
+                ck = os.path.join(state, "jobs", job_id, "checkpoint.json")
+                try:
+                    with open(ck) as f:
+                        done = json.load(f).get("succeeded", 0)
+                except (OSError, ValueError):
+                    done = 0
+                if proxy.held() > 0 and done >= LET_THROUGH:
+                    break
+            time.sleep(0.2)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        proxy.release()
+    case.seen.add(job_id)
+    t.ok(job_id is not None, f"{how}: the job ran {LET_THROUGH} tasks, checkpointed, then was "
+                             f"killed with copies in flight")
+    if not job_id:
+        return
+    damage(os.path.join(state, "jobs", job_id), how)
+    res = subprocess.run(cmd, env=moto.env(), capture_output=True, text=True, timeout=900)
+    t.eq(res.returncode, 0, f"{how}: the next run completes the job (exit 0)")
+    if res.returncode:
+        t.diag(res.stderr[-1500:])
+        return
+    t.ok("rechecked against its destinations" in res.stderr,
+         f"{how}: the run says progress was uncertain and rechecks ({res.stderr.strip()[:160]})")
+    d = json.loads(res.stdout)["Job"]
+    ps = d["ProgressSummary"]
+    t.eq((d["Status"], ps["NumberOfTasksSucceeded"], ps["NumberOfTasksFailed"]),
+         ("Complete", N_KEYS, 0), f"{how}: Complete, every task counted once")
+    rep = h.read_report(s3, "reports", f"p{n}", d["JobId"])
+    got = [(r[1], r[2]) for r in rep["rows"]["succeeded"] + rep["rows"]["failed"]]
+    t.eq(sorted(got), sorted((k, v) for _, k, v in rows),
+         f"{how}: exactly one report row per manifest line")
+    per_key = {}
+    for v in h.list_versions(s3, dst):
+        per_key.setdefault(v["Key"], []).append(v["ETag"])
+    twice = [k for k, vs in per_key.items() if len(vs) != 1]
+    missing = [k for k in src if k not in per_key]
+    t.ok(not twice and not missing,
+         f"{how}: every version has exactly one replica ({len(twice)} twice, "
+         f"{len(missing)} missing)")
+
+
+case.seen = set()
+
+
+def main():
+    t = h.Tap()
+    with h.Moto() as moto, tempfile.TemporaryDirectory() as tmp:
+        s3 = moto.client()
+        for b in ("src", "reports", "manifests"):
+            h.make_bucket(s3, b)
+        src = {}
+        for i in range(N_KEYS):
+            k = f"k/{i:04d}"
+            src[k] = s3.put_object(Bucket="src", Key=k, Body=k.encode())["VersionId"]
+        rows = [("src", k, v) for k, v in src.items()]
+        for n, how in enumerate(("deleted", "garbled", "wrong shape",
+                                 "main deleted, prev kept")):
+            case(t, s3, moto, tmp, rows, src, how, n)
+    t.done()
+
+
+if __name__ == "__main__":
+    main()
