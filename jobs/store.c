@@ -90,7 +90,18 @@ int jobs_store_open(const char *state_dir, jobs_store **out, char *err, size_t e
     }
     sqlite3_busy_timeout(s->db, 10000);
     char *msg = NULL;
-    if (sqlite3_exec(s->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
+    int rc;
+    /* Two processes opening a new catalogue at once: switching it to WAL answers
+       SQLITE_BUSY at once, without the busy handler (seen: `worker` and `list-jobs` started
+       together). Bounded: 200 tries 50 ms apart, 10 s as busy_timeout. */
+    for (int tries = 0; (rc = sqlite3_exec(s->db, schema, NULL, NULL, &msg)) != SQLITE_OK &&
+                        (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) && tries < 200;
+         tries++) {
+        sqlite3_free(msg);
+        msg = NULL;
+        usleep(50000);
+    }
+    if (rc != SQLITE_OK) {
         snprintf(err, err_len, "%s: cannot create the job catalogue: %s", path,
                  msg ? msg : "?");
         sqlite3_free(msg);

@@ -266,6 +266,18 @@ def main():
         t.eq(len(rows), ran, "the cancelled job's report has a row per task that ran")
         t.eq(len({(r[1], r[2]) for r in rows}), len(rows), "no row twice")
 
+        # ---- a new catalogue opened by several processes at once (a worker and list-jobs
+        # started together): every one of them opens it
+        bad = []
+        for round_ in range(5):
+            fresh = os.path.join(tmp, f"fresh-{round_}")
+            procs = [subprocess.Popen([h.batchrep_bin(), "list-jobs", "--state-dir", fresh],
+                                      env=e.env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True) for _ in range(8)]
+            bad += [p.communicate(timeout=60)[1] for p in procs]
+            bad = [x for x in bad if x]
+        t.eq(bad, [], "8 processes opening a new catalogue at once all succeed (5 rounds)")
+
         # ---- --metrics-addr: a malformed address is a usage error (2); one that cannot be
         # bound is an error naming the address and the reason (1)
         for addr in ("foo", "localhost:9090", "127.0.0.1:abc", "127.0.0.1:70000"):
