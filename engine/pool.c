@@ -88,18 +88,11 @@ struct eng_pool {
 
 static const s3_call_opts call_opts = {0, 0, 0};
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- limiter ------------------------------------------------------------------------- */
 
 static void limiter_throttled(eng_pool *p)
 {
-    int64_t now = now_ms(), last = atomic_load(&p->last_cut_ms);
+    int64_t now = s3_mono_ms(), last = atomic_load(&p->last_cut_ms);
     atomic_store(&p->clean_streak, 0);
     if (now - last < 500 || !atomic_compare_exchange_strong(&p->last_cut_ms, &last, now))
         return;
@@ -253,7 +246,7 @@ static void on_done(lane *w, wcall *c, CURLcode code)
         c->attempts++;
         c->prev = oc;
         atomic_fetch_add(&p->cfg.counters->retries, 1);
-        c->not_before_ms = now_ms() + s3_backoff_ms(&p->cfg.retry, c->attempts, &w->rng);
+        c->not_before_ms = s3_mono_ms() + s3_backoff_ms(&p->cfg.retry, c->attempts, &w->rng);
         return; /* the loop re-sends it when the delay has passed */
     }
     seat *st = c->seat;
@@ -312,7 +305,7 @@ static void *lane_main(void *arg)
     lane *w = arg;
     int input_done = 0;
     for (;;) {
-        int64_t now = now_ms(), next_due = INT64_MAX;
+        int64_t now = s3_mono_ms(), next_due = INT64_MAX;
         for (int i = 0; i < w->n_slots; i++) {
             wcall *c = &w->calls[i];
             if (!c->seat || c->in_multi)
@@ -349,7 +342,7 @@ static void *lane_main(void *arg)
         }
         long timeout = 100;
         if (next_due != INT64_MAX) {
-            int64_t d = next_due - now_ms();
+            int64_t d = next_due - s3_mono_ms();
             timeout = d < 0 ? 0 : d < timeout ? (long)d : timeout;
         }
         if (running > 0 || busy) {
@@ -391,7 +384,7 @@ eng_pool *eng_pool_start(const eng_pool_cfg *cfg, char *err, size_t err_len)
         w->n_slots = cfg->concurrency / cfg->threads + (i < cfg->concurrency % cfg->threads);
         if (w->n_slots < 1)
             w->n_slots = 1;
-        w->rng = (unsigned)(now_ms() ^ (i * 2654435761u));
+        w->rng = (unsigned)(s3_mono_ms() ^ (i * 2654435761u));
         w->seats = calloc((size_t)w->n_slots, sizeof *w->seats);
         w->calls = calloc((size_t)w->n_slots, sizeof *w->calls);
         w->deferred = calloc((size_t)w->n_slots, sizeof *w->deferred);

@@ -75,11 +75,6 @@ void eng__strat_source(const eng__apply *a, eng__req *r, const char *method)
     r->req.query[r->req.n_query++] = (s3_query_param){"versionId", a->src_version};
 }
 
-static int is_kms(const char *sse)
-{
-    return strncmp(sse, "aws:kms", 7) == 0;
-}
-
 int eng__strat_write_headers(const eng__apply *a, s3_request *req, int full)
 {
     const repl_facts *f = a->task->facts;
@@ -122,7 +117,7 @@ int eng__strat_write_headers(const eng__apply *a, s3_request *req, int full)
         rc |= eng__strat_add_header(req, "x-amz-object-lock-legal-hold", f->legal_hold);
     if (a->dest->object_lock && !full)
         rc |= eng__strat_add_header(req, "x-amz-sdk-checksum-algorithm", "CRC32");
-    if (is_kms(f->sse)) {
+    if (repl_sse_is_kms(f->sse)) {
         rc |= eng__strat_add_header(req, "x-amz-server-side-encryption", f->sse);
         rc |= eng__strat_add_header(req, "x-amz-server-side-encryption-aws-kms-key-id",
                                     a->rule->replica_kms_key_id);
@@ -294,7 +289,7 @@ static int copy_rebuild(eng__apply *a, unsigned tag, const s3_outcome *prev, eng
    not for multipart or SSE-KMS sources). NULL: size and time only. */
 static const char *copy_etag(const repl_facts *f)
 {
-    if (!f || strchr(f->etag, '-') || is_kms(f->sse))
+    if (!f || strchr(f->etag, '-') || repl_sse_is_kms(f->sse))
         return NULL;
     return f->etag;
 }

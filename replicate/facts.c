@@ -108,6 +108,11 @@ void repl_facts_from_head(repl_facts *f, const s3_response *r)
     f->have_head = 1;
 }
 
+int repl_sse_is_kms(const char *sse)
+{
+    return strncmp(sse, "aws:kms", 7) == 0;
+}
+
 int repl_facts_locked(const repl_facts *f)
 {
     return f->lock_mode[0] || strcmp(f->legal_hold, "ON") == 0;

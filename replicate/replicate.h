@@ -202,6 +202,8 @@ int repl_facts_from_row(repl_facts *f, const mf_facts *row, const char *etag);
 /* The row's ObjectAccessControlList (base64 JSON, status AVAILABLE) stands in for
    GetObjectAcl: 0 and have_acl set; -1 when it cannot (UNAVAILABLE, malformed). */
 int repl_facts_acl_from_row(repl_facts *f, s3_slice b64);
+/* 1 for SSE-KMS (x-amz-server-side-encryption aws:kms or aws:kms:dsse). */
+int repl_sse_is_kms(const char *sse);
 /* 1 when the version carries Object Lock settings to replicate. */
 int repl_facts_locked(const repl_facts *f);
 
@@ -212,6 +214,8 @@ int repl_facts_locked(const repl_facts *f);
 #define REPL_FAILURE_MAP(XX)                                                               \
     XX(OK, 200, "", "success")                                                             \
     XX(NOT_ELIGIBLE, 500, "SrcObjectNotEligible", "Object is not eligible for replication") \
+    XX(NOT_ELIGIBLE_ARCHIVED, 500, "SrcObjectNotEligible",                                 \
+       "Object is not eligible for replication")                                           \
     XX(NOT_ELIGIBLE_SSE_KMS, 500, "SrcObjectNotEligible",                                  \
        "Object is not eligible for replication (SSE-KMS encrypted, and the rule does not "  \
        "replicate SSE-KMS objects)")                                                       \
@@ -240,7 +244,8 @@ typedef struct repl_failure {
 const repl_failure *repl_failure_of(repl_failure_id id);
 /* A version, once its storage class, tags (when a rule needs them) and delete-marker-ness
    are known: REPL_OK with out_rule[d] the rule for destination d (-1: none), or
-   REPL_NOT_ELIGIBLE (archived class; no enabled rule selects it). storage_class NULL: not
+   REPL_NOT_ELIGIBLE_ARCHIVED (GLACIER, DEEP_ARCHIVE: no tags can change that) or
+   REPL_NOT_ELIGIBLE (no enabled rule selects it). storage_class NULL: not
    known (a delete marker has none). */
 repl_failure_id repl_verdict_version(const repl_rules *r, s3_slice key, const repl_tag *tags,
                                      size_t n_tags, int is_delete_marker,

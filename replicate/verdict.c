@@ -38,15 +38,10 @@ repl_failure_id repl_verdict_version(const repl_rules *r, s3_slice key, const re
     for (size_t d = 0; d < r->n_dests; d++)
         out_rule[d] = -1;
     if (storage_class && repl_storage_class_archived(storage_class))
-        return REPL_NOT_ELIGIBLE;
+        return REPL_NOT_ELIGIBLE_ARCHIVED;
     if (repl_rules_select(r, key, tags, n_tags, is_delete_marker, out_rule) == 0)
         return REPL_NOT_ELIGIBLE;
     return REPL_OK;
-}
-
-static int is_kms(const char *sse)
-{
-    return strncmp(sse, "aws:kms", 7) == 0;
 }
 
 repl_failure_id repl_verdict_dest(const repl_rule *rule, const repl_dest *d,
@@ -62,7 +57,7 @@ repl_failure_id repl_verdict_dest(const repl_rule *rule, const repl_dest *d,
     default:
         return REPL_DST_DENIED;
     }
-    if (f && f->have_head && is_kms(f->sse) && !rule->sse_kms)
+    if (f && f->have_head && repl_sse_is_kms(f->sse) && !rule->sse_kms)
         return REPL_NOT_ELIGIBLE_SSE_KMS;
     if (f && f->have_head && repl_facts_locked(f) && !d->object_lock)
         return REPL_DST_LOCK_MISSING;

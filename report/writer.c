@@ -226,26 +226,11 @@ rpt_writer *rpt_writer_open(const rpt_opts *opts, char *err, size_t err_len)
     return w;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 static int flush_file(rpt_writer *w, results_file *f)
 {
     if (f->buf.len == 0)
         return 0;
-    if (write_all(f->fd, f->buf.ptr, f->buf.len) != 0) {
+    if (s3_write_all(f->fd, f->buf.ptr, f->buf.len) != 0) {
         w->io_err = RPT_E_IO;
         w->io_errno = errno;
         return -RPT_E_IO;

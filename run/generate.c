@@ -63,9 +63,10 @@ static int eligible(void *user, const char *bucket, const char *key, const char 
     elig_ctx *c = user;
     s3_slice k = s3_slice_cstr(key);
     const char *cls = storage_class && storage_class[0] ? storage_class : NULL;
-    if (repl_verdict_version(c->rules, k, NULL, 0, is_dm, cls, c->out_rule) == REPL_OK)
+    repl_failure_id v = repl_verdict_version(c->rules, k, NULL, 0, is_dm, cls, c->out_rule);
+    if (v == REPL_OK)
         return 1;
-    if ((cls && repl_storage_class_archived(cls)) || !c->rules->needs_tags || is_dm)
+    if (v == REPL_NOT_ELIGIBLE_ARCHIVED || !c->rules->needs_tags || is_dm)
         return 0; /* tag rules never match a delete marker */
     repl_tag *tags;
     size_t n;

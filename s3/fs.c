@@ -54,8 +54,9 @@ int s3_mkdir_p(const char *path, unsigned mode)
     return -1;
 }
 
-static int write_all(int fd, const char *p, size_t n)
+int s3_write_all(int fd, const void *data, size_t n)
 {
+    const char *p = data;
     while (n > 0) {
         ssize_t k = write(fd, p, n);
         if (k < 0 && errno == EINTR)
@@ -81,7 +82,7 @@ int s3_write_file_atomic(const char *path, const void *data, size_t len, unsigne
         snprintf(err, err_len, "cannot create %s: %s", tmp, strerror(errno));
         return S3_E_IO;
     }
-    int bad = write_all(fd, data, len) != 0 || fdatasync(fd) != 0;
+    int bad = s3_write_all(fd, data, len) != 0 || fdatasync(fd) != 0;
     int saved = errno;
     if (close(fd) != 0 && !bad) { /* closed in every case: no descriptor leaks */
         bad = 1;

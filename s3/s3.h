@@ -412,6 +412,8 @@ int64_t s3_mono_ms(void);
 
 /* ---- local files ------------------------------------------------------------------------- */
 
+/* write(2) until all of data is written (EINTR retried); 0, or -1 with errno set. */
+int s3_write_all(int fd, const void *data, size_t n);
 /* out = dir + "/" + name; 0, or -1 (out "") when it does not fit: a path is never cut. */
 int s3_path_join(char *out, size_t cap, const char *dir, const char *name);
 /* Modes: the state directory is private (it names every object of a bucket); a report a

@@ -197,7 +197,8 @@ int s3_put_bytes(const s3_endpoint *ep, const char *bucket, const char *key, con
 
 int s3_backoff_ms(const s3_retry_policy *p, int retry, unsigned *rng)
 {
-    int64_t ceiling = (int64_t)p->base_ms << (retry - 1 < 20 ? (retry > 0 ? retry - 1 : 0) : 20);
+    int shift = retry < 1 ? 0 : retry > 21 ? 20 : retry - 1; /* base * 2^(retry-1) */
+    int64_t ceiling = (int64_t)p->base_ms << shift;
     if (ceiling > p->cap_ms)
         ceiling = p->cap_ms;
     return (int)(rand_r(rng) % (unsigned)(ceiling + 1)); /* full jitter */

@@ -201,7 +201,9 @@ def main():
                      "(20 of 600 copies let through, the rest held)")
                 # item 2 of the hardening issue: a probe that connects and closes, one that
                 # resets, and one that stays idle must not kill or stall the worker
-                probe_metrics(port)
+                body = probe_metrics(port)
+                t.ok(b"batchrep_tasks_total" in body,
+                     "a scrape answers while 8 connections sit idle")
                 r = e.json("update-job-priority", "--job-id", jd, "--priority", "50")
                 t.eq(r, {"JobId": jd, "Priority": 50}, "update-job-priority answers JobId, Priority")
                 dd = wait_status(e, jd, ("Active",), 30)
