@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # run.sh BUILD [full] — runs the benchmarks and prints their machine-readable lines, after a
 # header naming the machine (nproc, CPU model) so results can be recorded in bench/RESULTS.md.
-#   make bench        the hot-path micro-benchmarks only (< 1 min)
+#   make bench        the hot-path micro-benchmarks only (< 1 min), and Preparing's sort of a
+#                     shuffled 1,000,000-row manifest (bench_prepare 1000000 3: read + sort +
+#                     merge + write of the spool, peak RSS of the build alone); the 10 M-row
+#                     run is `$BUILD/bench/bench_prepare 10000000 1` (about 1 GB of manifest
+#                     in $TMPDIR, 10-15 s)
 #   make bench-full   (or BENCH=all make bench) also the end-to-end ones: the instant canned
 #                     endpoint (batchrep with a CSV and an Inventory manifest vs rclone vs the
 #                     bare libcurl loop, at concurrency 64 and 256), the scale run
@@ -15,6 +19,8 @@ WHAT=${2:-${BENCH:-hot}}
 echo "machine nproc=$(nproc) cpu=\"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')\""
 echo "command $BUILD/bench/bench_hotpath ${BENCH_ROWS:-2000000} ${BENCH_RUNS:-5}"
 "$BUILD/bench/bench_hotpath" "${BENCH_ROWS:-2000000}" "${BENCH_RUNS:-5}"
+echo "command $BUILD/bench/bench_prepare 1000000 3"
+"$BUILD/bench/bench_prepare" 1000000 3
 if [[ "$WHAT" == full || "$WHAT" == all ]]; then
     command -v rclone >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y rclone >&2
     export BUILD

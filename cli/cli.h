@@ -38,7 +38,9 @@ enum { CLI_OPT_RUN_BASE = 1000 };
         {"metrics-addr", required_argument, NULL, CLI_OPT_RUN_BASE + 7},                   \
         {"multipart-threshold-bytes", required_argument, NULL, CLI_OPT_RUN_BASE + 8},      \
         {"part-size-bytes", required_argument, NULL, CLI_OPT_RUN_BASE + 9},                \
-        {"destination-profile", required_argument, NULL, CLI_OPT_RUN_BASE + 10}
+        {"destination-profile", required_argument, NULL, CLI_OPT_RUN_BASE + 10},           \
+        {"shard-rows", required_argument, NULL, CLI_OPT_RUN_BASE + 11},                    \
+        {"sort-memory-mib", required_argument, NULL, CLI_OPT_RUN_BASE + 12}
 #define CLI_RUN_HELP                                                                       \
     "  --concurrency N            requests in flight in total (default 64)\n"             \
     "  --workers N                transfer threads (default: number of cores)\n"            \
@@ -56,7 +58,11 @@ enum { CLI_OPT_RUN_BASE = 1000 };
     "  --destination-profile BUCKET=PROFILE  destination BUCKET lives on the endpoint of\n" \
     "                             PROFILE (its endpoint_url and credentials, from\n"      \
     "                             AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE); versions\n" \
-    "                             are streamed there (GET -> PUT / UploadPart); repeatable\n"
+    "                             are streamed there (GET -> PUT / UploadPart); repeatable\n" \
+    "  --shard-rows N             Preparing cuts the key-sorted manifest into shards of\n"  \
+    "                             about N rows, never splitting a key (default 100000)\n"  \
+    "  --sort-memory-mib N        Preparing's sort buffer; a larger manifest is sorted in\n" \
+    "                             runs spilled to the job's folder (default 16)\n"
 
 /* 1: c was one of the shared options (applied to o); 0: not one; -1: bad value.
    --destination-profile values are kept in a static table (at most CLI_MAX_DEST_PROFILES). */

@@ -55,16 +55,17 @@ int cli_parse_int(const char *name, const char *value, int min, int max, int *ou
     return 0;
 }
 
-static int parse_bytes(const char *name, const char *value, int64_t min, int64_t max,
-                       int64_t *out)
+/* A count of `unit` ("bytes", "rows") from min to max. */
+static int parse_count(const char *name, const char *unit, const char *value, int64_t min,
+                       int64_t max, int64_t *out)
 {
     char *end = NULL;
     errno = 0;
     long long v = strtoll(value, &end, 10);
     if (!*value || *value == '-' || *value == '+' || errno || !end || *end || v < min ||
         v > max) {
-        fprintf(stderr, "batchrep: %s %s: expected a number of bytes from %lld to %lld\n",
-                name, value, (long long)min, (long long)max);
+        fprintf(stderr, "batchrep: %s %s: expected a number of %s from %lld to %lld\n",
+                name, value, unit, (long long)min, (long long)max);
         return -1;
     }
     *out = v;
@@ -84,10 +85,10 @@ int cli_run_option(int c, const char *arg, run_options *o)
     case 6: o->progress = 0; return 1;
     case 7: o->metrics_addr = arg; return 1;
     case 8:
-        return parse_bytes("--multipart-threshold-bytes", arg, 1, (int64_t)5 << 40,
+        return parse_count("--multipart-threshold-bytes", "bytes", arg, 1, (int64_t)5 << 40,
                            &o->multipart_threshold_bytes) ? -1 : 1;
     case 9:
-        return parse_bytes("--part-size-bytes", arg, (int64_t)1 << 20, (int64_t)5 << 30,
+        return parse_count("--part-size-bytes", "bytes", arg, (int64_t)1 << 20, (int64_t)5 << 30,
                            &o->part_size_bytes) ? -1 : 1;
     case 10:
         if (o->n_destination_profiles == CLI_MAX_DEST_PROFILES) {
@@ -103,6 +104,20 @@ int cli_run_option(int c, const char *arg, run_options *o)
         profiles[o->n_destination_profiles++] = arg;
         o->destination_profiles = profiles;
         return 1;
+    case 11: {
+        int64_t n;
+        if (parse_count("--shard-rows", "rows", arg, 1, (int64_t)1 << 40, &n))
+            return -1;
+        o->shard_rows = (uint64_t)n;
+        return 1;
+    }
+    case 12: {
+        int mib;
+        if (cli_parse_int("--sort-memory-mib", arg, 1, 4096, &mib))
+            return -1;
+        o->sort_mem_bytes = (size_t)mib << 20;
+        return 1;
+    }
     default: return 0;
     }
 }

@@ -194,6 +194,9 @@ void eng_unit_set_src_acls_disabled(eng_unit *u);
 
 /* Accessors for the report writer. */
 size_t eng_unit_n_tasks(const eng_unit *u);
+/* Destinations the source's current version was copied to on top of the rows' versions
+   (it was not among them: unit.c "The current version is restored"). */
+unsigned eng_unit_n_restored(const eng_unit *u);
 const eng_task *eng_unit_task(const eng_unit *u, size_t i);
 s3_slice eng_unit_bucket(const eng_unit *u);
 uint64_t eng__unit_hash(const eng_unit *u);

@@ -18,6 +18,19 @@
  *          enables DeleteMarkerReplication).
  *   DONE   every task has an outcome; the lane hands the unit to the report writer.
  *
+ * The current version is restored. A unit of one row HEADs the key's current version (no
+ * versionId): when it is the row's version, that one request told everything (the common
+ * backfill case costs what a HEAD ?versionId= did); otherwise the unit lists. When the
+ * listing shows that the source's current version (IsLatest) is not among the unit's rows (a
+ * re-run of an old version, a manifest of some versions only), it is appended to the replay
+ * as one more version, the "restore" task (no report row): on every destination the unit
+ * wrote to, it is copied on top, so the destination's current version is again a replica of
+ * the source's. When the rules do not replicate the source's current version to a destination
+ * (a delete marker without DeleteMarkerReplication, a filter that leaves it out, an archived
+ * or SSE-KMS version not opted in), nothing is restored there: that destination's current
+ * version is the newest version the unit wrote. A restore that fails turns the row of the
+ * unit's newest version into a failure that says so.
+ *
  * Order: LastModified ascending, the source's current version (IsLatest) always last, ties
  * broken by listing position (a later position is older). moto lists every version before
  * every delete marker and has 1-second LastModified, so the IsLatest rule is what keeps the
@@ -42,7 +55,10 @@ struct eng_unit {
     uint64_t hash;
     s3_slice bucket, key;        /* key decoded; both NUL-terminated in mem */
     size_t n_tasks;
-    eng_task *tasks;
+    eng_task *tasks;             /* n_tasks rows, then the restore task (tasks[n_tasks]) */
+    eng_task *restore;           /* the source's current version when no row names it */
+    char restore_vid[S3_VERSION_ID_MAX];
+    unsigned n_restored;         /* destinations the restore task was sent to */
     size_t *order;               /* indices of found, distinct versions, oldest first */
     size_t n_order;
     size_t *by_vid;              /* task indices sorted by version ID, for matching */
@@ -69,6 +85,8 @@ struct eng_unit {
     int src_acls_disabled;       /* the source bucket's ACLs are disabled (feeder) */
     size_t *skip;                /* per destination: leading versions already there */
     size_t *sent;                /* per destination: versions handled so far */
+    size_t *wrote;               /* per destination: 1 once a row's version went there (or
+                                    was there from before a crash): the restore follows */
 };
 
 /* The one place a unit changes phase; BATCHREP_TRACE=1 prints every change on stderr
@@ -208,6 +226,7 @@ static int row_described(const eng_task *t)
 static enum phase phase_from_facts(eng_unit *u)
 {
     size_t n = u->n_tasks;
+    int has_latest = 0;
     for (size_t i = 0; i < n; i++) {
         const eng_task *t = &u->tasks[i];
         if (!row_described(t))
@@ -215,7 +234,10 @@ static enum phase phase_from_facts(eng_unit *u)
         if (n > 1 && (t->facts_known & (MF_FACT_LATEST | MF_FACT_LAST_MODIFIED)) !=
                          (MF_FACT_LATEST | MF_FACT_LAST_MODIFIED))
             return PH_LIST;
+        has_latest |= !(t->facts_known & MF_FACT_LATEST) || t->is_latest;
     }
+    if (!has_latest)
+        return PH_LIST; /* the source's current version is not a row: the listing finds it */
     for (size_t i = 0; i < n; i++) {
         eng_task *t = &u->tasks[u->by_vid[i]];
         const eng_task *prev = i ? &u->tasks[u->by_vid[i - 1]] : NULL;
@@ -237,14 +259,17 @@ eng_unit *eng_unit_builder_take(eng_unit_builder *b, const repl_rules *rules,
                                   _Atomic int *stop, const _Atomic int *priority, void *job)
 {
     size_t n = b->n_ents;
-    size_t sz = sizeof(eng_unit) + n * sizeof(eng_task) + 2 * n * sizeof(size_t) + b->mem.len;
+    /* n rows + the restore task; order has room for it too */
+    size_t sz = sizeof(eng_unit) + (n + 1) * sizeof(eng_task) + (2 * n + 1) * sizeof(size_t) +
+                b->mem.len;
     char *block = calloc(1, sz);
     if (!block)
         return NULL;
     eng_unit *u = (eng_unit *)block;
     u->tasks = (eng_task *)(block + sizeof *u);
-    u->order = (size_t *)(u->tasks + n);
-    u->by_vid = u->order + n;
+    u->restore = &u->tasks[n];
+    u->order = (size_t *)(u->tasks + n + 1);
+    u->by_vid = u->order + n + 1;
     char *mem = (char *)(u->by_vid + n);
     memcpy(mem, b->mem.ptr, b->mem.len);
     u->n_tasks = n;
@@ -292,7 +317,7 @@ void eng_unit_destroy(eng_unit *u)
 {
     if (!u)
         return;
-    for (size_t i = 0; i < u->n_tasks; i++) {
+    for (size_t i = 0; i <= u->n_tasks; i++) { /* the restore task too */
         eng_task *t = &u->tasks[i];
         for (size_t k = 0; k < t->n_tags; k++) {
             free(t->tags[k].key);
@@ -310,6 +335,7 @@ void eng_unit_destroy(eng_unit *u)
 }
 
 size_t eng_unit_n_tasks(const eng_unit *u) { return u->n_tasks; }
+unsigned eng_unit_n_restored(const eng_unit *u) { return u->n_restored; }
 const eng_task *eng_unit_task(const eng_unit *u, size_t i) { return &u->tasks[i]; }
 s3_slice eng_unit_bucket(const eng_unit *u) { return u->bucket; }
 uint64_t eng__unit_hash(const eng_unit *u) { return u->hash; }
@@ -422,6 +448,13 @@ static void take_facts(eng_task *t, const s3_version_entry *v)
 
 static void note_version(eng_unit *u, const s3_version_entry *v)
 {
+    if (v->is_latest) { /* the candidate restore task (finish_listing) */
+        eng_task *r = u->restore;
+        take_facts(r, v);
+        snprintf(u->restore_vid, sizeof u->restore_vid, "%s", v->version_id);
+        r->version_id = (s3_slice){u->restore_vid, strlen(u->restore_vid)};
+        r->has_version = 1;
+    }
     if (v->is_latest) { /* manifest rows without a version ID act on the current version */
         for (size_t i = 0; i < u->n_tasks; i++) {
             eng_task *t = &u->tasks[i];
@@ -511,6 +544,10 @@ static void finish_listing(eng_unit *u)
     }
     u->n_order = w;
     u->cur = 0;
+    /* the source's current version last, when it is not one of the rows (IsLatest sorts
+       last, so it is not among them when the newest row is another version) */
+    if (u->restore->found && w > 0 && u->tasks[u->order[w - 1]].list_pos != u->restore->list_pos)
+        u->order[u->n_order++] = u->n_tasks;
 }
 
 /* ---- request building ----------------------------------------------------------------- */
@@ -638,7 +675,7 @@ static void on_recheck(eng_unit *u, const repl_rules *rules, const s3_call *c,
     size_t ns = 0;
     for (size_t i = 0; sent && i < u->n_order; i++) {
         const eng_task *t = &u->tasks[u->order[i]];
-        if (targets(u, rules, t, d))
+        if ((t != u->restore || ns > 0) && targets(u, rules, t, d))
             sent[ns++] = (repl_version_mark){t->is_delete_marker, t->etag};
     }
     for (size_t i = 0; there && i < dl.n; i++)
@@ -655,12 +692,18 @@ static int start_apply(eng_unit *u, const repl_rules *rules, eng_task *t)
     int ri = u->rule_for_dest[u->cur_dest];
     if (ri < 0)
         return 0;
+    if (t == u->restore && !u->wrote[u->cur_dest])
+        return 0; /* the unit wrote nothing there: nothing to restore */
     const repl_rule *r = &rules->rules[ri];
     const repl_dest *d = &rules->dests[u->cur_dest];
     if (eng__task_fail_verdict(t, repl_verdict_dest(r, d, NULL)))
         return 0; /* the destination's state; the version's facts are checked once read */
+    if (t != u->restore)
+        u->wrote[u->cur_dest] = 1;
     if (u->sent[u->cur_dest]++ < u->skip[u->cur_dest])
         return 0; /* replicated before the crash: the destination holds it already */
+    if (t == u->restore)
+        u->n_restored++;
     u->apply = (eng__apply){.task = t, .rule = r, .dest = d, .cfg = &rules->copy,
                             .src_bucket = u->bucket.ptr, .key = u->key.ptr,
                             .src_version = task_vid(t),
@@ -696,6 +739,34 @@ static int next_apply(eng_unit *u, const repl_rules *rules, eng__req *r)
     return 0;
 }
 
+/* A restore that failed leaves a destination's current version older than the source's: the
+   row of the unit's newest version, which the restore followed, says so. */
+static void restore_outcome(eng_unit *u)
+{
+    eng_task *r = u->restore;
+    if (!u->n_restored || !r->done || r->succeeded || r->not_run)
+        return;
+    for (size_t i = u->n_order; i-- > 0;) {
+        eng_task *t = &u->tasks[u->order[i]];
+        if (t == r || t->not_run)
+            continue;
+        if (t->succeeded) {
+            t->succeeded = 0;
+            t->http_status = r->http_status;
+            if (r->error_code == r->s3_code) {
+                memcpy(t->s3_code, r->s3_code, sizeof t->s3_code);
+                t->error_code = t->s3_code;
+            } else {
+                t->error_code = r->error_code;
+            }
+            snprintf(t->message, sizeof t->message,
+                     "replicated, but the source's current version could not be restored "
+                     "on top: %.80s", r->message);
+        }
+        return;
+    }
+}
+
 /* Long on purpose (~110 lines): one case per phase of the state machine, each building
    that phase's request; a reader sees every request a unit sends in one place. */
 static int build(eng_unit *u, const repl_rules *rules, eng__req *r)
@@ -707,9 +778,11 @@ static int build(eng_unit *u, const repl_rules *rules, eng__req *r)
     if (!u->rule_for_dest) {
         size_t nd = rules->n_dests ? rules->n_dests : 1;
         u->rule_for_dest = calloc(nd, sizeof(int));
-        u->skip = calloc(2 * nd, sizeof(size_t));
-        if (u->skip)
+        u->skip = calloc(3 * nd, sizeof(size_t));
+        if (u->skip) {
             u->sent = u->skip + nd;
+            u->wrote = u->sent + nd;
+        }
         if (!u->rule_for_dest || !u->skip) {
             for (size_t i = 0; i < u->n_tasks; i++)
                 eng__task_fail(&u->tasks[i], 500, "InternalError", "out of memory");
@@ -724,10 +797,9 @@ static int build(eng_unit *u, const repl_rules *rules, eng__req *r)
                 set_phase(u, PH_LIST); /* LIST's bookkeeping fails the row */
                 continue;
             }
+            /* the key's current version: when it is the row's, this one answer tells all */
             req_init(req, "HEAD", u);
             req->keep_headers = 1; /* the version's facts, for the copy (facts.c) */
-            if (t->has_version)
-                add_query(req, "versionId", t->version_id.ptr);
             return 1;
         }
         case PH_LIST:
@@ -793,6 +865,7 @@ static int build(eng_unit *u, const repl_rules *rules, eng__req *r)
             continue;
         }
         case PH_DONE:
+            restore_outcome(u);
             for (size_t i = 0; i < u->n_tasks; i++) {
                 eng_task *t = &u->tasks[i];
                 if (t->dup_of && !t->not_run) {
@@ -835,10 +908,17 @@ static void on_head(eng_unit *u, const s3_call *c, const s3_outcome *oc)
 {
     eng_task *t = &u->tasks[0];
     const s3_response *r = &c->resp;
-    if (oc->http_status == 200 || (oc->http_status == 405 && r->delete_marker)) {
+    int current = oc->http_status == 200 || (oc->http_status == 404 && r->delete_marker);
+    if (current && t->has_version &&
+        (strlen(r->version_id) != t->version_id.len ||
+         memcmp(r->version_id, t->version_id.ptr, t->version_id.len) != 0)) {
+        set_phase(u, PH_LIST); /* another version is current: the listing tells the order */
+        return;
+    }
+    if (current && (oc->http_status == 200 || r->version_id[0])) {
         t->found = 1;
-        t->is_latest = 1; /* alone in its unit: nothing to order */
-        t->is_delete_marker = oc->http_status == 405;
+        t->is_latest = 1; /* the key's current version: nothing to restore */
+        t->is_delete_marker = oc->http_status == 404;
         t->size = r->content_length;
         if (!t->is_delete_marker && (t->facts = repl_facts_new()) != NULL)
             repl_facts_from_head(t->facts, r);

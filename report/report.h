@@ -53,6 +53,8 @@ typedef struct rpt_opts {
     uint64_t resume_succeeded_bytes; /* truncate to these sizes when resuming; 0 = fresh */
     uint64_t resume_failed_bytes;
     int resume;              /* 1: open existing files and truncate; 0: create anew */
+    uint32_t chunk;          /* the writer's results files are this chunk's (a shard of the
+                                job): each chunk has its own two files */
 } rpt_opts;
 
 /* One task's row. Borrowed for the duration of rpt_writer_add. */
@@ -86,7 +88,8 @@ typedef struct rpt_result_file {
 } rpt_result_file;
 
 typedef struct rpt_summary {
-    rpt_result_file files[2]; /* files[0..n_files): the listed ones, succeeded first */
+    rpt_result_file *files;   /* owned (rpt_summary_cleanup): the listed ones, chunk by
+                                 chunk, succeeded first */
     size_t n_files;           /* files listed in manifest.json: a file with no rows is left
                                  out (so never a succeeded file with FailedTasksOnly) */
     char manifest_key[1200];  /* [<prefix>/]job-<id>/manifest.json */
@@ -94,8 +97,16 @@ typedef struct rpt_summary {
     char manifest_md5_path[4096];
 } rpt_summary;
 
-/* Syncs, closes the results files, writes manifest.json (+ .md5). Frees w, also when it
-   fails (then err says why). */
+/* Syncs and closes the chunk's results files. Frees w, also when it fails (then err says
+   why). */
+int rpt_writer_close(rpt_writer *w, char *err, size_t err_len);
+/* Lists the results files of chunks [0, n_chunks) that hold rows (MD5, rows counted from the
+   file) and writes manifest.json (+ .md5) over them. out is the caller's to clean up. */
+int rpt_manifest_write(const rpt_opts *opts, uint32_t n_chunks, rpt_summary *out, char *err,
+                       size_t err_len);
+void rpt_summary_cleanup(rpt_summary *s);
+/* rpt_writer_close, then rpt_manifest_write over chunks 0 .. the writer's: the report of a
+   job written by one writer. */
 int rpt_writer_finish(rpt_writer *w, rpt_summary *out, char *err, size_t err_len);
 void rpt_writer_destroy(rpt_writer *w); /* abandon without finishing; NULL is a no-op */
 

@@ -1,13 +1,18 @@
 /*
- * writer.c — the completion report on local disk: two results files filled as tasks finish,
- * then manifest.json and manifest.json.md5 (../shared/aws-formats.md §5.1-5.2).
+ * writer.c — the completion report on local disk: two results files per chunk filled as tasks
+ * finish, then manifest.json and manifest.json.md5 over every chunk's files
+ * (../shared/aws-formats.md §5.1-5.2). A chunk is a shard of the job (run/spool.c): its rows
+ * go to files of their own, so a shard's report rows stand alone, as its checkpoint does.
  *
  * Layout under opts->root_dir (the same relative keys are used in the report bucket):
- *   [<prefix>/]job-<id>/results/<sha1("<id>/succeeded")>.csv
+ *   [<prefix>/]job-<id>/results/<sha1("<id>/succeeded")>.csv        chunk 0
  *   [<prefix>/]job-<id>/results/<sha1("<id>/failed")>.csv
+ *   [<prefix>/]job-<id>/results/<sha1("<id>/<chunk>/succeeded")>.csv  chunk 1, 2, ...
+ *   [<prefix>/]job-<id>/results/<sha1("<id>/<chunk>/failed")>.csv
  *   [<prefix>/]job-<id>/manifest.json, manifest.json.md5
  * AWS's results names are 40 lowercase hex digits of undocumented origin; ours are the SHA-1
- * of a fixed text so that a resumed run reopens the same files. A trailing '/' on the prefix
+ * of a fixed text so that a resumed run reopens the same files, and manifest.json can list
+ * every chunk's files by name (chunk 0 keeps the names a job of one shard always had). A trailing '/' on the prefix
  * is not doubled ("reports/" and "reports" give the same keys) [Inferred]. Keys keep the
  * prefix exactly (".." included); on disk a "." or ".." segment is written "%2E" / "%2E%2E"
  * (s3_key_local_path), so a prefix like "../other" stays under root_dir.
@@ -53,15 +58,23 @@ typedef struct results_file {
     char key[1200];
     s3_buf buf;
     uint64_t bytes_on_disk; /* written (not necessarily synced) */
-    uint64_t rows;          /* rows added in this run */
-    int rows_before_unknown; /* resumed over existing rows: count them when finishing */
 } results_file;
+
+/* Where a job's report lives, from rpt_opts. */
+typedef struct layout {
+    char bucket[256];
+    char job_key[1100];     /* [<prefix>/]job-<id> */
+    char job_dir[4096];     /* root_dir/job_key */
+} layout;
 
 struct rpt_writer {
     rpt_scope scope;
     char bucket[256];
     char job_key[1100];     /* [<prefix>/]job-<id> */
     char job_dir[4096];     /* root_dir/job_key */
+    /* what rpt_writer_finish passes on to rpt_manifest_write */
+    char root_dir[4096], prefix[1100], job_id[256];
+    uint32_t chunk;
     results_file f[2];
     uint64_t succeeded_not_written; /* FailedTasksOnly */
     int io_err;             /* sticky: after a failed write the file's end is unknown */
@@ -106,11 +119,13 @@ static void hex(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-/* 40 lowercase hex digits of SHA-1("<job_id>/<status>"). */
-static int results_name(const char *job_id, const char *status, char out[41])
+/* 40 lowercase hex digits of SHA-1("<job_id>/<status>") for chunk 0, of
+   SHA-1("<job_id>/<chunk>/<status>") for the others. */
+static int results_name(const char *job_id, uint32_t chunk, const char *status, char out[41])
 {
     char text[512];
-    if (fmt_fits(text, sizeof text, "%s/%s", job_id, status))
+    if (chunk ? fmt_fits(text, sizeof text, "%s/%u/%s", job_id, chunk, status)
+              : fmt_fits(text, sizeof text, "%s/%s", job_id, status))
         return -1;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
@@ -151,21 +166,66 @@ static int open_results(results_file *f, const rpt_opts *opts,
         return -RPT_E_IO;
     }
     f->bytes_on_disk = resume_bytes;
-    f->rows_before_unknown = resume_bytes > 0;
+    return 0;
+}
+
+/* The report's keys and local folder; -1 with err when opts lack a member or a name is too
+   long. */
+static int layout_of(const rpt_opts *opts, layout *out, char *err, size_t err_len)
+{
+    if (!opts || !opts->root_dir || !*opts->root_dir || !opts->bucket || !*opts->bucket ||
+        !opts->job_id || !*opts->job_id) {
+        set_err(err, err_len, "report: root_dir, bucket and job_id are required");
+        return -1;
+    }
+    if (strchr(opts->job_id, '/')) {
+        set_err(err, err_len, "report: job id \"%s\" contains '/'", opts->job_id);
+        return -1;
+    }
+    const char *prefix = opts->prefix ? opts->prefix : "";
+    size_t plen = strlen(prefix);
+    while (plen > 0 && prefix[plen - 1] == '/')
+        plen--;
+    int too_long = fmt_fits(out->bucket, sizeof out->bucket, "%s", opts->bucket);
+    if (plen > 0)
+        too_long |= fmt_fits(out->job_key, sizeof out->job_key, "%.*s/job-%s", (int)plen,
+                             prefix, opts->job_id);
+    else
+        too_long |= fmt_fits(out->job_key, sizeof out->job_key, "job-%s", opts->job_id);
+    /* the prefix is a user's text: "." and ".." segments stay in the key and are escaped in
+       the local path, which never leaves root_dir (s3_key_local_path) */
+    too_long |= s3_key_local_path(out->job_dir, sizeof out->job_dir, opts->root_dir,
+                                  out->job_key) != 0;
+    if (too_long) {
+        set_err(err, err_len, "report: bucket, prefix, job id or root directory too long");
+        return -1;
+    }
+    return 0;
+}
+
+/* The key and local path of one chunk's results file. */
+static int results_file_of(const rpt_opts *opts, const layout *l, uint32_t chunk, int status,
+                           char *key, size_t key_cap, char *path, size_t path_cap, char *err,
+                           size_t err_len)
+{
+    char name[41];
+    if (results_name(opts->job_id, chunk, STATUS[status], name) != 0) {
+        set_err(err, err_len, "report: cannot compute SHA-1 (OpenSSL)");
+        return -1;
+    }
+    if (fmt_fits(key, key_cap, "%s/results/%s.csv", l->job_key, name) ||
+        s3_key_local_path(path, path_cap, opts->root_dir, key) != 0) {
+        set_err(err, err_len, "report: bucket, prefix, job id or root directory too long");
+        return -1;
+    }
     return 0;
 }
 
 rpt_writer *rpt_writer_open(const rpt_opts *opts, char *err, size_t err_len)
 {
-    if (!opts || !opts->root_dir || !*opts->root_dir || !opts->bucket || !*opts->bucket ||
-        !opts->job_id || !*opts->job_id) {
-        set_err(err, err_len, "report: root_dir, bucket and job_id are required");
+    layout l;
+    if (layout_of(opts, &l, err, err_len) != 0)
         return NULL;
-    }
-    if (strchr(opts->job_id, '/')) {
-        set_err(err, err_len, "report: job id \"%s\" contains '/'", opts->job_id);
-        return NULL;
-    }
     rpt_writer *w = calloc(1, sizeof *w);
     if (!w) {
         set_err(err, err_len, "report: out of memory");
@@ -175,38 +235,26 @@ rpt_writer *rpt_writer_open(const rpt_opts *opts, char *err, size_t err_len)
     s3_buf_init(&w->f[0].buf, BUF_MAX_BYTES);
     s3_buf_init(&w->f[1].buf, BUF_MAX_BYTES);
     w->scope = opts->scope;
-
-    const char *prefix = opts->prefix ? opts->prefix : "";
-    size_t plen = strlen(prefix);
-    while (plen > 0 && prefix[plen - 1] == '/')
-        plen--;
-    int too_long = fmt_fits(w->bucket, sizeof w->bucket, "%s", opts->bucket);
-    if (plen > 0)
-        too_long |= fmt_fits(w->job_key, sizeof w->job_key, "%.*s/job-%s", (int)plen, prefix,
-                             opts->job_id);
-    else
-        too_long |= fmt_fits(w->job_key, sizeof w->job_key, "job-%s", opts->job_id);
-    /* the prefix is a user's text: "." and ".." segments stay in the key and are escaped in
-       the local path, which never leaves root_dir (s3_key_local_path) */
-    too_long |= s3_key_local_path(w->job_dir, sizeof w->job_dir, opts->root_dir, w->job_key) != 0;
+    w->chunk = opts->chunk;
+    memcpy(w->bucket, l.bucket, sizeof w->bucket);
+    memcpy(w->job_key, l.job_key, sizeof w->job_key);
+    memcpy(w->job_dir, l.job_dir, sizeof w->job_dir);
+    int too_long = fmt_fits(w->root_dir, sizeof w->root_dir, "%s", opts->root_dir) ||
+                   fmt_fits(w->prefix, sizeof w->prefix, "%s", opts->prefix ? opts->prefix : "") ||
+                   fmt_fits(w->job_id, sizeof w->job_id, "%s", opts->job_id);
     char results_dir[4096];
     too_long |= fmt_fits(results_dir, sizeof results_dir, "%s/results", w->job_dir);
-    for (int i = 0; i < 2 && !too_long; i++) {
-        char name[41];
-        if (results_name(opts->job_id, STATUS[i], name) != 0) {
-            set_err(err, err_len, "report: cannot compute SHA-1 (OpenSSL)");
-            rpt_writer_destroy(w);
-            return NULL;
-        }
-        too_long |= fmt_fits(w->f[i].key, sizeof w->f[i].key, "%s/results/%s.csv",
-                             w->job_key, name);
-        too_long |= s3_key_local_path(w->f[i].path, sizeof w->f[i].path, opts->root_dir,
-                                      w->f[i].key) != 0;
-    }
     if (too_long) {
         set_err(err, err_len, "report: bucket, prefix, job id or root directory too long");
         rpt_writer_destroy(w);
         return NULL;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (results_file_of(opts, &l, opts->chunk, i, w->f[i].key, sizeof w->f[i].key,
+                            w->f[i].path, sizeof w->f[i].path, err, err_len) != 0) {
+            rpt_writer_destroy(w);
+            return NULL;
+        }
     }
     if (s3_mkdir_p(results_dir, S3_MODE_USER_DIR) != 0) {
         set_err(err, err_len, "cannot create directory %s: %s", results_dir, strerror(errno));
@@ -252,7 +300,6 @@ int rpt_writer_add(rpt_writer *w, const rpt_row *row)
     int rc = rpt_format_row(&f->buf, row);
     if (rc != 0)
         return rc;
-    f->rows++;
     return f->buf.len >= FLUSH_BYTES ? flush_file(w, f) : 0;
 }
 
@@ -349,7 +396,7 @@ static int set_str(json_t *obj, const char *key, const char *val)
     return s ? json_object_set_new(obj, key, s) : -1;
 }
 
-static int write_manifest(rpt_writer *w, rpt_summary *out, char *err, size_t err_len)
+static int write_manifest(const layout *w, rpt_summary *out, char *err, size_t err_len)
 {
     char date[32];
     creation_date(date);
@@ -392,9 +439,8 @@ static int write_manifest(rpt_writer *w, rpt_summary *out, char *err, size_t err
     return rc;
 }
 
-int rpt_writer_finish(rpt_writer *w, rpt_summary *out, char *err, size_t err_len)
+int rpt_writer_close(rpt_writer *w, char *err, size_t err_len)
 {
-    memset(out, 0, sizeof *out);
     int rc = rpt_writer_sync(w, NULL, NULL);
     if (rc != 0)
         set_err(err, err_len, "cannot write the results files under %s: %s", w->job_dir,
@@ -407,39 +453,90 @@ int rpt_writer_finish(rpt_writer *w, rpt_summary *out, char *err, size_t err_len
         }
         f->fd = -1;
     }
-    for (int i = 0; i < 2 && rc == 0; i++) {
-        results_file *f = &w->f[i];
-        if (f->bytes_on_disk == 0)
-            continue; /* no rows: not listed (never the succeeded file with FailedTasksOnly) */
-        rpt_result_file *rf = &out->files[out->n_files++];
-        snprintf(rf->status, sizeof rf->status, "%s", STATUS[i]);
-        snprintf(rf->key, sizeof rf->key, "%s", f->key);
-        snprintf(rf->local_path, sizeof rf->local_path, "%s", f->path);
-        rf->rows = f->rows;
-        rc = md5_file(f->path, rf->md5_hex, f->rows_before_unknown ? &rf->rows : NULL, err,
-                      err_len);
+    rpt_writer_destroy(w);
+    return rc;
+}
+
+void rpt_summary_cleanup(rpt_summary *s)
+{
+    free(s->files);
+    memset(s, 0, sizeof *s);
+}
+
+int rpt_manifest_write(const rpt_opts *opts, uint32_t n_chunks, rpt_summary *out, char *err,
+                       size_t err_len)
+{
+    memset(out, 0, sizeof *out);
+    layout l;
+    if (layout_of(opts, &l, err, err_len) != 0)
+        return -RPT_E_IO;
+    if (n_chunks > 0 && !(out->files = calloc(2 * (size_t)n_chunks, sizeof *out->files))) {
+        set_err(err, err_len, "report: out of memory listing %u chunks", n_chunks);
+        return -RPT_E_NOMEM;
+    }
+    int rc = 0;
+    for (uint32_t c = 0; c < n_chunks && rc == 0; c++) {
+        for (int i = 0; i < 2 && rc == 0; i++) {
+            rpt_result_file *rf = &out->files[out->n_files];
+            struct stat st;
+            if (results_file_of(opts, &l, c, i, rf->key, sizeof rf->key, rf->local_path,
+                                sizeof rf->local_path, err, err_len) != 0) {
+                rc = -RPT_E_IO;
+                break;
+            }
+            if (stat(rf->local_path, &st) != 0 || st.st_size == 0)
+                continue; /* no rows: not listed (never the succeeded file with
+                             FailedTasksOnly) */
+            snprintf(rf->status, sizeof rf->status, "%s", STATUS[i]);
+            rc = md5_file(rf->local_path, rf->md5_hex, &rf->rows, err, err_len);
+            out->n_files++;
+        }
     }
     if (rc == 0 &&
-        (fmt_fits(out->manifest_key, sizeof out->manifest_key, "%s/manifest.json", w->job_key) ||
+        (fmt_fits(out->manifest_key, sizeof out->manifest_key, "%s/manifest.json", l.job_key) ||
          fmt_fits(out->manifest_path, sizeof out->manifest_path, "%s/manifest.json",
-                  w->job_dir) ||
+                  l.job_dir) ||
          fmt_fits(out->manifest_md5_path, sizeof out->manifest_md5_path, "%s/manifest.json.md5",
-                  w->job_dir))) {
-        set_err(err, err_len, "report: path too long under %s", w->job_dir);
+                  l.job_dir))) {
+        set_err(err, err_len, "report: path too long under %s", l.job_dir);
+        rc = -RPT_E_IO;
+    }
+    if (rc == 0 && s3_mkdir_p(l.job_dir, S3_MODE_USER_DIR) != 0) {
+        set_err(err, err_len, "cannot create directory %s: %s", l.job_dir, strerror(errno));
         rc = -RPT_E_IO;
     }
     if (rc == 0)
-        rc = write_manifest(w, out, err, err_len);
+        rc = write_manifest(&l, out, err, err_len);
     if (rc == 0) {
         /* make the renames durable */
-        int dfd = open(w->job_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int dfd = open(l.job_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0) {
             fsync(dfd);
             close(dfd);
         }
     }
-    rpt_writer_destroy(w);
+    if (rc != 0)
+        rpt_summary_cleanup(out);
     return rc;
+}
+
+int rpt_writer_finish(rpt_writer *w, rpt_summary *out, char *err, size_t err_len)
+{
+    rpt_opts o = {.root_dir = w->root_dir, .bucket = w->bucket, .prefix = w->prefix,
+                  .job_id = w->job_id, .scope = w->scope};
+    char root[4096], bucket[256], prefix[1100], job_id[256];
+    uint32_t chunks = w->chunk + 1;
+    memcpy(root, w->root_dir, sizeof root); /* w is freed by the close */
+    memcpy(bucket, w->bucket, sizeof bucket);
+    memcpy(prefix, w->prefix, sizeof prefix);
+    memcpy(job_id, w->job_id, sizeof job_id);
+    o.root_dir = root;
+    o.bucket = bucket;
+    o.prefix = prefix;
+    o.job_id = job_id;
+    memset(out, 0, sizeof *out);
+    int rc = rpt_writer_close(w, err, err_len);
+    return rc ? rc : rpt_manifest_write(&o, chunks, out, err, err_len);
 }
 
 void rpt_writer_destroy(rpt_writer *w)

@@ -1,10 +1,12 @@
 /*
- * checkpoint.c — crash-safe per-task progress of one job (<job dir>/checkpoint.json).
+ * checkpoint.c — crash-safe per-task progress of one shard of a job
+ * (<job dir>/spool/shard-NNNNNN.checkpoint.json).
  *
  * Tasks finish out of order, so progress is a low-water mark (every task with a smaller
  * sequence number is done and its report row is durable) plus the done ranges above it.
- * A unit covers a contiguous range of sequence numbers (consecutive manifest rows), so the
- * ranges stay few: about as many as units in flight. Order of writes, which is what makes
+ * Sequence numbers are positions in the job's key-sorted spool, so a unit (every row of one
+ * key) covers a contiguous range and the ranges stay few: about as many as units in flight.
+ * "complete" marks a shard whose rows are all done and whose results files are closed. Order of writes, which is what makes
  * "each task in the report exactly once" hold across kill -9:
  *   1. the report writer appends the rows of finished units and fdatasyncs the results files;
  *   2. this file is written to a temporary name, fsynced, renamed over the old one;
@@ -102,6 +104,7 @@ int run_ckpt_save(const char *path, const run_ckpt *c)
     json_object_set_new(j, "succeeded", json_integer((json_int_t)c->succeeded));
     json_object_set_new(j, "failed", json_integer((json_int_t)c->failed));
     json_object_set_new(j, "plan_limit", json_integer((json_int_t)c->plan_limit));
+    json_object_set_new(j, "complete", json_boolean(c->complete));
     char *text = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     if (!text)
@@ -144,7 +147,10 @@ static int load_file(const char *path, run_ckpt *out)
               get_u64(j, "succeeded_bytes", &out->succeeded_bytes) ||
               get_u64(j, "failed_bytes", &out->failed_bytes) ||
               get_u64(j, "succeeded", &out->succeeded) || get_u64(j, "failed", &out->failed) ||
-              get_u64(j, "plan_limit", &out->plan_limit);
+              get_u64(j, "plan_limit", &out->plan_limit) ||
+              !json_is_boolean(json_object_get(j, "complete"));
+    if (!bad)
+        out->complete = json_is_true(json_object_get(j, "complete"));
     for (size_t i = 0; !bad && i < json_array_size(iv); i++) {
         json_t *p = json_array_get(iv, i), *a = json_array_get(p, 0), *b = json_array_get(p, 1);
         bad = !json_is_integer(a) || !json_is_integer(b) || json_integer_value(a) < 0 ||

@@ -1,9 +1,10 @@
 /*
- * feeder.c — the feeder thread: reads the manifests of the Active jobs and hands units (every
- * consecutive row of one key) to the pool, always from the highest priority, round-robin
- * among equal ones. It never runs more than RUN__PLAN_WINDOW_ROWS past the last checkpoint,
- * skips the units a resumed job finished before, and marks those that may have started for
- * a destination recheck.
+ * feeder.c — the feeder thread: reads the spool shards of the Active jobs, one shard after
+ * the other, and hands units (every row of one key: the spool is sorted by key, so they are
+ * consecutive) to the pool, always from the highest priority, round-robin among equal ones.
+ * It opens a shard before its first unit (run__shard_open), never runs more than
+ * RUN__PLAN_WINDOW_ROWS past the shard's last checkpoint, skips the units a resumed shard
+ * finished before, and marks those that may have started for a destination recheck.
  */
 #include "run/run_int.h"
 
@@ -11,18 +12,19 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Reads rows until the key changes; returns the finished unit (NULL at the end). */
-static eng_unit *plan_one(run__job *jr)
+/* Reads rows of the shard until the key changes; returns the finished unit (NULL at the
+   shard's end, or on an error: plan_error says which). */
+static eng_unit *plan_one(run__job *jr, run__shard *sh)
 {
     mf_entry e;
     int rc;
     char msg[512];
-    while ((rc = mf_next(jr->reader, &e, msg, sizeof msg)) == 1) {
+    while ((rc = run__spool_next(jr->reader, &e, msg, sizeof msg)) == 1) {
         atomic_store(&jr->planned_seq, e.seq + 1);
         eng_unit *u = NULL;
         if (eng_unit_builder_len(&jr->builder) > 0 &&
             !eng_unit_builder_same_key(&jr->builder, &e))
-            u = eng_unit_builder_take(&jr->builder, &jr->rules, &jr->stop, &jr->priority, jr);
+            u = eng_unit_builder_take(&jr->builder, &jr->rules, &jr->stop, &jr->priority, sh);
         if (eng_unit_builder_add(&jr->builder, &e) != 0) {
             snprintf(jr->plan_error, sizeof jr->plan_error, "out of memory planning units");
             eng_unit_destroy(u);
@@ -34,7 +36,7 @@ static eng_unit *plan_one(run__job *jr)
     if (rc < 0)
         snprintf(jr->plan_error, sizeof jr->plan_error, "%s", msg);
     if (eng_unit_builder_len(&jr->builder) > 0)
-        return eng_unit_builder_take(&jr->builder, &jr->rules, &jr->stop, &jr->priority, jr);
+        return eng_unit_builder_take(&jr->builder, &jr->rules, &jr->stop, &jr->priority, sh);
     return NULL;
 }
 
@@ -64,7 +66,7 @@ static run__job *pick(run__sched *s)
             atomic_load(&jr->stop))
             continue;
         if (jr->pending && eng_unit_first_seq(jr->pending) + eng_unit_n_tasks(jr->pending) >
-                               atomic_load(&jr->plan_limit))
+                               atomic_load(&jr->shards[jr->feed_shard].plan_limit))
             continue; /* waits for the writer's next checkpoint */
         if (!best || atomic_load(&jr->priority) > atomic_load(&best->priority) ||
             (atomic_load(&jr->priority) == atomic_load(&best->priority) &&
@@ -74,35 +76,69 @@ static run__job *pick(run__sched *s)
     return best;
 }
 
+/* Opens the next shard that is not done (0), or says there is none (1) or that it cannot
+   be read (-1, plan_error set). */
+static int next_shard(run__job *jr)
+{
+    char msg[512];
+    while (jr->feed_shard < jr->spool.n_shards &&
+           atomic_load(&jr->shards[jr->feed_shard].state) == RUN__SHARD_DONE)
+        jr->feed_shard++;
+    if (jr->feed_shard >= jr->spool.n_shards)
+        return 1;
+    run__shard *sh = &jr->shards[jr->feed_shard];
+    if (run__shard_open(sh) != 0)
+        return -1; /* io_error says why */
+    if (!(jr->reader = run__spool_open(jr->spool_dir, sh->info, msg, sizeof msg))) {
+        snprintf(jr->plan_error, sizeof jr->plan_error, "%s", msg);
+        return -1;
+    }
+    return 0;
+}
+
 /* Hands the job's next unit to the pool (or parks it until the checkpoint allows it). */
 static void feed(run__sched *s, run__job *jr)
 {
+    if (!jr->reader && !jr->pending && next_shard(jr) != 0) {
+        atomic_store(&jr->plan_done, 1);
+        return;
+    }
+    run__shard *sh = &jr->shards[jr->feed_shard];
     eng_unit *u = jr->pending;
     jr->pending = NULL;
     atomic_store(&jr->waiting_limit, 0);
     if (!u) {
-        u = plan_one(jr);
+        u = plan_one(jr, sh);
         if (!u) {
-            atomic_store(&jr->plan_done, 1);
+            run__spool_close(jr->reader);
+            jr->reader = NULL;
+            if (jr->plan_error[0]) {
+                atomic_store(&jr->plan_done, 1);
+                return;
+            }
+            atomic_store(&sh->state, RUN__SHARD_FED); /* its last unit went out before */
+            jr->feed_shard++;
             return;
         }
     }
     uint64_t first = eng_unit_first_seq(u), end = first + eng_unit_n_tasks(u);
-    if (run_ckpt_done(&jr->resume, first, end)) {
+    if (run_ckpt_done(&sh->resume, first, end)) {
         eng_unit_destroy(u); /* done before the crash: its rows are in the report */
         return;
     }
-    if (end > atomic_load(&jr->plan_limit)) {
+    if (end > atomic_load(&sh->plan_limit)) {
         jr->pending = u;
         atomic_store(&jr->waiting_limit, 1);
         return;
     }
-    if (first < jr->resume.plan_limit || jr->recheck_all)
+    if (first < sh->resume.plan_limit || sh->recheck_all)
         eng_unit_set_recheck(u); /* may have run before the crash */
     if (src_acls_disabled(s, jr, eng_unit_bucket(u)))
         eng_unit_set_src_acls_disabled(u);
+    atomic_fetch_add(&sh->units_out, 1);
     atomic_fetch_add(&jr->units_out, 1);
     if (eng_pool_submit(s->pool, u) != 0) {
+        atomic_fetch_sub(&sh->units_out, 1);
         atomic_fetch_sub(&jr->units_out, 1);
         eng_unit_destroy(u);
     }

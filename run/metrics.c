@@ -15,7 +15,8 @@
  *
  * GET (or HEAD) of any path answers 200 with the text the render callback writes; other
  * methods answer 405. run__render_metrics writes the process's: requests, retries,
- * throttling events, tasks by outcome, bytes replicated, units in flight, and per job its
+ * throttling events, tasks by outcome, bytes replicated, current versions restored on top
+ * (engine/unit.c "The current version is restored"), units in flight, and per job its
  * status and progress.
  */
 #include "run/run_int.h"
@@ -168,7 +169,7 @@ int run__render_metrics(s3_buf *b, void *user)
              (unsigned long long)atomic_load(&k->retries),
              (unsigned long long)atomic_load(&k->throttle_events));
     rc |= s3_buf_append_str(b, line);
-    uint64_t ok = 0, bad = 0, bytes = 0;
+    uint64_t ok = 0, bad = 0, bytes = 0, restored = 0;
     int64_t inflight = 0;
     s3_buf per;
     s3_buf_init(&per, b->max_bytes);
@@ -179,6 +180,7 @@ int run__render_metrics(s3_buf *b, void *user)
         ok += a;
         bad += f;
         bytes += atomic_load(&jr->bytes);
+        restored += atomic_load(&jr->restored);
         inflight += atomic_load(&jr->units_out);
         snprintf(line, sizeof line,
                  "batchrep_job_tasks{job_id=\"%s\",status=\"%s\",outcome=\"succeeded\"} %llu\n"
@@ -194,10 +196,12 @@ int run__render_metrics(s3_buf *b, void *user)
              "batchrep_tasks_total{outcome=\"failed\"} %llu\n"
              "# TYPE batchrep_bytes_replicated_total counter\n"
              "batchrep_bytes_replicated_total %llu\n"
+             "# TYPE batchrep_current_restored_total counter\n"
+             "batchrep_current_restored_total %llu\n"
              "# TYPE batchrep_units_in_flight gauge\nbatchrep_units_in_flight %lld\n"
              "# TYPE batchrep_job_tasks gauge\n",
              (unsigned long long)ok, (unsigned long long)bad, (unsigned long long)bytes,
-             (long long)inflight);
+             (unsigned long long)restored, (long long)inflight);
     rc |= s3_buf_append_str(b, line);
     rc |= s3_buf_append(b, per.ptr ? per.ptr : "", per.len);
     s3_buf_cleanup(&per);

@@ -2,11 +2,14 @@
  * prepare.c — the Preparing step of a job, and what a worker needs before running it.
  *
  * Preparing (as AWS, before any task runs): fetch the manifest object into the job's
- * directory (ETag compared), read it once to validate every row and count
- * TotalNumberOfTasks — a bad manifest fails the job here with InvalidManifestContent — and
- * capture the replication configuration into the catalogue (the given file, or the source
- * bucket's GetBucketReplication), so that a job resumed after a crash runs under the same
- * rules it started with. Attaching (every time a worker takes the job): parse those rules
+ * directory (ETag compared), read it once — every row validated, TotalNumberOfTasks counted,
+ * a bad manifest fails the job here with InvalidManifestContent — into the job's spool,
+ * sorted by key and cut into shards (spool.c; the tasks then read the spool, never the
+ * manifest again: Inventory data files are downloaded once), and capture the replication
+ * configuration into the catalogue (the given file, or the source bucket's
+ * GetBucketReplication), so that a job resumed after a crash runs under the same rules it
+ * started with. A Preparing cut short (kill -9) starts again from the fetch: the spool is
+ * complete only once its index.json exists, and a new build clears what an earlier one left. Attaching (every time a worker takes the job): parse those rules
  * and check each destination bucket once (dests.c).
  */
 #include "run/run_int.h"
@@ -14,14 +17,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-/* Reads the whole manifest once: validates every row, counts the tasks, and tells the
-   first row's bucket (the source bucket whose replication configuration applies). */
-static int count_manifest(jobs_job *job, const s3_endpoint *ep, char *first_bucket,
-                          size_t cap)
+/* Reads the whole manifest once into the job's spool: validates every row, counts the
+   tasks, and tells the first row's bucket (the source bucket whose replication configuration
+   applies). */
+static int spool_manifest(jobs_job *job, const s3_endpoint *ep, const run_options *o,
+                          char *first_bucket, size_t cap)
 {
-    char msg[1024];
+    char msg[1024], dir[4200];
     int orc = 0;
+    if (s3_path_join(dir, sizeof dir, job->dir, "spool") != 0) {
+        jobs_job_fail(job, "InternalError", "the job's folder path is too long");
+        return -1;
+    }
     mf_reader *r = run__manifest_open(job, ep, &orc, msg, sizeof msg);
     if (!r) {
         jobs_job_fail(job, orc == -MF_E_INVALID_CONTENT ? "InvalidManifestContent"
@@ -29,22 +38,23 @@ static int count_manifest(jobs_job *job, const s3_endpoint *ep, char *first_buck
                       msg);
         return -1;
     }
-    mf_entry e;
-    int rc;
-    uint64_t n = 0;
-    while ((rc = mf_next(r, &e, msg, sizeof msg)) == 1) {
-        if (n == 0)
-            snprintf(first_bucket, cap, "%.*s", (int)e.bucket.len, e.bucket.ptr);
-        n++;
-    }
+    run__spool_opts so = {.dir = dir, .shard_rows = o->shard_rows,
+                          .sort_mem_bytes = o->sort_mem_bytes};
+    run__spool_index idx;
+    int rc = run__spool_build(r, &so, &idx, &orc, msg, sizeof msg);
     mf_close(r);
-    if (rc < 0) {
-        jobs_job_fail(job, rc == -MF_E_INVALID_CONTENT ? "InvalidManifestContent"
-                                                       : "ManifestNotReadable",
+    if (rc != 0) {
+        jobs_job_fail(job, orc == -MF_E_INVALID_CONTENT ? "InvalidManifestContent"
+                           : orc == -MF_E_IO && strstr(msg, "/spool/") ? "InternalError"
+                                                                       : "ManifestNotReadable",
                       msg);
         return -1;
     }
-    job->row.total = n;
+    snprintf(first_bucket, cap, "%s", idx.first_bucket);
+    job->row.total = idx.n_rows;
+    run__spool_index_cleanup(&idx);
+    if (!job->manifest_is_local)
+        unlink(job->manifest_path); /* the spool holds every row now */
     return 0;
 }
 
@@ -81,7 +91,7 @@ static int gen_prepare(jobs_job *job, const s3_endpoint *ep)
     return rc;
 }
 
-int run__prepare(jobs_job *job, const s3_endpoint *ep)
+int run__prepare(jobs_job *job, const s3_endpoint *ep, const run_options *o)
 {
     char msg[1024], first_bucket[256] = "";
     if (s3_mkdir_p(job->dir, S3_MODE_PRIVATE_DIR) != 0) {
@@ -101,7 +111,7 @@ int run__prepare(jobs_job *job, const s3_endpoint *ep)
             return -1;
         }
     }
-    if (count_manifest(job, ep, first_bucket, sizeof first_bucket) != 0)
+    if (spool_manifest(job, ep, o, first_bucket, sizeof first_bucket) != 0)
         return -1;
     if (!job->row.rules && first_bucket[0]) {
         repl_rules rules;

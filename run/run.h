@@ -3,10 +3,12 @@
  *
  * The map of the module:
  *   worker    the control loop (every 200 ms: claim, steer priorities and cancels, finish),
- *             the feeder (manifest -> units, highest priority first) and the report writer
- *             with its checkpoints (worker.c, checkpoint.c);
- *   prepare   Preparing: the manifest fetched, validated and counted; the rules captured
- *             and, when a worker takes the job, attached (prepare.c);
+ *             the feeder (spool shards -> units, highest priority first) and the report
+ *             writer with each shard's checkpoints (scheduler.c, feeder.c, writer.c,
+ *             checkpoint.c);
+ *   prepare   Preparing: the manifest fetched, validated, counted and sorted by key into the
+ *             job's spool of shards (spool.c); the rules captured and, when a worker takes
+ *             the job, attached (prepare.c);
  *   generate  the manifest of every kind opened, ManifestGenerator run (generate.c);
  *   metrics   the Prometheus endpoint on libmicrohttpd (metrics.c).
  *
@@ -55,6 +57,8 @@ typedef struct run_options {
     const char *const *destination_profiles; /* "BUCKET=PROFILE": that destination lives on
                                             the profile's endpoint, with its credentials */
     size_t n_destination_profiles;
+    uint64_t shard_rows;                 /* Preparing: rows per shard (whole keys); 0: 100,000 */
+    size_t sort_mem_bytes;               /* Preparing: sort buffer; 0: 16 MiB */
 } run_options;
 
 /* What a run tells the CLI. */
@@ -74,7 +78,8 @@ typedef struct run_result {
 int run_worker(jobs_store *s, const run_options *opts, run_result *out, char *err,
                size_t err_len);
 
-/* ---- checkpoint (checkpoint.c): a job's durable progress, <job dir>/checkpoint.json ------ */
+/* ---- checkpoint (checkpoint.c): a shard's durable progress,
+   <job dir>/spool/shard-NNNNNN.checkpoint.json; sequence numbers are spool positions ------- */
 
 typedef struct run_ckpt {
     uint64_t low;                /* every task with seq < low is done, its row durable */
@@ -83,6 +88,8 @@ typedef struct run_ckpt {
     uint64_t succeeded_bytes, failed_bytes; /* results file sizes that hold those rows */
     uint64_t succeeded, failed;  /* task counts of those rows */
     uint64_t plan_limit;         /* no unit at or past this seq was handed out */
+    int complete;                /* every row of the shard is done and its results files are
+                                    closed */
 } run_ckpt;
 
 int run_ckpt_add(run_ckpt *c, uint64_t start, uint64_t end);

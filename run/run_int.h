@@ -39,13 +39,75 @@ int run__gen_prepare(jobs_job *job, const s3_endpoint *ep, repl_rules *rules,
 /* Opens the job's manifest, whatever its format. NULL: *out_rc and msg say why. */
 mf_reader *run__manifest_open(const jobs_job *job, const s3_endpoint *ep, int *out_rc,
                               char *msg, size_t cap);
-/* Preparing: manifest fetched, validated and counted, rules captured. -1: job Failed. */
-int run__prepare(jobs_job *job, const s3_endpoint *ep);
+/* Preparing: manifest fetched, validated, counted and spooled by key (o: shard size, sort
+   memory), rules captured. -1: job Failed. */
+int run__prepare(jobs_job *job, const s3_endpoint *ep, const run_options *o);
 /* The job's rules parsed, destinations bound to their endpoints (eps, from the worker's
    --destination-profile bindings) and checked, copy settings applied. -1: job Failed. */
 int run__attach_rules(jobs_job *job, repl_rules *rules, const s3_endpoint *const *eps,
                       const run_options *o);
 
+
+/* ---- the spool (spool.c): the job's manifest grouped by key and cut into shards ----------
+ * Preparing reads the manifest once and writes <job dir>/spool/: every row, sorted by
+ * (bucket, decoded key, position in the manifest) with an external merge sort in bounded
+ * memory (sorted runs spilled as zstd files, then a k-way merge), cut into shards of whole
+ * keys, and index.json written last (its presence means the spool is complete). A row in the
+ * spool keeps its manifest line, its key as written (the report echoes it) and every fact an
+ * Inventory row gave. Rows are numbered by their position in the sorted spool: that number is
+ * what progress (checkpoints) counts, and a shard's rows are [first_seq, first_seq + n_rows). */
+
+/* Rows per shard unless a key makes it longer (a key is never split across shards). */
+#define RUN__SHARD_ROWS_DEFAULT 100000
+/* Sort buffer: rows are gathered up to this many bytes, sorted, and spilled as one run. */
+#define RUN__SORT_MEM_DEFAULT ((size_t)16 << 20)
+
+typedef struct run__shard_info {
+    uint64_t first_seq;          /* spool position of its first row */
+    uint64_t n_rows;
+    uint64_t n_keys;
+    uint64_t bytes;              /* file size (compressed) */
+    char file[32];               /* "shard-000000.zst", in the spool folder */
+} run__shard_info;
+
+typedef struct run__spool_index {
+    uint64_t n_rows;             /* = the job's TotalNumberOfTasks */
+    uint64_t n_keys;
+    uint64_t spool_bytes;        /* shard bytes on disk */
+    char first_bucket[256];      /* the bucket of the manifest's first row (not the sorted
+                                    spool's): the source whose replication rules apply */
+    run__shard_info *shards;     /* owned */
+    size_t n_shards;
+    uint64_t n_runs;             /* run__spool_build only, not in index.json: sorted runs it
+                                    spilled (0: the manifest was sorted in memory) */
+} run__spool_index;
+
+typedef struct run__spool_opts {
+    const char *dir;             /* <job dir>/spool: created 0700; files 0600 */
+    uint64_t shard_rows;         /* 0: RUN__SHARD_ROWS_DEFAULT */
+    size_t sort_mem_bytes;       /* 0: RUN__SORT_MEM_DEFAULT */
+} run__spool_opts;
+
+/* Reads r to its end and writes the spool (see above); any earlier content of dir (runs or
+   shards of an interrupted attempt) is removed first. 0, or -1 with msg: the reader's error
+   as it gave it (file:line: what; *out_mf_rc = its -MF_E_* code) or the spool's own (disk
+   full, ...; *out_mf_rc = -MF_E_IO). out is filled on success (run__spool_index_cleanup). */
+int run__spool_build(mf_reader *r, const run__spool_opts *o, run__spool_index *out,
+                     int *out_mf_rc, char *msg, size_t cap);
+/* Reads dir/index.json. 0; 1 when there is none (the spool is not complete); -1 damaged. */
+int run__spool_index_load(const char *dir, run__spool_index *out, char *msg, size_t cap);
+void run__spool_index_cleanup(run__spool_index *idx);
+
+typedef struct run__spool_reader run__spool_reader;
+/* Opens one shard for reading. NULL with msg on failure. */
+run__spool_reader *run__spool_open(const char *dir, const run__shard_info *sh, char *msg,
+                                   size_t cap);
+/* 1: *e holds the next row (seq = its spool position, line = its manifest line; slices
+   borrowed until the next call, NUL-terminated as mf_next's); 0: the shard's end, after
+   exactly n_rows rows; -1 with msg: the file is damaged (truncated, garbled, too many or too
+   few rows). */
+int run__spool_next(run__spool_reader *r, mf_entry *e, char *msg, size_t cap);
+void run__spool_close(run__spool_reader *r); /* NULL is a no-op */
 
 /* ---- a worker process: its jobs and the threads that share them ------------------------- */
 
@@ -58,16 +120,51 @@ int run__attach_rules(jobs_job *job, repl_rules *rules, const s3_endpoint *const
 /* Source buckets whose Object Ownership the feeder remembers (a manifest names one, usually). */
 #define RUN__SRC_BUCKETS_KEPT 4
 
+struct run__job;
+
+/* Where a shard is in this run. */
+enum {
+    RUN__SHARD_WAITING = 0,   /* not opened by this run yet */
+    RUN__SHARD_OPEN,          /* its checkpoint and results files are open: units run */
+    RUN__SHARD_FED,           /* every unit of it was handed to the pool */
+    RUN__SHARD_DONE,          /* every row reported and checkpointed as complete */
+};
+
+/* One shard of a job (run/spool.c): its rows, its checkpoint (<job dir>/spool/
+   shard-NNNNNN.checkpoint.json) and its report rows (results files of chunk NNNNNN). A unit
+   belongs to one shard: eng_unit_job() is its run__shard. */
+typedef struct run__shard {
+    struct run__job *job;
+    const run__shard_info *info; /* in job->spool */
+    uint32_t index;
+    char ckpt_path[4300];
+    _Atomic int state;            /* RUN__SHARD_*: set by the feeder (OPEN, FED) and the
+                                     thread that settles it (DONE) */
+    _Atomic int64_t units_out;    /* handed to the pool, not yet written */
+    _Atomic uint64_t plan_limit;  /* durable: units must end at or below it */
+    /* set at attach, then read by the feeder */
+    run_ckpt resume;              /* what the run started from */
+    int recheck_all;              /* progress uncertain (checkpoint lost or damaged): every
+                                     unit not known done rechecks its destinations */
+    int resume_files;             /* the results files hold rows to keep (cut to resume's) */
+    /* writer thread (the control thread once the writer no longer sees the job) */
+    rpt_writer *rpt;              /* NULL: report disabled, or not open */
+    run_ckpt ckpt;
+    int dirty;
+} run__shard;
+
 /* One job this process runs. Fields are grouped by the thread that owns them. */
 typedef struct run__job {
     jobs_job job;
     repl_rules rules;
-    rpt_writer *rpt;              /* NULL: report disabled */
-    rpt_opts ro;
+    rpt_opts ro;                  /* report_enabled: the job's report (chunk set per shard) */
     char report_root[4096];
-    char ckpt_path[4200];
+    char spool_dir[4200];
+    run__spool_index spool;
+    run__shard *shards;           /* spool.n_shards of them */
     /* feeder thread only */
-    mf_reader *reader;
+    run__spool_reader *reader;    /* the shard being read, NULL between shards */
+    size_t feed_shard;            /* index of the shard being (or next to be) read */
     eng_unit_builder builder;
     eng_unit *pending;           /* planned, waiting for plan_limit to allow it */
     uint64_t feed_turn;
@@ -82,22 +179,18 @@ typedef struct run__job {
     _Atomic int priority;
     _Atomic int status_now;       /* job.row.status, for the metrics thread */
     _Atomic int runnable;         /* the feeder may hand out units */
-    _Atomic int plan_done;        /* manifest read to its end (or failed) */
+    _Atomic int plan_done;        /* every shard read to its end (or failed) */
     _Atomic int64_t units_out;    /* handed to the pool, not yet written */
     _Atomic uint64_t planned_seq; /* next row the planner reads */
-    _Atomic uint64_t plan_limit;  /* durable: units must end at or below it */
     _Atomic uint64_t succeeded, failed;
     _Atomic uint64_t bytes;       /* bytes of the versions replicated by this run */
+    _Atomic uint64_t restored;    /* current versions copied on top (eng_unit_n_restored) */
     _Atomic int threshold_hit;
     _Atomic int io_error;
     char plan_error[512];         /* set by the feeder before plan_done */
-    /* writer thread only */
-    run_ckpt ckpt;
-    run_ckpt resume;             /* what the run started from */
-    int recheck_all;              /* progress uncertain (checkpoint lost or damaged): every
-                                     unit not known done rechecks its destinations */
-    int ckpt_dirty;
+    char io_error_msg[4400];      /* set with io_error by the thread that saw it */
     /* control thread only */
+    uint64_t resumed_tasks;       /* tasks the shards' checkpoints counted at attach */
     int64_t active_since_ms;
     int64_t run_started_ms;       /* when this process took the job */
     struct run__job *next;
@@ -122,9 +215,14 @@ typedef struct run__sched {
 void *run__feeder_main(void *sched);
 /* The writer thread (writer.c): finished units -> report rows and checkpoints. */
 void *run__writer_main(void *sched);
-/* Rows durable first, then the checkpoint that counts them. Writer thread, or the control
-   thread once the writer has stopped. */
-void run__checkpoint(run__job *jr);
+/* The feeder opens a shard before its first unit: its results files (cut back to its
+   checkpoint) and a first checkpoint that allows RUN__PLAN_WINDOW_ROWS. 0, or -1 with the
+   job's io_error set. */
+int run__shard_open(run__shard *sh);
+/* Rows durable first, then the checkpoint that counts them; a shard fed to its end whose
+   units are all written is then complete (checkpoint marked so, results files closed).
+   Writer thread, or the control thread once the writer no longer sees the job. */
+void run__shard_settle(run__shard *sh);
 /* The Prometheus text of the process (metrics.c); run__metrics_render_fn for run__sched. */
 int run__render_metrics(s3_buf *out, void *sched);
 

@@ -82,7 +82,63 @@ static void set_status(run__job *jr, jobs_status st)
     atomic_store(&jr->status_now, (int)st);
 }
 
-/* Takes a claimed job into the run: rules, checkpoint, report files, manifest reader. */
+/* Reads each shard's checkpoint. A shard is complete, resumes from its checkpoint, or starts
+   afresh; when its checkpoint is lost or damaged while it may have run, it resumes from the
+   previous checkpoint (or the start) and every unit not known done rechecks its destinations,
+   so nothing is replicated twice. The feeder opens shards in order and writes each one's
+   first checkpoint before its first unit, so a shard without one "may have run" when a later
+   shard has one, or when it is the next one after the last shard that has one and the job
+   had run. Returns the tasks the checkpoints count. */
+static uint64_t load_shards(run__job *jr)
+{
+    jobs_status st = jr->job.row.status;
+    int had_run = jr->job.row.succeeded + jr->job.row.failed > 0 ||
+                  (st != JOBS_STATUS_NEW && st != JOBS_STATUS_PREPARING && st != JOBS_STATUS_READY);
+    size_t n = jr->spool.n_shards, last_with = (size_t)-1;
+    int *loaded = calloc(n ? n : 1, sizeof *loaded);
+    uint64_t counted = 0;
+    for (size_t i = 0; i < n; i++) {
+        run__shard *sh = &jr->shards[i];
+        loaded[i] = run_ckpt_load(sh->ckpt_path, &sh->resume);
+        if (loaded[i] != 1)
+            last_with = i;
+    }
+    for (size_t i = 0; i < n; i++) {
+        run__shard *sh = &jr->shards[i];
+        int rc = loaded ? loaded[i] : -1;
+        int uncertain = rc < 0 || rc == RUN_CKPT_FROM_PREV ||
+                        (rc == 1 && had_run &&
+                         (last_with == (size_t)-1 ? i == 0 : i <= last_with + 1));
+        if (rc < 0)
+            memset(&sh->resume, 0, sizeof sh->resume);
+        if (uncertain) {
+            fprintf(stderr,
+                    "batchrep: job %s: %s %s; resuming from %s, every unit not known done is "
+                    "rechecked against its destinations\n",
+                    jr->job.row.id, sh->ckpt_path,
+                    rc == 1 ? "is missing" : rc < 0 ? "cannot be read" : "is damaged or missing",
+                    rc == RUN_CKPT_FROM_PREV ? "the previous checkpoint" : "the start");
+            sh->recheck_all = 1;
+        }
+        sh->resume_files = rc == 0 || rc == RUN_CKPT_FROM_PREV;
+        /* the writer's progress starts from the checkpoint: counts, sizes, done ranges */
+        sh->ckpt = sh->resume;
+        sh->ckpt.iv = NULL;
+        sh->ckpt.n_iv = sh->ckpt.cap_iv = 0;
+        for (size_t k = 0; k < sh->resume.n_iv; k++)
+            run_ckpt_add(&sh->ckpt, sh->resume.iv[2 * k], sh->resume.iv[2 * k + 1]);
+        atomic_store(&sh->state, sh->resume.complete && !sh->recheck_all ? RUN__SHARD_DONE
+                                                                          : RUN__SHARD_WAITING);
+        sh->ckpt.complete = 0;
+        atomic_fetch_add(&jr->succeeded, sh->ckpt.succeeded);
+        atomic_fetch_add(&jr->failed, sh->ckpt.failed);
+        counted += sh->ckpt.succeeded + sh->ckpt.failed;
+    }
+    free(loaded);
+    return counted;
+}
+
+/* Takes a claimed job into the run: rules, spool, shard checkpoints, report options. */
 static run__job *attach(run__sched *s, jobs_row *row, char *err, size_t err_len)
 {
     run__job *jr = calloc(1, sizeof *jr);
@@ -97,35 +153,35 @@ static run__job *attach(run__sched *s, jobs_row *row, char *err, size_t err_len)
     jr->run_started_ms = s3_mono_ms();
     if (run__attach_rules(&jr->job, &jr->rules, s->eps, s->opts) != 0)
         return jr;
-    snprintf(jr->ckpt_path, sizeof jr->ckpt_path, "%s/checkpoint.json", jr->job.dir);
-    int loaded = run_ckpt_load(jr->ckpt_path, &jr->resume);
-    jobs_status st = jr->job.row.status;
-    int had_run = jr->job.row.succeeded + jr->job.row.failed > 0 ||
-                  (st != JOBS_STATUS_NEW && st != JOBS_STATUS_PREPARING && st != JOBS_STATUS_READY);
-    if (loaded < 0 || loaded == RUN_CKPT_FROM_PREV || (loaded == 1 && had_run)) {
-        /* progress uncertain: rows after the checkpoint used are cut (or all rows, with no
-           checkpoint), and every unit not known done looks at its destinations before it
-           writes, so none is replicated twice */
-        fprintf(stderr,
-                "batchrep: job %s: %s %s; resuming from %s, every unit not known done is "
-                "rechecked against its destinations\n",
-                jr->job.row.id, jr->ckpt_path,
-                loaded == 1 ? "is missing" : loaded < 0 ? "cannot be read" : "is damaged or missing",
-                loaded == RUN_CKPT_FROM_PREV ? "the previous checkpoint" : "the start");
-        jr->recheck_all = 1;
-        if (loaded < 0) {
-            memset(&jr->resume, 0, sizeof jr->resume);
-            loaded = 1;
+    char msg[512];
+    int rc = -1;
+    if (s3_path_join(jr->spool_dir, sizeof jr->spool_dir, jr->job.dir, "spool") == 0)
+        rc = run__spool_index_load(jr->spool_dir, &jr->spool, msg, sizeof msg);
+    if (rc != 0) {
+        jobs_job_fail(&jr->job, "InternalError",
+                      rc == 1 ? "the job has no spool (prepared by an older batchrep, or its "
+                                "state was removed): create the job again"
+                              : msg);
+        return jr;
+    }
+    jr->shards = calloc(jr->spool.n_shards ? jr->spool.n_shards : 1, sizeof *jr->shards);
+    if (!jr->shards) {
+        jobs_job_fail(&jr->job, "InternalError", "out of memory");
+        return jr;
+    }
+    for (size_t i = 0; i < jr->spool.n_shards; i++) {
+        run__shard *sh = &jr->shards[i];
+        sh->job = jr;
+        sh->info = &jr->spool.shards[i];
+        sh->index = (uint32_t)i;
+        if ((size_t)snprintf(sh->ckpt_path, sizeof sh->ckpt_path,
+                             "%s/shard-%06zu.checkpoint.json", jr->spool_dir,
+                             i) >= sizeof sh->ckpt_path) {
+            jobs_job_fail(&jr->job, "InternalError", "the job's folder path is too long");
+            return jr;
         }
     }
-    /* the writer's progress starts from the checkpoint: counts, sizes, done ranges */
-    jr->ckpt = jr->resume;
-    jr->ckpt.iv = NULL;
-    jr->ckpt.n_iv = jr->ckpt.cap_iv = 0;
-    for (size_t i = 0; i < jr->resume.n_iv; i++)
-        run_ckpt_add(&jr->ckpt, jr->resume.iv[2 * i], jr->resume.iv[2 * i + 1]);
-    atomic_store(&jr->succeeded, jr->ckpt.succeeded);
-    atomic_store(&jr->failed, jr->ckpt.failed);
+    jr->resumed_tasks = load_shards(jr);
     if (jr->job.report_enabled) {
         if (jr->job.report_is_local)
             snprintf(jr->report_root, sizeof jr->report_root, "%s", jr->job.report_bucket);
@@ -135,43 +191,36 @@ static run__job *attach(run__sched *s, jobs_row *row, char *err, size_t err_len)
         }
         jr->ro = (rpt_opts){.root_dir = jr->report_root, .bucket = jr->job.report_bucket,
                             .prefix = jr->job.report_prefix, .job_id = jr->job.row.id,
-                            .scope = jr->job.report_scope, .resume = loaded != 1,
-                            .resume_succeeded_bytes = jr->ckpt.succeeded_bytes,
-                            .resume_failed_bytes = jr->ckpt.failed_bytes};
-        char msg[512];
-        jr->rpt = rpt_writer_open(&jr->ro, msg, sizeof msg);
-        if (!jr->rpt) {
-            jobs_job_fail(&jr->job, "ReportNotWritable", msg);
-            return jr;
-        }
+                            .scope = jr->job.report_scope};
     }
-    char msg[512];
-    jr->reader = run__manifest_open(&jr->job, s->ep, NULL, msg, sizeof msg);
-    if (!jr->reader) {
-        jobs_job_fail(&jr->job, "ManifestNotReadable", msg);
-        return jr;
-    }
-    /* the first window: a checkpoint that allows RUN__PLAN_WINDOW_ROWS past where we start */
-    jr->ckpt.plan_limit = jr->resume.plan_limit > jr->ckpt.low + RUN__PLAN_WINDOW_ROWS
-                              ? jr->resume.plan_limit
-                              : jr->ckpt.low + RUN__PLAN_WINDOW_ROWS;
-    if (run_ckpt_save(jr->ckpt_path, &jr->ckpt) != 0) {
-        jobs_job_fail(&jr->job, "CheckpointUnwritable", jr->ckpt_path);
-        return jr;
-    }
-    atomic_store(&jr->plan_limit, jr->ckpt.plan_limit);
     return jr;
+}
+
+/* Closes what the job's shards hold open: a last checkpoint each (a shard fed to its end is
+   complete then). Control thread, once the writer no longer sees the job. */
+static void settle_shards(run__job *jr)
+{
+    for (size_t i = 0; i < jr->spool.n_shards; i++) {
+        run__shard *sh = &jr->shards[i];
+        run__shard_settle(sh);
+        rpt_writer_destroy(sh->rpt); /* not complete (stopped): its rows are durable */
+        sh->rpt = NULL;
+    }
 }
 
 static void release(run__job *jr)
 {
-    mf_close(jr->reader);
+    run__spool_close(jr->reader);
     eng_unit_destroy(jr->pending);
     eng_unit_builder_cleanup(&jr->builder);
-    rpt_writer_destroy(jr->rpt);
+    for (size_t i = 0; jr->shards && i < jr->spool.n_shards; i++) {
+        rpt_writer_destroy(jr->shards[i].rpt);
+        run_ckpt_cleanup(&jr->shards[i].ckpt);
+        run_ckpt_cleanup(&jr->shards[i].resume);
+    }
+    free(jr->shards);
+    run__spool_index_cleanup(&jr->spool);
     repl_rules_cleanup(&jr->rules);
-    run_ckpt_cleanup(&jr->ckpt);
-    run_ckpt_cleanup(&jr->resume);
     jobs_job_cleanup(&jr->job);
     free(jr);
 }
@@ -187,10 +236,11 @@ static void finish(run__sched *s, jobs_store *st, run__job *jr)
         final = JOBS_STATUS_CANCELLED;
         transit = JOBS_STATUS_CANCELLING;
     } else {
-        if (jr->plan_error[0])
-            jobs_job_set_failure(job, "InvalidManifestContent", jr->plan_error);
-        else if (atomic_load(&jr->io_error))
-            jobs_job_set_failure(job, "ReportNotWritable", "cannot write the results files");
+        settle_shards(jr); /* the writer no longer sees this job */
+        if (atomic_load(&jr->io_error))
+            jobs_job_set_failure(job, "ReportNotWritable", jr->io_error_msg);
+        else if (jr->plan_error[0])
+            jobs_job_set_failure(job, "InternalError", jr->plan_error);
         else if (atomic_load(&jr->threshold_hit))
             jobs_job_set_failure(job, "TaskFailureThresholdExceeded",
                           "More than 50% of the tasks that ran failed (checked once at least "
@@ -200,14 +250,14 @@ static void finish(run__sched *s, jobs_store *st, run__job *jr)
             transit = JOBS_STATUS_FAILING;
         }
     }
+    if (final == JOBS_STATUS_CANCELLED)
+        settle_shards(jr);
     set_status(jr, transit);
     save(s, st, jr);
-    if (jr->rpt) {
-        run__checkpoint(jr); /* the writer no longer sees this job */
+    if (job->report_enabled) {
         rpt_summary sum;
-        rpt_writer *w = jr->rpt;
-        jr->rpt = NULL;
-        if (rpt_writer_finish(w, &sum, msg, sizeof msg) != 0) {
+        if (rpt_manifest_write(&jr->ro, (uint32_t)jr->spool.n_shards, &sum, msg,
+                               sizeof msg) != 0) {
             jobs_job_set_failure(job, "ReportNotWritable", msg);
             final = JOBS_STATUS_FAILED;
         } else if (!job->report_is_local &&
@@ -218,6 +268,7 @@ static void finish(run__sched *s, jobs_store *st, run__job *jr)
             jobs_job_set_failure(job, "ReportNotWritable", reason);
             final = JOBS_STATUS_FAILED;
         }
+        rpt_summary_cleanup(&sum);
     }
     set_status(jr, final);
     save(s, st, jr);
@@ -260,7 +311,7 @@ static void prepare(run__sched *s, jobs_store *st, jobs_row *row)
     } else {
         jobs_row_set_status(&job.row, JOBS_STATUS_PREPARING, JOBS_BY_WORKER, NULL, 0);
         jobs_store_save(st, &job.row, err, sizeof err);
-        if (run__prepare(&job, s->ep) == 0) {
+        if (run__prepare(&job, s->ep, s->opts) == 0) {
             if (job.confirmation_required && !s->opts->only_job_id) {
                 jobs_row_set_status(&job.row, JOBS_STATUS_SUSPENDED, JOBS_BY_WORKER, NULL, 0);
                 snprintf(job.row.suspended_cause, sizeof job.row.suspended_cause,
@@ -372,8 +423,7 @@ static void print_progress(run__sched *s, int final)
         uint64_t done = ok + bad, total = jr->job.row.total;
         /* rates of this run: tasks counted by the checkpoint it resumed from are not in it */
         double secs = (double)(s3_mono_ms() - jr->run_started_ms) / 1000.0;
-        double rate = secs > 0 ? (double)(done - jr->resume.succeeded - jr->resume.failed) / secs
-                               : 0;
+        double rate = secs > 0 ? (double)(done - jr->resumed_tasks) / secs : 0;
         double mbps = secs > 0 ? (double)atomic_load(&jr->bytes) / secs / 1e6 : 0;
         double eta = rate > 0 && total > done ? (double)(total - done) / rate : 0;
         fprintf(stderr, "\r\033[Kbatchrep: job %.8s %s: %llu/%llu tasks, %llu succeeded, "
@@ -461,7 +511,7 @@ static void stop(worker *w, jobs_store *st, run_result *out)
         while (s->jobs) {
             run__job *jr = s->jobs;
             s->jobs = jr->next;
-            run__checkpoint(jr);
+            settle_shards(jr);
             save(s, st, jr);
             release(jr);
         }

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """test_crash.py — kill -9 at random moments loses no task and reports none twice.
 
-5,000 source versions on moto (4,900 keys with one version, 50 keys with two), listed
-newest first. moto's ListObjectVersions costs it 0.1-0.5 s a call once the bucket holds
+5,000 source versions on moto (4,900 keys with one version, 50 keys with two), listed in a
+shuffled order (Preparing sorts them by key) and cut into shards of about 700 rows
+(--shard-rows 700), so kills land in different shards and between them. moto's ListObjectVersions costs it 0.1-0.5 s a call once the bucket holds
 thousands of versions (it scans them all), so most keys take the one-version path (HEAD,
 then CopyObject) and 50 keys take the listing path. `batchrep run` is killed with SIGKILL at a random moment 6 times in a row;
 each new `run` of the same document (same ClientRequestToken: the same job) continues from
@@ -48,6 +49,7 @@ def main():
                 src.setdefault(k, []).append(
                     s3.put_object(Bucket="src", Key=k, Body=f"{k} v{v}".encode()))
         rows = [("src", k, r["VersionId"]) for k, vs in src.items() for r in reversed(vs)]
+        rnd.shuffle(rows)
         t.eq(len(rows), 5000, "5,000 source versions")
         arn, etag = h.upload_manifest(s3, "manifests", "crash.csv", rows)
         job = h.write_json(os.path.join(tmp, "job.json"), h.job_document(
@@ -55,7 +57,8 @@ def main():
         rules = h.write_json(os.path.join(tmp, "rules.json"), RULES)
         env = h.batchrep_env(moto.url)
         cmd = [h.batchrep_bin(), "run", job, "--replication-config", rules, "--state-dir",
-               os.path.join(tmp, "state"), "--no-progress", "--concurrency", "16"]
+               os.path.join(tmp, "state"), "--no-progress", "--concurrency", "16",
+               "--shard-rows", "700"]
         kills = 0
         for n in range(KILLS):
             p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -81,6 +84,8 @@ def main():
              "exactly one report row per manifest line")
         t.ok(all(r["MD5Checksum"] == h.md5_hex(r["Body"]) for r in rep["results"]),
              "manifest.json MD5s match the results files")
+        t.eq(len(rep["results"]), 8,
+             "one succeeded results file per shard: 5,000 rows in shards of about 700")
         bad = []
         listing = {}
         for v in h.list_versions(s3, "dst"):

@@ -3,13 +3,14 @@
 
 A job of 400 one-version keys runs through a proxy that lets the first 150 copies through
 and holds the rest, so the job is provably mid-run (150 tasks done and checkpointed, some in
-flight) however fast the machine is. The worker is killed with SIGKILL, the job's
-checkpoint is damaged, and a second `run` of the same document finishes the job:
+flight) however fast the machine is. The worker is killed with SIGKILL, the checkpoint of
+the job's one shard (spool/shard-000000.checkpoint.json) is damaged, and a second `run` of
+the same document finishes the job:
 
-  * checkpoint.json and checkpoint.json.prev deleted (the state a lost file leaves);
-  * checkpoint.json garbled (not JSON) and .prev deleted;
-  * checkpoint.json valid JSON of the wrong shape ({"low": "x"}) and .prev deleted;
-  * checkpoint.json deleted, .prev kept (the last good one before it is used).
+  * the checkpoint and its .prev deleted (the state a lost file leaves);
+  * the checkpoint garbled (not JSON) and .prev deleted;
+  * the checkpoint valid JSON of the wrong shape ({"low": "x"}) and .prev deleted;
+  * the checkpoint deleted, .prev kept (the last good one before it is used).
 
 Each time: the job ends Complete with every task counted once, the report has exactly one
 row per manifest line, and every source version has exactly one replica on the
@@ -39,7 +40,7 @@ def rules(dst):
 
 
 def damage(job_dir, how):
-    ck = os.path.join(job_dir, "checkpoint.json")
+    ck = os.path.join(job_dir, "spool", "shard-000000.checkpoint.json")
     prev = ck + ".prev"
     if how != "main deleted, prev kept" and os.path.exists(prev):
         os.unlink(prev)
@@ -74,7 +75,7 @@ def case(t, s3, moto, tmp, rows, src, how, n):
             mine = [j for j in jobs if j["JobId"] not in case.seen]
             if mine:
                 job_id = mine[0]["JobId"]
-                ck = os.path.join(state, "jobs", job_id, "checkpoint.json")
+                ck = os.path.join(state, "jobs", job_id, "spool", "shard-000000.checkpoint.json")
                 try:
                     with open(ck) as f:
                         done = json.load(f).get("succeeded", 0)

@@ -113,7 +113,8 @@ def main():
         # directory stays private
         modes = sorted({oct(os.stat(os.path.join(dp, n)).st_mode & 0o777)
                         for dp, dns, fns in os.walk(report_dir) for n in dns + fns})
-        ckpt = os.path.join(tmp, "state", "jobs", d["JobId"], "checkpoint.json")
+        ckpt = os.path.join(tmp, "state", "jobs", d["JobId"], "spool",
+                            "shard-000000.checkpoint.json")
         t.ok(modes == ["0o644", "0o755"] and
              oct(os.stat(ckpt).st_mode & 0o777) == "0o600" and
              oct(os.stat(os.path.dirname(ckpt)).st_mode & 0o777) == "0o700",

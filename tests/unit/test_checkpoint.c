@@ -86,6 +86,7 @@ static void test_file(void)
     c.succeeded = 8;
     c.failed = 2;
     c.plan_limit = 2055;
+    c.complete = 1;
     int rc = run_ckpt_save(path, &c);
     struct stat st;
     memset(&st, 0, sizeof st);
@@ -100,8 +101,9 @@ static void test_file(void)
     show(&back, b, sizeof b);
     tap_ok(rc == 0 && strcmp(a, b) == 0 && back.succeeded_bytes == 1234 &&
                back.failed_bytes == 56 && back.succeeded == 8 && back.failed == 2 &&
-               back.plan_limit == 2055,
-           "loads back what was saved (%s)", b);
+               back.plan_limit == 2055 && back.complete == 1,
+           "loads back what was saved (%s, complete)", b);
+    c.complete = 0;
     run_ckpt_cleanup(&back);
 
     /* the previous checkpoint is kept, and used when the newest is lost or damaged */
@@ -125,8 +127,11 @@ static void test_file(void)
         {"{\"low\": \"x\", \"done\": \"none\"}", 1, RUN_CKPT_FROM_PREV,
          "JSON of another shape: the previous one"},
         {"{\"low\":1,\"done\":[[5,3]],\"succeeded_bytes\":0,\"failed_bytes\":0,"
-         "\"succeeded\":0,\"failed\":0,\"plan_limit\":9}",
+         "\"succeeded\":0,\"failed\":0,\"plan_limit\":9,\"complete\":false}",
          1, RUN_CKPT_FROM_PREV, "a reversed range: the previous one"},
+        {"{\"low\":1,\"done\":[],\"succeeded_bytes\":0,\"failed_bytes\":0,"
+         "\"succeeded\":0,\"failed\":0,\"plan_limit\":9}",
+         1, RUN_CKPT_FROM_PREV, "no \"complete\" member: the previous one"},
         {"{\"low\": 12, \"done\": [[1", 0, -1, "not JSON and no previous: an error, never "
                                            "an empty checkpoint"},
         {NULL, 0, 1, "neither: nothing to resume"},

@@ -422,6 +422,7 @@ static void run_case(const writer_case *c)
     TAP_EQ_STR(sum.manifest_key, want_key, "manifest key");
     TAP_EQ_STR(sum.manifest_path, want_path, "manifest path");
     check_manifest(&sum, c->manifest_golden, c->name);
+    rpt_summary_cleanup(&sum);
 }
 
 static int add_range(rpt_writer *w, size_t from, size_t to)
@@ -506,6 +507,7 @@ static void test_resume(void)
            "resume: row counts include the rows before the checkpoint (%llu, %llu)",
            (unsigned long long)sum.files[0].rows, (unsigned long long)sum.files[1].rows);
     check_manifest(&sum, "manifest.all.json", "resume");
+    rpt_summary_cleanup(&sum);
 }
 
 static void test_volume(void)
@@ -563,6 +565,54 @@ static void test_volume(void)
     EVP_MD_CTX_free(ctx[0]);
     EVP_MD_CTX_free(ctx[1]);
     s3_buf_cleanup(&one);
+    rpt_summary_cleanup(&sum);
+}
+
+/* A job of several chunks (shards): each chunk writes its own two files, chunk 0 under the
+   names a job of one chunk has; manifest.json lists every file that has rows, chunk by chunk,
+   succeeded first; a chunk with no rows at all lists nothing. */
+static void test_chunks(void)
+{
+    char root[512], err[1024] = "";
+    snprintf(root, sizeof root, "%s/chunks", g_tmp);
+    rpt_opts o = {.root_dir = root, .bucket = REPORT_BUCKET, .job_id = JOB_ID,
+                  .scope = RPT_SCOPE_ALL};
+    int bad = 0;
+    for (uint32_t c = 0; c < 3; c++) {
+        o.chunk = c;
+        rpt_writer *w = rpt_writer_open(&o, err, sizeof err);
+        if (!w) {
+            bad++;
+            continue;
+        }
+        if (c != 1) /* chunk 1 stays empty */
+            bad += add_range(w, c * 4, c * 4 + 4);
+        bad += rpt_writer_close(w, err, sizeof err) != 0;
+    }
+    rpt_summary sum;
+    int rc = rpt_manifest_write(&o, 3, &sum, err, sizeof err);
+    if (!tap_ok(bad == 0 && rc == 0, "chunks: 3 writers closed, manifest written (%s)", err))
+        return;
+    uint64_t rows = 0;
+    int order_ok = 1;
+    for (size_t i = 0; i < sum.n_files; i++) {
+        rows += sum.files[i].rows;
+        order_ok &= i == 0 || strcmp(sum.files[i].key, sum.files[i - 1].key) != 0;
+    }
+    tap_ok(rows == 8 && order_ok, "chunks: the listed files hold the 8 rows once (%llu)",
+           (unsigned long long)rows);
+    tap_ok(sum.n_files >= 2 && strstr(sum.files[0].key, sum.files[0].status[0] == 's'
+                                                            ? SUCCEEDED_NAME
+                                                            : FAILED_NAME) != NULL,
+           "chunks: chunk 0 keeps the one-chunk names (%s)", sum.n_files ? sum.files[0].key : "");
+    int chunk2 = 0;
+    for (size_t i = 0; i < sum.n_files; i++)
+        chunk2 += strstr(sum.files[i].key, SUCCEEDED_NAME) == NULL &&
+                  strstr(sum.files[i].key, FAILED_NAME) == NULL;
+    tap_ok(chunk2 >= 1 && chunk2 + 2 >= (int)sum.n_files,
+           "chunks: chunk 2's files have names of their own, chunk 1 lists none (%zu files)",
+           sum.n_files);
+    rpt_summary_cleanup(&sum);
 }
 
 static void test_misc(void)
@@ -616,6 +666,7 @@ int main(void)
         run_case(&CASES[i]);
     test_resume();
     test_volume();
+    test_chunks();
     test_misc();
     for (size_t i = 0; i < g_n_rows; i++)
         for (int k = 0; k < 7; k++)
