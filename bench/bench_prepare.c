@@ -167,14 +167,12 @@ static int cmp_double(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || argc > 3 || atoll(argv[1]) < 0) {
-        fprintf(stderr, "usage: bench_prepare ROWS [RUNS]\n");
-        return 2;
-    }
-    uint64_t rows = (uint64_t)strtoull(argv[1], NULL, 10);
-    int runs = argc > 2 ? (int)strtol(argv[2], NULL, 10) : 3;
-    if (runs < 1 || runs > MAX_RUNS) {
-        fprintf(stderr, "bench_prepare: RUNS must be 1..%d\n", MAX_RUNS);
+    char *end1 = NULL, *end2 = NULL;
+    uint64_t rows = argc > 1 ? (uint64_t)strtoull(argv[1], &end1, 10) : 0;
+    long runs = argc > 2 ? strtol(argv[2], &end2, 10) : 3;
+    if (argc < 2 || argc > 3 || !end1 || *end1 || argv[1][0] == '-' || (end2 && *end2) ||
+        runs < 1 || runs > MAX_RUNS) {
+        fprintf(stderr, "usage: bench_prepare ROWS [RUNS]   (RUNS 1..%d)\n", MAX_RUNS);
         return 2;
     }
     const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
@@ -249,5 +247,5 @@ int main(int argc, char **argv)
     printf("summary bench=prepare runs=%d median=%.0f min=%.0f max=%.0f unit=rows_per_s "
            "peak_rss_kib=%ld\n",
            done, rate[done / 2], rate[0], rate[done - 1], peak_max);
-    return done == runs ? 0 : 1;
+    return done == (int)runs ? 0 : 1;
 }

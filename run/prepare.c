@@ -45,8 +45,8 @@ static int spool_manifest(jobs_job *job, const s3_endpoint *ep, const run_option
     mf_close(r);
     if (rc != 0) {
         jobs_job_fail(job, orc == -MF_E_INVALID_CONTENT ? "InvalidManifestContent"
-                           : orc == -MF_E_IO && strstr(msg, "/spool/") ? "InternalError"
-                                                                       : "ManifestNotReadable",
+                           : orc == 0                     ? "InternalError" /* the spool's */
+                                                          : "ManifestNotReadable",
                       msg);
         return -1;
     }

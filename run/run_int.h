@@ -89,9 +89,10 @@ typedef struct run__spool_opts {
 } run__spool_opts;
 
 /* Reads r to its end and writes the spool (see above); any earlier content of dir (runs or
-   shards of an interrupted attempt) is removed first. 0, or -1 with msg: the reader's error
-   as it gave it (file:line: what; *out_mf_rc = its -MF_E_* code) or the spool's own (disk
-   full, ...; *out_mf_rc = -MF_E_IO). out is filled on success (run__spool_index_cleanup). */
+   shards of an interrupted attempt) is removed first. 0, or -1 with msg: the manifest's
+   problem as the reader gave it (file:line: what; *out_mf_rc = its -MF_E_* code) or the
+   spool's own (disk full, no memory, ...; *out_mf_rc = 0). out is filled on success
+   (run__spool_index_cleanup). */
 int run__spool_build(mf_reader *r, const run__spool_opts *o, run__spool_index *out,
                      int *out_mf_rc, char *msg, size_t cap);
 /* Reads dir/index.json. 0; 1 when there is none (the spool is not complete); -1 damaged. */

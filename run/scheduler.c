@@ -197,11 +197,16 @@ static run__job *attach(run__sched *s, jobs_row *row, char *err, size_t err_len)
 }
 
 /* Closes what the job's shards hold open: a last checkpoint each (a shard fed to its end is
-   complete then). Control thread, once the writer no longer sees the job. */
+   complete then). A shard this run never reached (the job stopped first) but an earlier run
+   wrote rows for is opened once, which cuts its results files back to its checkpoint (or
+   empties them when its progress is uncertain), so the report lists no row its counts do
+   not. Control thread, once the writer no longer sees the job. */
 static void settle_shards(run__job *jr)
 {
     for (size_t i = 0; i < jr->spool.n_shards; i++) {
         run__shard *sh = &jr->shards[i];
+        if (atomic_load(&sh->state) == RUN__SHARD_WAITING && (sh->resume_files || sh->recheck_all))
+            run__shard_open(sh);
         run__shard_settle(sh);
         rpt_writer_destroy(sh->rpt); /* not complete (stopped): its rows are durable */
         sh->rpt = NULL;

@@ -6,28 +6,27 @@
  *
  * Build (run__spool_build):
  *   1. rows are encoded (format below) into one sort buffer of sort_mem_bytes: records from
- *      its bottom, 16-byte sort entries from its top, so the budget holds both;
- *   2. a full buffer is sorted (a multikey quicksort on 7-byte chunks of bucket and key,
- *      below) and spilled as run-NNNNNN.zst;
- *   3. at the end, when there are runs, the runs are merged with a binary heap, at most
- *      FAN_IN at once: while more than FAN_IN remain, the oldest min(FAN_IN, runs - FAN_IN
- *      + 1) are merged into one new run, so that the last merge takes FAN_IN or fewer and
- *      only the excess is read twice (85 runs of a 10 M-row manifest: 22 read twice). A
+ *      its bottom, 16-byte sort entries from its top, so the budget holds both (a single
+ *      row longer than the whole budget gets a buffer of its own size);
+ *   2. a full buffer is sorted (below) and spilled as run-NNNNNN.zst;
+ *   3. at the end the runs are merged with a binary heap, at most FAN_IN (128) at once;
+ *      while more remain, the oldest min(128, runs - 128 + 1) are first merged into one new
+ *      run, so the last merge takes 128 or fewer and only the excess is read twice. A
  *      manifest that fits in one buffer goes from the buffer to the shards without a run;
  *   4. the sorted rows are cut into shard-NNNNNN.zst: a shard ends at the first key
  *      boundary after it holds shard_rows rows, so a key never spans two shards; each shard
  *      is fdatasynced, then the folder, then index.json is written atomically (present =
- *      the spool is complete and durable) and the folder fsynced again. Runs are deleted as
- *      soon as a merge has read them; a failed build deletes what it wrote.
+ *      complete and durable) and the folder fsynced again. A run is deleted once merged; a
+ *      failed build deletes what it wrote (and the next build removes what a kill -9 left).
  *
- * Files (runs and shards alike): zstd frames (level 1; content size and XXH64 checksum in
- * each frame) one after the other, each holding whole records, at most FRAME_BYTES of them
- * (a longer record gets a frame of its own). A reader decodes a whole frame, so zstd has
- * checked it, before it hands out any of its rows: a flipped byte is an error before a
+ * Files (runs and shards alike): zstd frames one after the other (level 1, hashLog 17;
+ * content size and XXH64 checksum in each), each holding whole records, at most 64 KiB of
+ * them (a longer record gets a frame of its own). A reader decodes a whole frame, so zstd
+ * has checked it, before it hands out any of its rows: a flipped byte is an error before a
  * wrong key can reach the engine. `zstd -d` reads the files.
  *
- * Record (integers little-endian; str = u32 n, n bytes, one NUL byte so that a reader's
- * slices point into its frame, NUL-terminated like mf_next's):
+ * Record (integers little-endian; str = u32 n, n bytes, a NUL byte, so that a reader's
+ * slices point into its frame NUL-terminated like mf_next's):
  *   u32 len          bytes after this field
  *   u8  flags        1 has_version, 2 key_raw differs from key, 4 facts follow; others 0
  *   u64 seq          the row's position in the manifest (mf_entry.seq)
@@ -37,28 +36,32 @@
  *    key), i64 size, i64 last_modified_ms, then storage_class, replication_status,
  *    encryption, lock_mode, lock_until, legal_hold each as u8 n (< its mf_facts array) and
  *    n bytes, then str etag, str acl]
- * A CSV row without escapes costs 36 bytes besides its bucket, key and version; a reader
- * rejects a record whose lengths run past it or its frame, a missing NUL, an unknown flag
- * or fact bit, and trailing bytes.
+ * A CSV row without escapes costs 36 bytes besides its bucket, key and version ID, and no
+ * facts bytes. A reader rejects a record whose lengths run past it or its frame, a missing
+ * NUL, an unknown flag or fact bit, trailing bytes, and (run__spool_next) a NUL in a key.
  *
  * index.json: {"version": 1, "n_rows", "n_keys", "first_bucket", "spool_bytes", "shards":
  * [{"file": "shard-000000.zst", "first_seq", "n_rows", "n_keys", "bytes"}, ...]}; shard i is
- * shard-<i, 6 digits>.zst, first_seq is the sum of the rows before it. Read strictly: every
+ * shard-<i, 6 digits>.zst, first_seq the sum of the rows before it. Read strictly: every
  * member with its type, shards contiguous and adding up; a file name is never a path.
  *
- * Sort: entries are {8-byte chunk, record offset}. A chunk is 7 bytes of the field from
- * depth d, big-endian, zero-padded, and a low byte min(bytes left, 8), so comparing chunks
- * as integers orders like memcmp-then-shorter-first. Entries are 3-way partitioned on their
- * chunk (pivot: median of 3 drawn by a PRNG); the equal part moves 7 bytes deeper (or to the
- * next field: bucket, key, then seq) and loads its chunks again. Keys of a bucket share long
- * prefixes ("data/2024/part-00123/"), where a comparison sort spends most of its time in
- * memcmp over equal bytes and in cache misses on both records; here each level is one
- * sequential pass over the entries. Groups of 16 or fewer use an insertion sort.
+ * Sort: entries are {8-byte chunk, record offset}. A chunk is 7 bytes of a field from depth
+ * d, big-endian, zero-padded, and a low byte min(bytes left, 8), so comparing chunks as
+ * integers orders like memcmp-then-shorter-first. Entries are 3-way partitioned on their
+ * chunk (pivot: median of 3 drawn by a PRNG, which no manifest can defeat every time); the
+ * equal part moves 7 bytes deeper (or to the next field: bucket, key, then seq) and loads
+ * its chunks again. Keys share long prefixes ("data/2024/part-00123/"), over which a
+ * comparison sort would memcmp again and again, missing the cache on both records; here a
+ * level is one pass over the entries. Groups of 16 or fewer use an insertion sort.
  *
  * Memory: the sort buffer (default 16 MiB) + one file writer (64 KiB frame, 256 KiB of
  * compressed output, the zstd context) + while merging (the sort buffer freed first) per run
- * a 64 KiB read buffer, its frame (64 KiB) and a zstd DStream. A reader of one shard holds
- * the same: a few hundred KiB. Measured numbers: bench/bench_prepare.c.
+ * a 64 KiB read buffer, a 64 KiB frame and a zstd DStream (222 KiB allocated), about 250 KiB
+ * resident: 128 runs, 32 MiB. A reader of one shard holds the same. Measured (bench_prepare,
+ * 2-core Xeon VM): a shuffled 10 M-row CSV manifest (970 MB) makes 88 runs and 100 shards
+ * (317 MB, 0.33 byte per manifest byte) in 8.4-9.1 s, 1.1-1.2 M rows/s, the whole process
+ * peaking at 27 MiB RSS; about half of the time is zstd (level 1 on runs and shards alike).
+ * FAN_IN 64 would merge 25 of those runs twice: 6.5% slower, 22 MiB.
  */
 #include "run/run_int.h"
 
@@ -76,13 +79,13 @@
 #include <zstd.h>
 
 #define FRAME_BYTES ((size_t)64 << 10)    /* uncompressed records per zstd frame */
-#define REC_MAX_BYTES ((size_t)1 << 20)   /* one record: 6 fields of <= 64 KiB fit 2.5 times */
+#define REC_MAX_BYTES ((size_t)1 << 20)   /* a record: 6 fields of 64 KiB (readers' cap) fit */
 #define READ_BYTES ((size_t)64 << 10)     /* a reader's read(2) size */
 #define OUT_BYTES ((size_t)256 << 10)     /* compressed bytes gathered per write(2) */
-#define FAN_IN 128                        /* runs merged at once */
+#define FAN_IN 128                        /* runs merged at once (file comment) */
 #define SORT_MEM_MIN ((size_t)1 << 10)    /* below, every row would be a run of its own */
 #define ZLEVEL 1
-#define ZHASH_LOG 17 /* level 1 picks 13 for a 64 KiB frame: 600 MB/s here; 17: 770 */
+#define ZHASH_LOG 17 /* level 1 picks 13 for a 64 KiB frame: 600 MB/s on spool data; 17: 770 */
 #define SMALL_GROUP 16                    /* insertion sort at or below */
 #define INDEX_VERSION 1
 
@@ -545,7 +548,10 @@ static int fr_open(freader *fr, const char *dir, const char *name, char *msg, si
     fr->frame = malloc(FRAME_BYTES);
     fr->frame_cap = FRAME_BYTES;
     fr->ds = ZSTD_createDStream();
-    if (!fr->in || !fr->frame || !fr->ds) {
+    /* a frame's window is its content, at most REC_MAX_BYTES: a damaged header asking for
+       more is refused instead of allocated (zstd's default limit is 128 MiB) */
+    if (!fr->in || !fr->frame || !fr->ds ||
+        ZSTD_isError(ZSTD_DCtx_setParameter(fr->ds, ZSTD_d_windowLogMax, 20))) {
         snprintf(msg, cap, "%s: out of memory", path);
         fr_close(fr);
         return -1;
@@ -662,11 +668,6 @@ typedef struct build {
     unsigned char *buf;
     size_t buf_cap, limit, used, n;
     uint64_t rng;
-    int one_bucket;             /* every record in the buffer has the first one's bucket */
-    uint32_t key_lcp;           /* ... and its keys share their first key_lcp bytes */
-    int one_bucket_all;         /* the same of every row so far (the merge's shortcut) */
-    uint32_t key_lcp_all;
-    char *first_key;            /* the manifest's first row's key */
     /* runs on disk, oldest first; runs[head..n_runs) are not merged yet */
     run_file *runs;
     size_t n_runs, head, runs_cap;
@@ -686,6 +687,7 @@ typedef struct build {
     unsigned char *prev;        /* bucket then key of the last row written to a shard */
     size_t prev_cap, prev_blen, prev_klen;
     int have_prev;
+    int from_reader;             /* rc is the manifest's problem (the reader's, or its row) */
 } build;
 
 static int fail(build *b, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -856,42 +858,12 @@ static void run_name(char out[32], uint32_t id)
     snprintf(out, 32, "run-%06u.zst", (unsigned)id);
 }
 
-/* Sorts the buffer's entries. Usually one bucket and a long common key prefix
-   ("data/2024/part-0"): the sort starts past them, which saves it 4-5 passes over the
-   entries that each miss the cache on every record (1 M rows: 0.9 s -> 0.8 s in all). */
 static sort_ent *sort_buffer(build *b)
 {
     sort_ent *a = (sort_ent *)(void *)(b->buf + b->buf_cap) - b->n;
-    int f = b->one_bucket && !getenv("NOLCP") ? 1 : 0;
-    uint32_t d = b->one_bucket && !getenv("NOLCP") ? b->key_lcp : 0;
-    load_chunks(a, b->n, b->buf, f, d);
-    mkqs(a, b->n, b->buf, f, d, &b->rng);
+    load_chunks(a, b->n, b->buf, 0, 0);
+    mkqs(a, b->n, b->buf, 0, 0, &b->rng);
     return a;
-}
-
-/* Keeps one_bucket and key_lcp true of the buffer with the record just added at off. */
-static void note_prefix(build *b, size_t off)
-{
-    uint32_t bn, kn, fbn, fkn;
-    const unsigned char *bp = rec_field(b->buf + off, 0, &bn), *kp = rec_field(b->buf + off, 1, &kn);
-    if (off == 0) {
-        b->one_bucket = 1;
-        b->key_lcp = kn;
-        return;
-    }
-    if (!b->one_bucket)
-        return;
-    const unsigned char *fbp = rec_field(b->buf, 0, &fbn), *fkp = rec_field(b->buf, 1, &fkn);
-    if (bn != fbn || memcmp(bp, fbp, bn) != 0) {
-        b->one_bucket = 0;
-        return;
-    }
-    uint32_t m = b->key_lcp < kn ? b->key_lcp : kn, i = 0;
-    while (i + 8 <= m && memcmp(kp + i, fkp + i, 8) == 0)
-        i += 8;
-    while (i < m && kp[i] == fkp[i])
-        i++;
-    b->key_lcp = i;
 }
 
 /* The sorted buffer becomes the next run file. */
@@ -924,32 +896,6 @@ static int spill(build *b)
     return 0;
 }
 
-/* Keeps one_bucket_all and key_lcp_all true of every row read. */
-static void note_prefix_all(build *b, const mf_entry *e, int first)
-{
-    if (first) {
-        b->first_key = malloc(e->key.len + 1);
-        b->one_bucket_all = b->first_key != NULL; /* without the copy: no shortcut */
-        if (b->first_key)
-            memcpy(b->first_key, e->key.ptr, e->key.len);
-        b->key_lcp_all = (uint32_t)e->key.len;
-        return;
-    }
-    if (!b->one_bucket_all)
-        return;
-    size_t fbn = strlen(b->idx->first_bucket);
-    if (e->bucket.len != fbn || memcmp(e->bucket.ptr, b->idx->first_bucket, fbn) != 0) {
-        b->one_bucket_all = 0;
-        return;
-    }
-    uint32_t m = b->key_lcp_all < e->key.len ? b->key_lcp_all : (uint32_t)e->key.len, i = 0;
-    while (i + 8 <= m && memcmp(e->key.ptr + i, b->first_key + i, 8) == 0)
-        i += 8;
-    while (i < m && e->key.ptr[i] == b->first_key[i])
-        i++;
-    b->key_lcp_all = i;
-}
-
 static int add_row(build *b, const mf_entry *e)
 {
     int raw = raw_differs(e);
@@ -970,7 +916,6 @@ static int add_row(build *b, const mf_entry *e)
         b->buf_cap = nc;
     }
     rec_encode(b->buf + b->used, e, raw, size);
-    note_prefix(b, b->used);
     sort_ent *top = (sort_ent *)(void *)(b->buf + b->buf_cap);
     top[-1 - (ptrdiff_t)b->n] = (sort_ent){0, (uint32_t)b->used, 0};
     b->used += size;
@@ -983,43 +928,37 @@ typedef struct cursor {
     rec_view v;
 } cursor;
 
-/* The merge's order. Every head of the runs is near the merge's position in the sorted
-   order, so heads share a long key prefix and a comparison is mostly a scan over equal
-   bytes: it starts past the bucket and the prefix every key of the manifest shares, 8 bytes
-   a step, inline. */
+/* The merge's order. The heads of the runs are all near the merge's position in the sorted
+   order, so they share long key prefixes: 8 bytes a step inline rather than a call to
+   memcmp per comparison (10 M rows: 0.3 s less of 8.7 s). */
 typedef struct heap {
     cursor *c;
     size_t n;
-    int one_bucket;             /* the whole manifest: one bucket, keys sharing lcp bytes */
-    uint32_t lcp;
     unsigned char at[FAN_IN];   /* cursor indices, a binary min-heap */
 } heap;
 
-static inline int key_cmp(const char *a, size_t na, const char *b, size_t nb, size_t from)
+static inline int bytes_cmp(s3_slice a, s3_slice b)
 {
-    size_t m = na < nb ? na : nb, i = from;
+    size_t m = a.len < b.len ? a.len : b.len, i = 0;
     for (; i + 8 <= m; i += 8) {
         uint64_t x, y;
-        memcpy(&x, a + i, 8);
-        memcpy(&y, b + i, 8);
+        memcpy(&x, a.ptr + i, 8);
+        memcpy(&y, b.ptr + i, 8);
         if (x != y)
             return be64toh(x) < be64toh(y) ? -1 : 1;
     }
     for (; i < m; i++)
-        if (a[i] != b[i])
-            return (unsigned char)a[i] < (unsigned char)b[i] ? -1 : 1;
-    return (na > nb) - (na < nb);
+        if (a.ptr[i] != b.ptr[i])
+            return (unsigned char)a.ptr[i] < (unsigned char)b.ptr[i] ? -1 : 1;
+    return (a.len > b.len) - (a.len < b.len);
 }
 
 static inline int heap_less(const heap *h, unsigned i, unsigned j)
 {
     const rec_view *x = &h->c[i].v, *y = &h->c[j].v;
-    int c = 0;
-    if (!h->one_bucket)
-        c = key_cmp(x->bucket.ptr, x->bucket.len, y->bucket.ptr, y->bucket.len, 0);
+    int c = bytes_cmp(x->bucket, y->bucket);
     if (!c)
-        c = key_cmp(x->key.ptr, x->key.len, y->key.ptr, y->key.len,
-                    h->one_bucket ? h->lcp : 0);
+        c = bytes_cmp(x->key, y->key);
     return c ? c < 0 : x->seq < y->seq;
 }
 
@@ -1069,8 +1008,6 @@ static int merge(build *b, size_t k, int to_shards)
     const run_file *in = b->runs + b->head;
     heap h;
     memset(&h, 0, sizeof h);
-    h.one_bucket = b->one_bucket_all;
-    h.lcp = b->key_lcp_all;
     h.c = calloc(k, sizeof *h.c);
     int rc = -1;
     if (!h.c)
@@ -1204,12 +1141,18 @@ static int write_index(build *b)
     json_t *shards = json_array();
     for (size_t i = 0; shards && i < idx->n_shards; i++) {
         const run__shard_info *sh = &idx->shards[i];
-        json_array_append_new(shards, json_pack("{s:s, s:I, s:I, s:I, s:I}", "file", sh->file,
-                                                "first_seq", (json_int_t)sh->first_seq,
-                                                "n_rows", (json_int_t)sh->n_rows, "n_keys",
-                                                (json_int_t)sh->n_keys, "bytes",
-                                                (json_int_t)sh->bytes));
+        if (json_array_append_new(shards, json_pack("{s:s, s:I, s:I, s:I, s:I}", "file",
+                                                    sh->file, "first_seq",
+                                                    (json_int_t)sh->first_seq, "n_rows",
+                                                    (json_int_t)sh->n_rows, "n_keys",
+                                                    (json_int_t)sh->n_keys, "bytes",
+                                                    (json_int_t)sh->bytes)) != 0) {
+            json_decref(shards);
+            shards = NULL;
+        }
     }
+    if (!shards)
+        return fail(b, -MF_E_NOMEM, "spool: out of memory");
     json_t *bucket = json_string(idx->first_bucket);
     if (!bucket) {
         json_decref(shards);
@@ -1254,10 +1197,9 @@ static int finish(build *b)
         free(b->buf); /* the merge's readers take its place in the budget */
         b->buf = NULL;
         b->buf_cap = 0;
-        size_t fan = getenv("FANIN") ? (size_t)atoi(getenv("FANIN")) : FAN_IN;
-        while (b->n_runs - b->head > fan) {
-            size_t live = b->n_runs - b->head, k = live - fan + 1;
-            if (merge(b, k < fan ? k : fan, 0) != 0)
+        while (b->n_runs - b->head > FAN_IN) {
+            size_t live = b->n_runs - b->head, k = live - FAN_IN + 1;
+            if (merge(b, k < FAN_IN ? k : FAN_IN, 0) != 0)
                 return -1;
         }
         if (merge(b, b->n_runs - b->head, 1) != 0)
@@ -1326,17 +1268,18 @@ int run__spool_build(mf_reader *r, const run__spool_opts *o, run__spool_index *o
         int nr = mf_next(r, &e, msg, cap); /* its message as it gave it */
         if (nr < 0) {
             b.rc = nr;
+            b.from_reader = 1;
             goto done;
         }
         if (nr == 0)
             break;
-        note_prefix_all(&b, &e, first);
         if (first) {
             if (e.bucket.len >= sizeof out->first_bucket ||
                 memchr(e.bucket.ptr, '\0', e.bucket.len)) {
                 fail(&b, -MF_E_INVALID_CONTENT,
                      "spool: line %llu: the bucket (%zu bytes) is not a bucket name",
                      (unsigned long long)e.line, e.bucket.len);
+                b.from_reader = 1;
                 goto done;
             }
             memcpy(out->first_bucket, e.bucket.ptr, e.bucket.len);
@@ -1356,7 +1299,7 @@ done:
     if (rc != 0) {
         clean_dir(b.dir, scratch, sizeof scratch); /* best effort: the next build cleans too */
         run__spool_index_cleanup(out);
-        *out_mf_rc = b.rc ? b.rc : -MF_E_IO;
+        *out_mf_rc = b.from_reader ? b.rc : 0;
     }
     ZSTD_freeCCtx(b.cctx);
     free(b.buf);
@@ -1364,7 +1307,6 @@ done:
     free(b.out);
     free(b.runs);
     free(b.prev);
-    free(b.first_key);
     return rc;
 }
 
@@ -1559,6 +1501,9 @@ int run__spool_next(run__spool_reader *r, mf_entry *e, char *msg, size_t cap)
     if (rc == 1 && r->n_read == r->n_rows)
         snprintf(r->err, sizeof r->err, "%s/%s: damaged: more rows than index.json's %llu",
                  r->dir, r->fr.name, (unsigned long long)r->n_rows);
+    else if (rc == 1 && memchr(v.key.ptr, '\0', v.key.len))
+        snprintf(r->err, sizeof r->err, "%s/%s: damaged: a NUL byte in the key of row %llu",
+                 r->dir, r->fr.name, (unsigned long long)r->n_read + 1);
     else if (rc == 0 && r->n_read < r->n_rows)
         snprintf(r->err, sizeof r->err, "%s/%s: damaged: %llu rows, index.json says %llu",
                  r->dir, r->fr.name, (unsigned long long)r->n_read,
