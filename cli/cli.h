@@ -40,7 +40,8 @@ enum { CLI_OPT_RUN_BASE = 1000 };
         {"part-size-bytes", required_argument, NULL, CLI_OPT_RUN_BASE + 9},                \
         {"destination-profile", required_argument, NULL, CLI_OPT_RUN_BASE + 10},           \
         {"shard-rows", required_argument, NULL, CLI_OPT_RUN_BASE + 11},                    \
-        {"sort-memory-mib", required_argument, NULL, CLI_OPT_RUN_BASE + 12}
+        {"sort-memory-mib", required_argument, NULL, CLI_OPT_RUN_BASE + 12},               \
+        {"disk-full-wait-s", required_argument, NULL, CLI_OPT_RUN_BASE + 13}
 #define CLI_RUN_HELP                                                                       \
     "  --concurrency N            requests in flight in total (default 64)\n"             \
     "  --workers N                transfer threads (default: number of cores)\n"            \
@@ -62,7 +63,10 @@ enum { CLI_OPT_RUN_BASE = 1000 };
     "  --shard-rows N             Preparing cuts the key-sorted manifest into shards of\n"  \
     "                             about N rows, never splitting a key (default 100000)\n"  \
     "  --sort-memory-mib N        Preparing's sort buffer; a larger manifest is sorted in\n" \
-    "                             runs spilled to the job's folder (default 16)\n"
+    "                             runs spilled to the job's folder (default 16)\n"         \
+    "  --disk-full-wait-s N       a full disk pauses the worker (nothing is lost); if it\n" \
+    "                             stays full N seconds, the worker stops with the reason\n" \
+    "                             and exit 1, its jobs resumable (default 60)\n"
 
 /* 1: c was one of the shared options (applied to o); 0: not one; -1: bad value.
    --destination-profile values are kept in a static table (at most CLI_MAX_DEST_PROFILES). */

@@ -118,6 +118,13 @@ int cli_run_option(int c, const char *arg, run_options *o)
         o->sort_mem_bytes = (size_t)mib << 20;
         return 1;
     }
+    case 13: {
+        int secs;
+        if (cli_parse_int("--disk-full-wait-s", arg, 1, 86400, &secs))
+            return -1;
+        o->disk_full_wait_ms = (int64_t)secs * 1000;
+        return 1;
+    }
     default: return 0;
     }
 }

@@ -33,6 +33,7 @@
     XX(INVALID_JOB, "invalid job document")                                                \
     XX(INVALID_RULES, "invalid replication configuration")                                 \
     XX(IO, "local file I/O error")                                                         \
+    XX(DISK_FULL, "the disk is full")                                                      \
     XX(S3, "S3 request failed")                                                            \
     XX(NOT_FOUND, "no such job")                                                           \
     XX(STATUS, "the job's status does not allow this (JobStatusException)")

@@ -12,6 +12,7 @@
  */
 #include "jobs/jobs.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -52,7 +53,7 @@ static const char schema[] =
 static int sql_fail(jobs_store *s, char *err, size_t err_len, const char *what)
 {
     snprintf(err, err_len, "%s/batchrep.db: %s: %s", s->dir, what, sqlite3_errmsg(s->db));
-    return -JOBS_E_IO;
+    return sqlite3_errcode(s->db) == SQLITE_FULL ? -JOBS_E_DISK_FULL : -JOBS_E_IO;
 }
 
 void jobs_state_root(const char *given, char *out, size_t cap)
@@ -85,6 +86,13 @@ int jobs_store_open(const char *state_dir, jobs_store **out, char *err, size_t e
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                                           SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
         sql_fail(s, err, err_len, "cannot open");
+        jobs_store_close(s);
+        return -JOBS_E_IO;
+    }
+    /* SQLite creates the file 0644 and gives its -wal and -shm files the file's mode: the
+       catalogue holds job documents and bucket names, so it is private whatever the umask */
+    if (chmod(path, S3_MODE_PRIVATE_FILE) != 0) {
+        snprintf(err, err_len, "%s: cannot make it private: %s", path, strerror(errno));
         jobs_store_close(s);
         return -JOBS_E_IO;
     }

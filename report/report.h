@@ -28,6 +28,7 @@
     XX(OK, "success")                                                                      \
     XX(NOMEM, "out of memory")                                                             \
     XX(IO, "cannot write the report")                                                      \
+    XX(DISK_FULL, "no space left to write the report (the rows are kept: sync again)")      \
     XX(UPLOAD, "cannot upload the report")
 
 typedef enum rpt_err {
@@ -55,6 +56,8 @@ typedef struct rpt_opts {
     int resume;              /* 1: open existing files and truncate; 0: create anew */
     uint32_t chunk;          /* the writer's results files are this chunk's (a shard of the
                                 job): each chunk has its own two files */
+    int private_files;       /* 1: folders 0700, files 0600 (a report staged in the state
+                                directory); 0: as the user's umask allows (their folder) */
 } rpt_opts;
 
 /* One task's row. Borrowed for the duration of rpt_writer_add. */
@@ -72,7 +75,11 @@ typedef struct rpt_writer rpt_writer;
 
 rpt_writer *rpt_writer_open(const rpt_opts *opts, char *err, size_t err_len);
 int rpt_writer_add(rpt_writer *w, const rpt_row *row);      /* 0 or -RPT_E_* */
-/* Writes buffered rows and fdatasyncs; out sizes may be NULL. */
+/* The errno of the last failed write. */
+int rpt_writer_errno(const rpt_writer *w);
+/* Writes buffered rows and fdatasyncs; out sizes may be NULL. -RPT_E_DISK_FULL: the disk is
+   full, nothing was lost (the rows stay buffered; rpt_writer_add keeps buffering up to the
+   buffer's cap), call it again later; any other failure is final. */
 int rpt_writer_sync(rpt_writer *w, uint64_t *out_succeeded_bytes, uint64_t *out_failed_bytes);
 
 /* Appends one row (with its "\n") to out; used by the writer and the benchmarks. On failure

@@ -65,6 +65,7 @@ typedef struct layout {
     char bucket[256];
     char job_key[1100];     /* [<prefix>/]job-<id> */
     char job_dir[4096];     /* root_dir/job_key */
+    unsigned dir_mode, file_mode; /* private (0700 / 0600) or the user's umask */
 } layout;
 
 struct rpt_writer {
@@ -75,6 +76,7 @@ struct rpt_writer {
     /* what rpt_writer_finish passes on to rpt_manifest_write */
     char root_dir[4096], prefix[1100], job_id[256];
     uint32_t chunk;
+    int private_files;
     results_file f[2];
     uint64_t succeeded_not_written; /* FailedTasksOnly */
     int io_err;             /* sticky: after a failed write the file's end is unknown */
@@ -135,18 +137,18 @@ static int results_name(const char *job_id, uint32_t chunk, const char *status, 
     return 0;
 }
 
-static int open_results(results_file *f, const rpt_opts *opts,
+static int open_results(results_file *f, const rpt_opts *opts, unsigned file_mode,
                         uint64_t resume_bytes, char *err, size_t err_len)
 {
     if (!opts->resume) {
-        f->fd = open(f->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+        f->fd = open(f->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, file_mode);
         if (f->fd < 0) {
             set_err(err, err_len, "cannot create %s: %s", f->path, strerror(errno));
             return -RPT_E_IO;
         }
         return 0;
     }
-    f->fd = open(f->path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+    f->fd = open(f->path, O_WRONLY | O_CREAT | O_CLOEXEC, file_mode);
     struct stat st;
     if (f->fd < 0 || fstat(f->fd, &st) != 0) {
         set_err(err, err_len, "cannot open %s to resume: %s", f->path, strerror(errno));
@@ -182,6 +184,8 @@ static int layout_of(const rpt_opts *opts, layout *out, char *err, size_t err_le
         set_err(err, err_len, "report: job id \"%s\" contains '/'", opts->job_id);
         return -1;
     }
+    out->dir_mode = opts->private_files ? S3_MODE_PRIVATE_DIR : S3_MODE_USER_DIR;
+    out->file_mode = opts->private_files ? S3_MODE_PRIVATE_FILE : S3_MODE_USER_FILE;
     const char *prefix = opts->prefix ? opts->prefix : "";
     size_t plen = strlen(prefix);
     while (plen > 0 && prefix[plen - 1] == '/')
@@ -236,6 +240,7 @@ rpt_writer *rpt_writer_open(const rpt_opts *opts, char *err, size_t err_len)
     s3_buf_init(&w->f[1].buf, BUF_MAX_BYTES);
     w->scope = opts->scope;
     w->chunk = opts->chunk;
+    w->private_files = opts->private_files;
     memcpy(w->bucket, l.bucket, sizeof w->bucket);
     memcpy(w->job_key, l.job_key, sizeof w->job_key);
     memcpy(w->job_dir, l.job_dir, sizeof w->job_dir);
@@ -256,17 +261,18 @@ rpt_writer *rpt_writer_open(const rpt_opts *opts, char *err, size_t err_len)
             return NULL;
         }
     }
-    if (s3_mkdir_p(results_dir, S3_MODE_USER_DIR) != 0) {
+    if (s3_mkdir_p(results_dir, l.dir_mode) != 0) {
         set_err(err, err_len, "cannot create directory %s: %s", results_dir, strerror(errno));
         rpt_writer_destroy(w);
         return NULL;
     }
     int rc = 0;
     if (w->scope != RPT_SCOPE_FAILED_ONLY)
-        rc = open_results(&w->f[F_SUCCEEDED], opts, opts->resume_succeeded_bytes, err,
-                          err_len);
+        rc = open_results(&w->f[F_SUCCEEDED], opts, l.file_mode, opts->resume_succeeded_bytes,
+                          err, err_len);
     if (rc == 0)
-        rc = open_results(&w->f[F_FAILED], opts, opts->resume_failed_bytes, err, err_len);
+        rc = open_results(&w->f[F_FAILED], opts, l.file_mode, opts->resume_failed_bytes, err,
+                          err_len);
     if (rc != 0) {
         rpt_writer_destroy(w);
         return NULL;
@@ -279,13 +285,27 @@ static int flush_file(rpt_writer *w, results_file *f)
     if (f->buf.len == 0)
         return 0;
     if (s3_write_all(f->fd, f->buf.ptr, f->buf.len) != 0) {
+        int e = errno;
+        /* a full disk: cut what reached the file back to the known end and keep the rows
+           buffered, so a later sync can write them once there is space; anything else (or
+           a cut that fails) leaves the file's end unknown, for good */
+        if (s3_errno_disk_full(e) && ftruncate(f->fd, (off_t)f->bytes_on_disk) == 0 &&
+            lseek(f->fd, (off_t)f->bytes_on_disk, SEEK_SET) >= 0) {
+            w->io_errno = e;
+            return -RPT_E_DISK_FULL;
+        }
         w->io_err = RPT_E_IO;
-        w->io_errno = errno;
+        w->io_errno = e;
         return -RPT_E_IO;
     }
     f->bytes_on_disk += f->buf.len;
     s3_buf_reset(&f->buf);
     return 0;
+}
+
+int rpt_writer_errno(const rpt_writer *w)
+{
+    return w->io_errno;
 }
 
 int rpt_writer_add(rpt_writer *w, const rpt_row *row)
@@ -311,8 +331,9 @@ int rpt_writer_sync(rpt_writer *w, uint64_t *out_succeeded_bytes, uint64_t *out_
         results_file *f = &w->f[i];
         if (f->fd < 0)
             continue;
-        if (flush_file(w, f) != 0)
-            return -RPT_E_IO;
+        int rc = flush_file(w, f);
+        if (rc != 0)
+            return rc;
         if (fdatasync(f->fd) != 0) {
             w->io_err = RPT_E_IO;
             w->io_errno = errno;
@@ -372,10 +393,10 @@ static int md5_file(const char *path, char out_hex[33], uint64_t *rows, char *er
     return r == S3_E_OK ? 0 : r == S3_E_NOMEM ? -RPT_E_NOMEM : -RPT_E_IO;
 }
 
-static int write_file_atomic(const char *path, const char *data, size_t len, char *err,
-                             size_t err_len)
+static int write_file_atomic(const char *path, const char *data, size_t len, unsigned mode,
+                             char *err, size_t err_len)
 {
-    return s3_write_file_atomic(path, data, len, S3_MODE_USER_FILE, err, err_len) == S3_E_OK ? 0 : -RPT_E_IO;
+    return s3_write_file_atomic(path, data, len, mode, err, err_len) == S3_E_OK ? 0 : -RPT_E_IO;
 }
 
 /* ISO-8601 UTC with milliseconds, as in AWS's example: 2019-04-05T17:48:39.725Z. */
@@ -432,9 +453,10 @@ static int write_manifest(const layout *w, rpt_summary *out, char *err, size_t e
     char md5_line[34];
     s3_md5_hex(text, len, md5);
     snprintf(md5_line, sizeof md5_line, "%s\n", md5);
-    int rc = write_file_atomic(out->manifest_path, text, len, err, err_len);
+    int rc = write_file_atomic(out->manifest_path, text, len, w->file_mode, err, err_len);
     if (rc == 0)
-        rc = write_file_atomic(out->manifest_md5_path, md5_line, 33, err, err_len);
+        rc = write_file_atomic(out->manifest_md5_path, md5_line, 33, w->file_mode, err,
+                               err_len);
     free(text);
     return rc;
 }
@@ -501,7 +523,7 @@ int rpt_manifest_write(const rpt_opts *opts, uint32_t n_chunks, rpt_summary *out
         set_err(err, err_len, "report: path too long under %s", l.job_dir);
         rc = -RPT_E_IO;
     }
-    if (rc == 0 && s3_mkdir_p(l.job_dir, S3_MODE_USER_DIR) != 0) {
+    if (rc == 0 && s3_mkdir_p(l.job_dir, l.dir_mode) != 0) {
         set_err(err, err_len, "cannot create directory %s: %s", l.job_dir, strerror(errno));
         rc = -RPT_E_IO;
     }
@@ -523,7 +545,7 @@ int rpt_manifest_write(const rpt_opts *opts, uint32_t n_chunks, rpt_summary *out
 int rpt_writer_finish(rpt_writer *w, rpt_summary *out, char *err, size_t err_len)
 {
     rpt_opts o = {.root_dir = w->root_dir, .bucket = w->bucket, .prefix = w->prefix,
-                  .job_id = w->job_id, .scope = w->scope};
+                  .job_id = w->job_id, .scope = w->scope, .private_files = w->private_files};
     char root[4096], bucket[256], prefix[1100], job_id[256];
     uint32_t chunks = w->chunk + 1;
     memcpy(root, w->root_dir, sizeof root); /* w is freed by the close */

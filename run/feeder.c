@@ -76,8 +76,8 @@ static run__job *pick(run__sched *s)
     return best;
 }
 
-/* Opens the next shard that is not done (0), or says there is none (1) or that it cannot
-   be read (-1, plan_error set). */
+/* Opens the next shard that is not done (0), or says there is none (1), that the disk is
+   full (2: try again later) or that it cannot be read (-1, plan_error or io_error set). */
 static int next_shard(run__job *jr)
 {
     char msg[512];
@@ -87,7 +87,10 @@ static int next_shard(run__job *jr)
     if (jr->feed_shard >= jr->spool.n_shards)
         return 1;
     run__shard *sh = &jr->shards[jr->feed_shard];
-    if (run__shard_open(sh) != 0)
+    int rc = run__shard_open(sh);
+    if (rc == -2)
+        return 2;
+    if (rc != 0)
         return -1; /* io_error says why */
     if (!(jr->reader = run__spool_open(jr->spool_dir, sh->info, msg, sizeof msg))) {
         snprintf(jr->plan_error, sizeof jr->plan_error, "%s", msg);
@@ -99,9 +102,16 @@ static int next_shard(run__job *jr)
 /* Hands the job's next unit to the pool (or parks it until the checkpoint allows it). */
 static void feed(run__sched *s, run__job *jr)
 {
-    if (!jr->reader && !jr->pending && next_shard(jr) != 0) {
-        atomic_store(&jr->plan_done, 1);
-        return;
+    if (!jr->reader && !jr->pending) {
+        int rc = next_shard(jr);
+        if (rc == 2) {
+            usleep(100000); /* the writer waits for space; so does this shard */
+            return;
+        }
+        if (rc != 0) {
+            atomic_store(&jr->plan_done, 1);
+            return;
+        }
     }
     run__shard *sh = &jr->shards[jr->feed_shard];
     eng_unit *u = jr->pending;

@@ -28,7 +28,8 @@
     XX(INVALID_OPTIONS, "invalid options")                                                 \
     XX(CONFIG, "invalid endpoint or credentials configuration")                            \
     XX(IO, "local file or socket error")                                                   \
-    XX(THREAD, "cannot start a thread")
+    XX(THREAD, "cannot start a thread")                                                    \
+    XX(DISK_FULL, "the disk is full")
 
 typedef enum run_err {
 #define XX(name, msg) RUN_E_##name,
@@ -59,6 +60,8 @@ typedef struct run_options {
     size_t n_destination_profiles;
     uint64_t shard_rows;                 /* Preparing: rows per shard (whole keys); 0: 100,000 */
     size_t sort_mem_bytes;               /* Preparing: sort buffer; 0: 16 MiB */
+    int64_t disk_full_wait_ms;           /* how long a full disk may pause the worker before
+                                            it stops (jobs resumable); 0: 60 s */
 } run_options;
 
 /* What a run tells the CLI. */

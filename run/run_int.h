@@ -190,6 +190,7 @@ typedef struct run__job {
     _Atomic int io_error;
     char plan_error[512];         /* set by the feeder before plan_done */
     char io_error_msg[4400];      /* set with io_error by the thread that saw it */
+    struct run__sched *sched;
     /* control thread only */
     uint64_t resumed_tasks;       /* tasks the shards' checkpoints counted at attach */
     int64_t active_since_ms;
@@ -210,6 +211,13 @@ typedef struct run__sched {
     const run_options *opts;
     char state_root[4096];
     run__metrics *metrics;       /* NULL without --metrics-addr */
+    /* A full disk pauses the process instead of failing its jobs: the writer stops taking
+       finished units (the pool then waits) and retries its writes every second; the
+       control loop stops the worker, jobs resumable, once the disk stays full longer than
+       opts->disk_full_wait_ms. */
+    _Atomic int64_t files_full_since_ms;  /* writer: report or checkpoint write; 0: none */
+    int64_t store_full_since_ms;          /* control: the catalogue; 0: none */
+    char disk_full_msg[4400];             /* guarded by mu */
 } run__sched;
 
 /* The feeder thread (feeder.c): manifests -> units -> the pool, highest priority first. */
@@ -217,13 +225,15 @@ void *run__feeder_main(void *sched);
 /* The writer thread (writer.c): finished units -> report rows and checkpoints. */
 void *run__writer_main(void *sched);
 /* The feeder opens a shard before its first unit: its results files (cut back to its
-   checkpoint) and a first checkpoint that allows RUN__PLAN_WINDOW_ROWS. 0, or -1 with the
-   job's io_error set. */
+   checkpoint) and a first checkpoint that allows RUN__PLAN_WINDOW_ROWS. 0; -2 the disk is
+   full (run__disk_full; open it again later); -1 with the job's io_error set. */
 int run__shard_open(run__shard *sh);
 /* Rows durable first, then the checkpoint that counts them; a shard fed to its end whose
    units are all written is then complete (checkpoint marked so, results files closed).
    Writer thread, or the control thread once the writer no longer sees the job. */
-void run__shard_settle(run__shard *sh);
+int run__shard_settle(run__shard *sh); /* 0, -2 disk full (run__disk_full), -1 io_error */
+/* Records that a write found the disk full (what, and since when); the writer pauses. */
+void run__disk_full(run__sched *s, const char *msg);
 /* The Prometheus text of the process (metrics.c); run__metrics_render_fn for run__sched. */
 int run__render_metrics(s3_buf *out, void *sched);
 

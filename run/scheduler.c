@@ -47,7 +47,7 @@ static void on_signal(int sig)
 
 static void save(run__sched *s, jobs_store *st, run__job *jr)
 {
-    char err[512];
+    char err[4400];
     jobs_row *r = &jr->job.row;
     r->succeeded = atomic_load(&jr->succeeded);
     r->failed = atomic_load(&jr->failed);
@@ -58,9 +58,20 @@ static void save(run__sched *s, jobs_store *st, run__job *jr)
         r->active_ms += now - jr->active_since_ms;
         jr->active_since_ms = now;
     }
-    if (jobs_store_save(st, r, err, sizeof err) != 0)
+    int rc = jobs_store_save(st, r, err, sizeof err);
+    if (rc == -JOBS_E_DISK_FULL) {
+        if (!s->store_full_since_ms) { /* said once; the loop stops the worker if it lasts */
+            s->store_full_since_ms = s3_mono_ms();
+            pthread_mutex_lock(&s->mu);
+            snprintf(s->disk_full_msg, sizeof s->disk_full_msg, "%s", err);
+            pthread_mutex_unlock(&s->mu);
+            fprintf(stderr, "batchrep: %s; waiting for space\n", err);
+        }
+    } else if (rc != 0) {
         fprintf(stderr, "batchrep: %s\n", err);
-    (void)s;
+    } else {
+        s->store_full_since_ms = 0;
+    }
 }
 
 /* The worker's side of the one setter (jobs_row_set_status), plus the Active time. A
@@ -149,6 +160,7 @@ static run__job *attach(run__sched *s, jobs_row *row, char *err, size_t err_len)
         return jr;
     }
     eng_unit_builder_init(&jr->builder);
+    jr->sched = s;
     atomic_store(&jr->priority, jr->job.row.priority);
     jr->run_started_ms = s3_mono_ms();
     if (run__attach_rules(&jr->job, &jr->rules, s->eps, s->opts) != 0)
@@ -191,7 +203,8 @@ static run__job *attach(run__sched *s, jobs_row *row, char *err, size_t err_len)
         }
         jr->ro = (rpt_opts){.root_dir = jr->report_root, .bucket = jr->job.report_bucket,
                             .prefix = jr->job.report_prefix, .job_id = jr->job.row.id,
-                            .scope = jr->job.report_scope};
+                            .scope = jr->job.report_scope,
+                            .private_files = !jr->job.report_is_local};
     }
     return jr;
 }
@@ -278,10 +291,14 @@ static void finish(run__sched *s, jobs_store *st, run__job *jr)
     set_status(jr, final);
     save(s, st, jr);
     char path[4200];
-    snprintf(path, sizeof path, "%s/describe.json", job->dir);
     json_t *d = jobs_job_describe(job);
-    json_dump_file(d, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    char *text = json_dumps(d, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(d);
+    if (text && (size_t)snprintf(path, sizeof path, "%s/describe.json", job->dir) < sizeof path &&
+        s3_write_file_atomic(path, text, strlen(text), S3_MODE_PRIVATE_FILE, msg,
+                             sizeof msg) != S3_E_OK)
+        fprintf(stderr, "batchrep: job %s: %s\n", job->row.id, msg);
+    free(text);
 }
 
 /* Every status but the terminal ones: what a worker may have to prepare, run or finish. */
@@ -468,6 +485,8 @@ static int apply_defaults(run_options *o, char *err, size_t err_len)
         o->multipart_threshold_bytes = (int64_t)5 << 30; /* CopyObject's limit (§8.1) */
     if (!o->part_size_bytes)
         o->part_size_bytes = (int64_t)8 << 20; /* the AWS CLI's multipart_chunksize */
+    if (o->disk_full_wait_ms <= 0)
+        o->disk_full_wait_ms = 60000;
     return 0;
 }
 
@@ -609,7 +628,8 @@ static void finish_or_save(worker *w, jobs_store *st, int save_now, run_result *
         run__job *jr = *pp;
         pthread_mutex_lock(&s->mu);
         int done = (atomic_load(&jr->plan_done) || atomic_load(&jr->stop)) &&
-                   atomic_load(&jr->units_out) == 0 && !jr->feeding && !jr->ckpt_busy;
+                   atomic_load(&jr->units_out) == 0 && !jr->feeding && !jr->ckpt_busy &&
+                   !atomic_load(&s->files_full_since_ms) && !s->store_full_since_ms;
         if (done)
             *pp = jr->next; /* out of the feeder's and writer's sight */
         pthread_mutex_unlock(&s->mu);
@@ -625,6 +645,24 @@ static void finish_or_save(worker *w, jobs_store *st, int save_now, run_result *
             save(s, st, jr);
         pp = &jr->next;
     }
+}
+
+/* 1 when the disk has been full longer than the options allow: err says what could not be
+   written and what happens to the jobs. */
+static int disk_full_too_long(run__sched *s, char *err, size_t err_len)
+{
+    int64_t a = atomic_load(&s->files_full_since_ms), b = s->store_full_since_ms;
+    int64_t since = a && b ? (a < b ? a : b) : a ? a : b;
+    if (!since || s3_mono_ms() - since < s->opts->disk_full_wait_ms)
+        return 0;
+    pthread_mutex_lock(&s->mu);
+    snprintf(err, err_len,
+             "%.3000s; the disk stayed full for %lld s (--disk-full-wait-s): the worker stops. "
+             "Its jobs keep their last checkpoints and resume, with nothing lost or reported "
+             "twice, when a worker runs them again once there is space",
+             s->disk_full_msg, (long long)(s->opts->disk_full_wait_ms / 1000));
+    pthread_mutex_unlock(&s->mu);
+    return 1;
 }
 
 /* Stopped by a signal: no more work is handed out; 1 once what was in flight has landed. */
@@ -675,6 +713,10 @@ int run_worker(jobs_store *st, const run_options *opts, run_result *out, char *e
         }
         if (g_signalled && drained(s))
             break;
+        if (disk_full_too_long(s, err, err_len)) {
+            rc = -RUN_E_DISK_FULL;
+            break; /* no drain: the writer cannot write what would land */
+        }
         if (o->only_job_id && c.only_done && !s->jobs)
             break;
         if (o->until_idle && !o->only_job_id && !c.runnable_seen && !s->jobs)
@@ -682,7 +724,7 @@ int run_worker(jobs_store *st, const run_options *opts, run_result *out, char *e
         usleep(TICK_MS * 1000);
     }
     stop(&w, st, out);
-    return 0;
+    return rc;
 }
 
 #define S3_ERR_NAME_PREFIX "RUN_E_"

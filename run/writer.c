@@ -5,13 +5,21 @@
  * shard's checkpoint (checkpoint.c): rows durable first, then the checkpoint that counts
  * them. A shard whose units are all handed out and written is settled once more and closed:
  * its checkpoint says complete, its results files are final.
+ *
+ * A full disk (ENOSPC, EDQUOT) is not a job failure: the rows stay buffered, the checkpoint
+ * keeps its previous version, and the writer pauses — it stops taking finished units, so
+ * the pool stops too — and retries every second. Space comes back: it carries on where it
+ * stopped. The control loop stops the worker if it does not (scheduler.c).
  */
 #include "run/run_int.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define CKPT_INTERVAL_MS 1000
+#define DISK_FULL_RETRY_MS 1000
 #define FAIL_THRESHOLD_MIN_TASKS 1000
 
 static void io_failed(run__job *jr, const char *fmt, const char *what)
@@ -36,7 +44,11 @@ static void write_unit(run__shard *sh, eng_unit *u)
             rpt_row row = {.bucket = bucket, .key = t->key_raw, .version_id = t->version_id,
                            .succeeded = t->succeeded, .http_status = t->http_status,
                            .error_code = t->error_code, .message = t->message};
-            if (rpt_writer_add(sh->rpt, &row) != 0)
+            int rc = rpt_writer_add(sh->rpt, &row);
+            if (rc == -RPT_E_DISK_FULL)
+                run__disk_full(jr->sched, "cannot write the results files: no space left on "
+                                          "the device (the rows are kept)");
+            else if (rc != 0)
                 io_failed(jr, "cannot write the results files of shard %s", sh->info->file);
         }
         atomic_fetch_add(t->succeeded ? &jr->succeeded : &jr->failed, 1);
@@ -58,16 +70,42 @@ static void write_unit(run__shard *sh, eng_unit *u)
     }
 }
 
-/* Saves the shard's checkpoint (after its rows are durable). */
+void run__disk_full(run__sched *s, const char *msg)
+{
+    int64_t zero = 0;
+    if (atomic_compare_exchange_strong(&s->files_full_since_ms, &zero, s3_mono_ms())) {
+        pthread_mutex_lock(&s->mu);
+        snprintf(s->disk_full_msg, sizeof s->disk_full_msg, "%s", msg);
+        pthread_mutex_unlock(&s->mu);
+        fprintf(stderr, "batchrep: %s; waiting for space\n", msg);
+    }
+}
+
+/* Saves the shard's checkpoint (after its rows are durable). 0; -2 the disk is full (nothing
+   lost: try again later); -1 a failure that stops the job (io_error). */
 static int save(run__shard *sh)
 {
     run__job *jr = sh->job;
-    if (sh->rpt && rpt_writer_sync(sh->rpt, &sh->ckpt.succeeded_bytes,
-                                   &sh->ckpt.failed_bytes) != 0) {
-        io_failed(jr, "cannot write the results files of shard %s", sh->info->file);
-        return -1;
+    char msg[4400];
+    if (sh->rpt) {
+        int rc = rpt_writer_sync(sh->rpt, &sh->ckpt.succeeded_bytes, &sh->ckpt.failed_bytes);
+        if (rc == -RPT_E_DISK_FULL) {
+            snprintf(msg, sizeof msg, "cannot write the results files of %s shard %s: %s",
+                     jr->job.row.id, sh->info->file, strerror(rpt_writer_errno(sh->rpt)));
+            run__disk_full(jr->sched, msg);
+            return -2;
+        }
+        if (rc != 0) {
+            io_failed(jr, "cannot write the results files of shard %s", sh->info->file);
+            return -1;
+        }
     }
     if (run_ckpt_save(sh->ckpt_path, &sh->ckpt) != 0) {
+        if (s3_errno_disk_full(errno)) {
+            snprintf(msg, sizeof msg, "cannot write %s: %s", sh->ckpt_path, strerror(errno));
+            run__disk_full(jr->sched, msg);
+            return -2;
+        }
         io_failed(jr, "cannot write the checkpoint %s", sh->ckpt_path);
         return -1;
     }
@@ -79,7 +117,7 @@ int run__shard_open(run__shard *sh)
 {
     run__job *jr = sh->job;
     char msg[512];
-    if (jr->job.report_enabled) {
+    if (jr->job.report_enabled && !sh->rpt) { /* open already when a full disk stopped us */
         rpt_opts o = jr->ro;
         o.chunk = sh->index;
         o.resume = sh->resume_files;
@@ -95,19 +133,20 @@ int run__shard_open(run__shard *sh)
     if (sh->resume.plan_limit > limit)
         limit = sh->resume.plan_limit;
     sh->ckpt.plan_limit = limit;
-    if (save(sh) != 0)
-        return -1;
+    int rc = save(sh);
+    if (rc != 0)
+        return rc;
     atomic_store(&sh->plan_limit, limit);
     atomic_store(&sh->state, RUN__SHARD_OPEN);
     return 0;
 }
 
-void run__shard_settle(run__shard *sh)
+int run__shard_settle(run__shard *sh)
 {
     run__job *jr = sh->job;
     int state = atomic_load(&sh->state);
     if ((state != RUN__SHARD_OPEN && state != RUN__SHARD_FED) || atomic_load(&jr->io_error))
-        return;
+        return 0;
     uint64_t limit = atomic_load(&jr->planned_seq) + RUN__PLAN_WINDOW_ROWS;
     if (limit < sh->ckpt.plan_limit)
         limit = sh->ckpt.plan_limit;
@@ -116,19 +155,59 @@ void run__shard_settle(run__shard *sh)
     int complete = state == RUN__SHARD_FED && atomic_load(&sh->units_out) == 0 &&
                    run_ckpt_done(&sh->ckpt, sh->info->first_seq, end);
     sh->ckpt.complete = complete;
-    if (save(sh) != 0)
-        return;
+    int rc = save(sh);
+    if (rc != 0) {
+        sh->ckpt.complete = 0;
+        return rc;
+    }
     atomic_store(&sh->plan_limit, limit);
     if (!complete)
-        return;
+        return 0;
     char msg[512];
     rpt_writer *w = sh->rpt;
     sh->rpt = NULL;
     if (w && rpt_writer_close(w, msg, sizeof msg) != 0) {
         io_failed(jr, "%s", msg);
-        return;
+        return -1;
     }
     atomic_store(&sh->state, RUN__SHARD_DONE);
+    return 0;
+}
+
+/* Paused on a full disk: every dirty shard saved again; 0 once all could be. */
+static int retry_saves(run__sched *s)
+{
+    int full = 0;
+    pthread_mutex_lock(&s->mu);
+    run__job *jobs = s->jobs;
+    pthread_mutex_unlock(&s->mu);
+    /* the list only changes at its head (attach) or by the control loop removing a job,
+       which waits for ckpt_busy; mark each job busy while its shards are saved */
+    for (run__job *jr = jobs; jr; jr = jr->next) {
+        pthread_mutex_lock(&s->mu);
+        jr->ckpt_busy = 1;
+        pthread_mutex_unlock(&s->mu);
+        for (size_t i = 0; i < jr->spool.n_shards; i++) {
+            run__shard *sh = &jr->shards[i];
+            int st = atomic_load(&sh->state);
+            if ((st == RUN__SHARD_OPEN || st == RUN__SHARD_FED) && run__shard_settle(sh) == -2)
+                full = 1;
+        }
+        pthread_mutex_lock(&s->mu);
+        jr->ckpt_busy = 0;
+        pthread_mutex_unlock(&s->mu);
+    }
+    return full ? -1 : 0;
+}
+
+/* Drops a finished unit without writing it: the worker is stopping on a full disk; its tasks
+   are not in any checkpoint, so they run again (rechecked) when the job resumes. */
+static void drop_unit(eng_unit *u)
+{
+    run__shard *sh = eng_unit_job(u);
+    eng_unit_destroy(u);
+    atomic_fetch_sub(&sh->units_out, 1);
+    atomic_fetch_sub(&sh->job->units_out, 1);
 }
 
 /* Checkpoints each job that needs one: every second when rows were written, at once when its
@@ -172,6 +251,25 @@ void *run__writer_main(void *arg)
     uint64_t round = 0;
     for (;;) {
         int closed = 0;
+        if (atomic_load(&s->files_full_since_ms)) {
+            pthread_mutex_lock(&s->mu);
+            int quit = s->quit;
+            pthread_mutex_unlock(&s->mu);
+            if (quit) {
+                eng_unit *u = eng_queue_pop(&s->done_q, 50, &closed);
+                if (u)
+                    drop_unit(u);
+                else if (closed)
+                    break;
+                continue;
+            }
+            usleep(DISK_FULL_RETRY_MS * 1000);
+            if (retry_saves(s) == 0) {
+                atomic_store(&s->files_full_since_ms, 0);
+                fprintf(stderr, "batchrep: there is space again; carrying on\n");
+            }
+            continue;
+        }
         eng_unit *u = eng_queue_pop(&s->done_q, 50, &closed);
         if (u) {
             run__shard *sh = eng_unit_job(u);

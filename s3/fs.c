@@ -69,6 +69,11 @@ int s3_write_all(int fd, const void *data, size_t n)
     return 0;
 }
 
+int s3_errno_disk_full(int err)
+{
+    return err == ENOSPC || err == EDQUOT;
+}
+
 int s3_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
                          char *err, size_t err_len)
 {
@@ -95,6 +100,7 @@ int s3_write_file_atomic(const char *path, const void *data, size_t len, unsigne
     if (bad) {
         snprintf(err, err_len, "cannot write %s: %s", path, strerror(saved));
         unlink(tmp); /* never left behind */
+        errno = saved; /* the caller may tell a full disk from other failures */
         return S3_E_IO;
     }
     return S3_E_OK;

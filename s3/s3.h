@@ -418,6 +418,8 @@ int s3_write_all(int fd, const void *data, size_t n);
 int s3_path_join(char *out, size_t cap, const char *dir, const char *name);
 /* Modes: the state directory is private (it names every object of a bucket); a report a
    user asked for in a folder of theirs follows their umask, as `cp` would. */
+/* errno says the disk (or the user's quota) is full: a write may succeed later. */
+int s3_errno_disk_full(int err);
 #define S3_MODE_PRIVATE_DIR 0700
 #define S3_MODE_PRIVATE_FILE 0600
 #define S3_MODE_USER_DIR 0777

@@ -169,6 +169,7 @@ def report_manifest(tmp, s3, failed_rows, rnd):
 def main():
     t = h.Tap()
     rnd = random.Random(11)
+    os.umask(0o022)  # what most users have: the state must be private anyway
     with h.Moto() as moto, tempfile.TemporaryDirectory() as tmp:
         s3 = moto.client()
         for b in ("src", "dst-a", "dst-b", "dst-c", "dst-d", "dst-e", "dst-f", "reports",
@@ -282,6 +283,16 @@ def main():
             got = listing(s3, "dst-f")
             t.eq({k: got[k]["versions"] for k in fkeys}, {k: [src[k][-1]["etag"]] for k in fkeys},
                  "f: exactly the current versions replicated")
+
+        # ---- the state directory is private whatever the umask (issue: world-readable state)
+        os.umask(0o022)
+        state = os.path.join(tmp, "state")
+        loose = sorted(f"{oct(os.stat(p).st_mode & 0o777)} {os.path.relpath(p, state)}"
+                       for d, dirs, files in os.walk(state)
+                       for p in [d] + [os.path.join(d, f) for f in files]
+                       if os.stat(p).st_mode & 0o077)
+        t.eq(loose, [], "every folder and file of the state directory (catalogue, spool, "
+                        "checkpoints, staged reports, describe.json) is private to its owner")
     t.done()
 
 
