@@ -41,7 +41,11 @@ enum { CLI_OPT_RUN_BASE = 1000 };
         {"destination-profile", required_argument, NULL, CLI_OPT_RUN_BASE + 10},           \
         {"shard-rows", required_argument, NULL, CLI_OPT_RUN_BASE + 11},                    \
         {"sort-memory-mib", required_argument, NULL, CLI_OPT_RUN_BASE + 12},               \
-        {"disk-full-wait-s", required_argument, NULL, CLI_OPT_RUN_BASE + 13}
+        {"disk-full-wait-s", required_argument, NULL, CLI_OPT_RUN_BASE + 13},              \
+        {"connect-timeout-ms", required_argument, NULL, CLI_OPT_RUN_BASE + 14},            \
+        {"request-timeout-ms", required_argument, NULL, CLI_OPT_RUN_BASE + 15},            \
+        {"stall-timeout-s", required_argument, NULL, CLI_OPT_RUN_BASE + 16},               \
+        {"max-manifest-bytes", required_argument, NULL, CLI_OPT_RUN_BASE + 17}
 #define CLI_RUN_HELP                                                                       \
     "  --concurrency N            requests in flight in total (default 64)\n"             \
     "  --workers N                transfer threads (default: number of cores)\n"            \
@@ -66,7 +70,16 @@ enum { CLI_OPT_RUN_BASE = 1000 };
     "                             runs spilled to the job's folder (default 16)\n"         \
     "  --disk-full-wait-s N       a full disk pauses the worker (nothing is lost); if it\n" \
     "                             stays full N seconds, the worker stops with the reason\n" \
-    "                             and exit 1, its jobs resumable (default 60)\n"
+    "                             and exit 1, its jobs resumable (default 60)\n"          \
+    "  --connect-timeout-ms N     TCP connect and TLS handshake, per attempt (default 5000)\n" \
+    "  --request-timeout-ms N     a request without object data (HEAD, a listing page,\n"  \
+    "                             tags, DELETE, ...) is cut after N ms and retried; a\n"   \
+    "                             server-side copy gets N ms + 1 s per 4 MiB (default\n"  \
+    "                             10000)\n"                                                \
+    "  --stall-timeout-s N        object data and manifest downloads are cut when less\n"  \
+    "                             than 1024 bytes/s moved for N s (default 20)\n"          \
+    "  --max-manifest-bytes N     a manifest, Inventory data or report file to download\n" \
+    "                             larger than this is refused (default 68719476736)\n"
 
 /* 1: c was one of the shared options (applied to o); 0: not one; -1: bad value.
    --destination-profile values are kept in a static table (at most CLI_MAX_DEST_PROFILES). */

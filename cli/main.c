@@ -72,6 +72,16 @@ static int parse_count(const char *name, const char *unit, const char *value, in
     return 0;
 }
 
+/* A deadline option in ms: 100 ms to 1 hour. 1, or -1 (message printed). */
+static int limit_ms(const char *name, const char *arg, long *out)
+{
+    int ms;
+    if (cli_parse_int(name, arg, 100, 3600000, &ms))
+        return -1;
+    *out = ms;
+    return 1;
+}
+
 int cli_run_option(int c, const char *arg, run_options *o)
 {
     static const char *profiles[CLI_MAX_DEST_PROFILES];
@@ -123,6 +133,22 @@ int cli_run_option(int c, const char *arg, run_options *o)
         if (cli_parse_int("--disk-full-wait-s", arg, 1, 86400, &secs))
             return -1;
         o->disk_full_wait_ms = (int64_t)secs * 1000;
+        return 1;
+    }
+    case 14: return limit_ms("--connect-timeout-ms", arg, &o->limits.connect_timeout_ms);
+    case 15: return limit_ms("--request-timeout-ms", arg, &o->limits.request_timeout_ms);
+    case 16: {
+        int secs;
+        if (cli_parse_int("--stall-timeout-s", arg, 1, 3600, &secs))
+            return -1;
+        o->limits.stall_timeout_s = secs;
+        return 1;
+    }
+    case 17: {
+        int64_t n;
+        if (parse_count("--max-manifest-bytes", "bytes", arg, 1, INT64_MAX, &n))
+            return -1;
+        o->limits.max_download_bytes = (uint64_t)n;
         return 1;
     }
     default: return 0;

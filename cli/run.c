@@ -21,6 +21,8 @@ static const char run_help[] =
     "\n"
     "Running the same document again (same ClientRequestToken) continues the same job from\n"
     "its last checkpoint: after a crash or kill nothing is lost and no task is reported twice.\n"
+    "The same token with another document or replication configuration is refused\n"
+    "(IdempotencyException, exit 1).\n"
     "A job with ConfirmationRequired is confirmed by running it.\n"
     "\n"
     "Options:\n"
@@ -63,6 +65,21 @@ static int open_store(const char *state_dir, jobs_store **st)
     return 0;
 }
 
+/* A CA bundle curl cannot load (AWS_CA_BUNDLE naming a missing or garbage file) would
+   fail every request of the job with curl error 77: refused before a job is created. Any
+   other endpoint problem is reported where it was before (run_worker). 1: refused. */
+static int ca_bundle_refused(void)
+{
+    s3_endpoint ep;
+    char err[2048];
+    int bad = s3_endpoint_load(&ep, NULL, err, sizeof err) == 0 &&
+              s3_endpoint_check_ca(&ep, err, sizeof err) != 0;
+    memset(&ep.creds, 0, sizeof ep.creds); /* secrets */
+    if (bad)
+        fprintf(stderr, "batchrep: %s\n", err);
+    return bad;
+}
+
 /* Long on purpose (~90 lines): the options of `run` and `worker`, then the run, then the
    exit status DESIGN.md gives; one verb's whole life in order. */
 static int run_or_worker(int argc, char **argv, int is_run)
@@ -103,6 +120,8 @@ static int run_or_worker(int argc, char **argv, int is_run)
                 is_run ? run_help : worker_help);
         return CLI_EXIT_USAGE;
     }
+    if (ca_bundle_refused())
+        return CLI_EXIT_USAGE;
     jobs_store *st;
     if (open_store(state, &st) != 0)
         return CLI_EXIT_ERROR;

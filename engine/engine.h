@@ -164,8 +164,13 @@ typedef struct eng_unit_builder {
     size_t bucket_len, key_len;  /* bucket at mem[0], key right after it */
 } eng_unit_builder;
 
-/* At most this many rows in one unit; a longer run of one key is split (in order). */
+/* At most this many rows, and this many bytes of row text (raw keys, version IDs, ETags,
+   ACLs: the builder's mem), in one unit; a longer run of one key is split (in order), so a
+   unit's memory is a budget whatever its rows hold. 64 MiB is ~32,000 rows of 1,024-byte
+   keys with 1,024-byte version IDs, or 100,000 rows of 670 bytes; typical rows (~100
+   bytes) reach the row limit first. */
 #define ENG_UNIT_MAX_TASKS 100000
+#define ENG_UNIT_MAX_BYTES ((size_t)64 << 20)
 
 void eng_unit_builder_init(eng_unit_builder *b);
 void eng_unit_builder_cleanup(eng_unit_builder *b);

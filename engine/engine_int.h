@@ -21,6 +21,8 @@ typedef struct eng__req {
     unsigned tag;                /* the unit's name for it: 0 = its serial request (at most
                                     one in flight), others = parallel parts */
     size_t ep_index;             /* endpoint: index into eng_pool_cfg.eps (0: the source's) */
+    int64_t copy_bytes;          /* CopyObject, CompleteMultipartUpload: the object's size,
+                                    for the deadline (s3_call_opts); 0: unknown */
 } eng__req;
 
 /* The state machine, driven by a lane (pool.c).

@@ -22,6 +22,11 @@
  * a large version keeps moving among many small ones. A unit is handed on only when it says
  * it is done AND none of its requests is in flight (its part buffers may still be in use).
  *
+ * Deadlines: each request gets its operation's (s3/limits.c: seconds for a HEAD or a listing
+ * page, a stall detector for object bytes, a time by size for a server-side copy; the
+ * strategies say how many bytes a copy moves, eng__req.copy_bytes), so a server that never
+ * answers costs seconds per attempt and its row says "timeout: ...".
+ *
  * Retries: a retryable outcome (connection error, timeout, 500/502/503/504, SlowDown,
  * RequestTimeout, InternalError, a 200 carrying <Error>) keeps its call and is re-sent after
  * a full-jitter delay, rand(0, min(cap, base * 2^(attempt-1))) (../shared/aws-formats.md
@@ -85,8 +90,6 @@ struct eng_pool {
     _Atomic int clean_streak;
     _Atomic int64_t last_cut_ms;
 };
-
-static const s3_call_opts call_opts = {0, 0, 0};
 
 /* ---- limiter ------------------------------------------------------------------------- */
 
@@ -163,7 +166,9 @@ static int start(lane *w, seat *st, wcall *c, const eng__req *r)
     size_t ei = r->ep_index < p->cfg.n_eps ? r->ep_index : 0;
     c->tag = r->tag;
     c->expect_xml = r->expect_xml;
-    if (s3_call_prepare(&c->call, p->cfg.eps[ei], &w->signers[ei], &r->req, &call_opts) != 0) {
+    /* deadlines by operation (s3/limits.c): a HEAD gets seconds, a copy time by its size */
+    const s3_call_opts co = {.copy_bytes = r->copy_bytes};
+    if (s3_call_prepare(&c->call, p->cfg.eps[ei], &w->signers[ei], &r->req, &co) != 0) {
         s3_outcome oc;
         memset(&oc, 0, sizeof oc);
         oc.http_status = 400;
@@ -235,6 +240,11 @@ static void on_done(lane *w, wcall *c, CURLcode code)
     curl_multi_remove_handle(w->multi, c->call.easy);
     c->in_multi = 0;
     s3_outcome_classify(&c->call, (int)code, c->expect_xml, &oc);
+    /* A transfer that broke is no answer, whatever status line came before the break (a
+       ListObjectVersions cut by its deadline after "200 OK" is a timeout, not a malformed
+       listing; a CopyObject cut after its 200 is not a copy): the unit reads http_status. */
+    if (oc.curl_code != CURLE_OK)
+        oc.http_status = 0;
     if (oc.throttled) {
         atomic_fetch_add(&p->cfg.counters->throttle_events, 1);
         limiter_throttled(p);

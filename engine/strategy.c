@@ -272,6 +272,8 @@ static int copy_next(eng__apply *a, eng__req *r)
     if (!a->first_write_ms)
         a->first_write_ms = s3_wall_ms();
     r->expect_xml = 1;
+    const repl_facts *f = a->task->facts;
+    r->copy_bytes = f && f->size >= 0 ? f->size : a->task->size; /* its deadline grows with it */
     return 1;
 }
 

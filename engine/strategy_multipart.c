@@ -194,6 +194,7 @@ static int build_serial(eng__apply *a, mpu *m, eng__req *r)
         r->req.body_len = m->xml.len;
         eng__strat_add_header(&r->req, "content-type", "application/xml");
         r->expect_xml = 1;
+        r->copy_bytes = f && f->size >= 0 ? f->size : a->task->size; /* deadline by size */
         return 1;
     case S_VERIFY:
     case S_SMALL_VERIFY:

@@ -59,6 +59,7 @@ struct eng_unit {
     eng_task *restore;           /* the source's current version when no row names it */
     char restore_vid[S3_VERSION_ID_MAX];
     unsigned n_restored;         /* destinations the restore task was sent to */
+    int restore_checked;         /* restore_outcome ran (PH_DONE may be built again) */
     size_t *order;               /* indices of found, distinct versions, oldest first */
     size_t n_order;
     size_t *by_vid;              /* task indices sorted by version ID, for matching */
@@ -119,10 +120,23 @@ static uint64_t fnv1a(const char *p, size_t n, uint64_t h)
     return h;
 }
 
+/* An ETag longer than this is not kept (no S3 ETag is: quoted MD5 plus "-<parts>"). */
+#define BENT_ETAG_MAX 79
+
+/* Bytes of mem that e adds to a unit (eng_unit_builder_add appends exactly these). */
+static size_t row_bytes(const mf_entry *e)
+{
+    size_t etag = e->facts.etag.len < BENT_ETAG_MAX ? e->facts.etag.len : 0;
+    return e->key_raw.len + 1 + e->version_id.len + 1 + etag + 1 + e->facts.acl.len + 1;
+}
+
 void eng_unit_builder_init(eng_unit_builder *b)
 {
     memset(b, 0, sizeof *b);
-    s3_buf_init(&b->mem, (size_t)1 << 30);
+    /* A unit's rows stay under ENG_UNIT_MAX_BYTES except its first, which is always taken
+       (at most the bucket, key and one row's fields: a few times the reader's 64 KiB field
+       cap); the cap leaves room for that. */
+    s3_buf_init(&b->mem, 2 * ENG_UNIT_MAX_BYTES);
 }
 
 void eng_unit_builder_cleanup(eng_unit_builder *b)
@@ -137,9 +151,12 @@ size_t eng_unit_builder_len(const eng_unit_builder *b)
     return b->n_ents;
 }
 
+/* "Same key" also means "fits the unit": a row past either bound starts the next unit of
+   the key, which the pool runs after this one (units of one key never overlap: pool.c). */
 int eng_unit_builder_same_key(const eng_unit_builder *b, const mf_entry *e)
 {
     return b->n_ents > 0 && b->n_ents < ENG_UNIT_MAX_TASKS &&
+           b->mem.len + row_bytes(e) <= ENG_UNIT_MAX_BYTES &&
            e->bucket.len == b->bucket_len && e->key.len == b->key_len &&
            memcmp(b->mem.ptr, e->bucket.ptr, e->bucket.len) == 0 &&
            memcmp(b->mem.ptr + b->bucket_len + 1, e->key.ptr, e->key.len) == 0;
@@ -181,7 +198,7 @@ int eng_unit_builder_add(eng_unit_builder *b, const mf_entry *e)
         s3_buf_append(&b->mem, &nul, 1))
         return -ENG_E_NOMEM;
     be->etag_off = b->mem.len;
-    be->etag_len = e->facts.etag.len < 79 ? e->facts.etag.len : 0;
+    be->etag_len = e->facts.etag.len < BENT_ETAG_MAX ? e->facts.etag.len : 0;
     if ((be->etag_len && s3_buf_append(&b->mem, e->facts.etag.ptr, be->etag_len)) ||
         s3_buf_append(&b->mem, &nul, 1))
         return -ENG_E_NOMEM;
@@ -409,7 +426,9 @@ void eng__task_fail_outcome(eng_task *t, const s3_outcome *oc, const char *code)
 {
     char msg[160];
     int http = oc->http_status ? (int)oc->http_status : 500;
-    if (oc->http_status == 0)
+    if (oc->http_status == 0 && oc->message[0]) /* "timeout: ...", TLS trust, curl's words */
+        snprintf(msg, sizeof msg, "%.*s", (int)sizeof msg - 1, oc->message);
+    else if (oc->http_status == 0)
         snprintf(msg, sizeof msg, "connection failed: %s",
                  curl_easy_strerror((CURLcode)oc->curl_code));
     else
@@ -741,15 +760,30 @@ static int next_apply(eng_unit *u, const repl_rules *rules, eng__req *r)
 
 /* A restore that failed leaves a destination's current version older than the source's: the
    row of the unit's newest version, which the restore followed, says so. */
-static void restore_outcome(eng_unit *u)
+static void restore_outcome(eng_unit *u, const repl_rules *rules)
 {
     eng_task *r = u->restore;
-    if (!u->n_restored || !r->done || r->succeeded || r->not_run)
+    if (u->restore_checked)
         return;
+    u->restore_checked = 1;
+    int wanted = 0; /* the restore is in the replay, and the unit wrote to a destination */
+    for (size_t d = 0; u->wrote && d < rules->n_dests; d++)
+        wanted |= u->wrote[d] != 0;
+    if (!wanted || !u->n_order || u->order[u->n_order - 1] != u->n_tasks)
+        return;
+    const repl_failure *not_eligible = repl_failure_of(REPL_NOT_ELIGIBLE);
+    if (r->done && (r->succeeded || (not_eligible && r->error_code &&
+                                     strcmp(r->error_code, not_eligible->code) == 0)))
+        return; /* restored, or the rules do not replicate it: nothing to restore */
     for (size_t i = u->n_order; i-- > 0;) {
         eng_task *t = &u->tasks[u->order[i]];
         if (t == r || t->not_run)
             continue;
+        if (!r->done) { /* abandoned (the job stopped) before the restore: the unit is not
+                           done, so it runs again, restore included, when the job resumes */
+            t->not_run = 1;
+            return;
+        }
         if (t->succeeded) {
             t->succeeded = 0;
             t->http_status = r->http_status;
@@ -865,7 +899,7 @@ static int build(eng_unit *u, const repl_rules *rules, eng__req *r)
             continue;
         }
         case PH_DONE:
-            restore_outcome(u);
+            restore_outcome(u, rules);
             for (size_t i = 0; i < u->n_tasks; i++) {
                 eng_task *t = &u->tasks[i];
                 if (t->dup_of && !t->not_run) {
@@ -930,11 +964,12 @@ static void on_head(eng_unit *u, const s3_call *c, const s3_outcome *oc)
         u->saw_key = 1;
         finish_listing(u);
         set_phase(u, PH_TAGS);
-    } else if (oc->http_status == 403) {
-        eng__task_fail_outcome(t, oc, repl_reason_for_s3(REPL_OP_SRC_HEAD, oc));
-        set_phase(u, PH_DONE);
-    } else if (oc->http_status == 404 || oc->http_status == 400 || oc->http_status == 405) {
-        set_phase(u, PH_LIST); /* which 404 is it? the listing tells */
+    } else if (oc->http_status == 404 || oc->http_status == 400 || oc->http_status == 405 ||
+               oc->http_status == 403) {
+        /* which 404 is it? the listing tells; and a 403: this HEAD needs s3:GetObject,
+           which credentials limited to version actions (GetObjectVersion, ListBucketVersions)
+           lack, while the listing and the version's own HEAD are allowed */
+        set_phase(u, PH_LIST);
     } else {
         eng__task_fail_outcome(t, oc, NULL);
         set_phase(u, PH_DONE);

@@ -206,6 +206,47 @@ int jobs_job_parse(jobs_job *job, json_t *doc, const char *origin, char *err, si
     return parse_report(job, json_object_get(doc, "Report"), origin, err, err_len);
 }
 
+/* IAMRoleArn in the s3control model (aws-formats.md §3.2): 1..2048 bytes matching
+   arn:[^:]+:iam::\d{12}:role/.* */
+static const char *role_arn_problem(const char *arn)
+{
+    if (strlen(arn) > 2048)
+        return "at most 2,048 bytes (an IAM role ARN: arn:aws:iam::<account>:role/<name>)";
+    if (strncmp(arn, "arn:", 4) != 0)
+        return "must be an IAM role ARN: arn:aws:iam::<12-digit account>:role/<name>";
+    const char *colon = strchr(arn + 4, ':');
+    if (!colon || colon == arn + 4 || strncmp(colon, ":iam::", 6) != 0)
+        return "must be an IAM ARN: arn:<partition>:iam::<12-digit account>:role/<name>";
+    const char *p = colon + 6;
+    for (int i = 0; i < 12; i++, p++)
+        if (*p < '0' || *p > '9')
+            return "needs a 12-digit account ID: arn:aws:iam::<12-digit account>:role/<name>";
+    if (strncmp(p, ":role/", 6) != 0)
+        return "must name a role: arn:aws:iam::<12-digit account>:role/<name>";
+    return NULL;
+}
+
+int jobs_job_check_new(const jobs_job *job, const char *origin, char *err, size_t err_len)
+{
+    json_t *op = json_object_get(json_object_get(job->doc, "Operation"), "S3ReplicateObject");
+    if (!json_is_object(op) || json_object_size(op) != 0)
+        return bad(err, err_len, origin, "Operation.S3ReplicateObject",
+                   "must be {} (S3ReplicateObjectOperation has no members)");
+    const char *role = s3_json_str(job->doc, "RoleArn");
+    const char *why = role ? role_arn_problem(role) : "required (an IAM role ARN)";
+    if (why)
+        return bad(err, err_len, origin, "RoleArn", why);
+    if (!job->gen.enabled) {
+        const char *etag = job->manifest_etag;
+        if (!job->manifest_is_local && (!etag || !*etag))
+            return bad(err, err_len, origin, "Manifest.Location.ETag",
+                       "required for a manifest in S3 (as on AWS): the manifest object's ETag");
+        if (etag && strlen(etag) > 1024)
+            return bad(err, err_len, origin, "Manifest.Location.ETag", "at most 1,024 characters");
+    }
+    return 0;
+}
+
 static void set_copy(json_t *dst, json_t *src, const char *name)
 {
     json_t *v = json_object_get(src, name);

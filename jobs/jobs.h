@@ -8,7 +8,8 @@
  *             (generator.c);
  *   status    AWS's job states, their names, and how a job fails (status.c);
  *   verbs     CreateJob, DescribeJob, ListJobs, UpdateJobPriority, UpdateJobStatus
- *             (verbs.c): what the CLI, the API and the console all call.
+ *             (verbs.c): what the CLI, the API and the console all call;
+ *   report    Preparing's check that the job's report can be written (report_check.c).
  *
  * Knows nothing of transfers: running a job is run/'s work.
  *
@@ -36,7 +37,8 @@
     XX(DISK_FULL, "the disk is full")                                                      \
     XX(S3, "S3 request failed")                                                            \
     XX(NOT_FOUND, "no such job")                                                           \
-    XX(STATUS, "the job's status does not allow this (JobStatusException)")
+    XX(STATUS, "the job's status does not allow this (JobStatusException)")                \
+    XX(IDEMPOTENCY, "the ClientRequestToken was used for another request (IdempotencyException)")
 
 typedef enum jobs_err {
 #define XX(name, msg) JOBS_E_##name,
@@ -118,6 +120,11 @@ typedef struct jobs_row {
     char *generated_manifest;    /* GeneratedManifestDescriptor JSON, NULL: none */
     int owner_pid;
     int64_t owner_seen_ms;
+    /* CreateJob idempotency (verbs.c): SHA-256 (hex) of the canonical document and of the
+       replication configuration given at creation; "" in a job created before they were
+       kept (the document's is then computed from doc, the configuration's is unknown) */
+    char doc_sha256[65];
+    char rules_sha256[65];
 } jobs_row;
 
 void jobs_row_cleanup(jobs_row *r);
@@ -187,6 +194,11 @@ typedef struct jobs_job {
 
 /* Parses and validates a CreateJob document (job->row is left alone). */
 int jobs_job_parse(jobs_job *job, json_t *doc, const char *origin, char *err, size_t err_len);
+/* The CreateJob rules checked only when a job is created, not when a stored one is loaded
+   (jobs a catalogue already holds keep running): Operation.S3ReplicateObject is {}, RoleArn
+   is an IAM role ARN of at most 2,048 bytes, an S3 manifest has its ETag. -JOBS_E_INVALID_JOB
+   with err naming the member. */
+int jobs_job_check_new(const jobs_job *job, const char *origin, char *err, size_t err_len);
 /* Loads a job from the catalogue row (takes ownership of *row's strings) and fills the
    derived fields (ARN, directory) for the state root. */
 int jobs_job_load(jobs_job *job, jobs_row *row, const char *state_root, const char *region,
@@ -211,6 +223,13 @@ void jobs_job_fail(jobs_job *job, const char *code, const char *reason);
 /* The same failure recorded, the status left alone: a running job goes Failing, writes its
    report, and only then Failed (run/scheduler.c finish). */
 void jobs_job_set_failure(jobs_job *job, const char *code, const char *reason);
+/* Preparing's check of the report's destination (report_check.c), before any task runs: for
+   a report bucket, HeadBucket, then a PutObject of an empty marker object
+   "[<prefix>/]job-<id>/.batchrep-write-check" and its DeleteObject (the version it made, in a
+   versioned bucket; a refused delete leaves the marker and is not an error); for a local
+   directory, that it can be created and a file written there. 0, or -1 with err saying why
+   (for the job's ReportNotWritable). A job without a report passes. */
+int jobs_report_check(const jobs_job *job, const s3_endpoint *ep, char *err, size_t err_len);
 
 /* ---- the status machine (status.c) ------------------------------------------------------- */
 

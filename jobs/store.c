@@ -8,9 +8,11 @@
  * bucket's), status, priority, counters, timestamps, failure reason, and which worker owns
  * the job (pid + heartbeat) so a job whose worker died — kill -9 — is taken over by the next
  * worker. Per-task progress is not here: it is the checkpoint file next to the job's report
- * (checkpoint.c), written far more often than a catalogue row would like.
+ * (checkpoint.c), written far more often than a catalogue row would like. A row is made
+ * from its job's record (recover.c), written first: a catalogue lost, emptied or damaged
+ * (moved aside when SQLite says so) is rebuilt from the job folders when it opens.
  */
-#include "jobs/jobs.h"
+#include "jobs/jobs_int.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -47,13 +49,56 @@ static const char schema[] =
     " status_reason TEXT,"
     " suspended_ms INTEGER, suspended_cause TEXT,"
     " generated_manifest TEXT,"
-    " owner_pid INTEGER, owner_seen_ms INTEGER);"
+    " owner_pid INTEGER, owner_seen_ms INTEGER,"
+    " doc_sha256 TEXT, rules_sha256 TEXT);"
     "CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, priority);";
 
 static int sql_fail(jobs_store *s, char *err, size_t err_len, const char *what)
 {
     snprintf(err, err_len, "%s/batchrep.db: %s: %s", s->dir, what, sqlite3_errmsg(s->db));
     return sqlite3_errcode(s->db) == SQLITE_FULL ? -JOBS_E_DISK_FULL : -JOBS_E_IO;
+}
+
+/* 1 when the jobs table has the column, 0 when not, -1 when SQLite cannot say. */
+static int has_column(jobs_store *s, const char *name)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM pragma_table_info('jobs') WHERE name = ?1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* A catalogue made before the idempotency digests (doc_sha256, rules_sha256) gets their
+   columns, once, under the write lock (two processes may open it at once). Its jobs keep
+   working: their digests are NULL, and CreateJob then compares the stored document itself
+   (verbs.c). */
+static int migrate(jobs_store *s, char *err, size_t err_len)
+{
+    static const char *const added[] = {"doc_sha256", "rules_sha256"};
+    if (has_column(s, added[1]) == 1)
+        return 0;
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return sql_fail(s, err, err_len, "begin");
+    for (size_t i = 0; i < sizeof added / sizeof *added; i++) {
+        char sql[128];
+        int have = has_column(s, added[i]);
+        snprintf(sql, sizeof sql, "ALTER TABLE jobs ADD COLUMN %s TEXT", added[i]);
+        if (have < 0 || (have == 0 && sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)) {
+            int ret = sql_fail(s, err, err_len, "adding the idempotency columns");
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            return ret;
+        }
+    }
+    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        int ret = sql_fail(s, err, err_len, "commit");
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return ret;
+    }
+    return 0;
 }
 
 void jobs_state_root(const char *given, char *out, size_t cap)
@@ -69,7 +114,52 @@ void jobs_state_root(const char *given, char *out, size_t cap)
         snprintf(out, cap, "%s/.local/state/batchrep", getenv("HOME") ? getenv("HOME") : ".");
 }
 
+/* SQLite's word that the file is not a sound database (not a busy or full disk). */
+static int damaged_code(int rc)
+{
+    return rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB;
+}
+
+/* 1 when PRAGMA quick_check finds the catalogue damaged. */
+static int damaged(sqlite3 *db)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL) != SQLITE_OK)
+        return damaged_code(sqlite3_errcode(db));
+    int rc = sqlite3_step(st);
+    const unsigned char *v = rc == SQLITE_ROW ? sqlite3_column_text(st, 0) : NULL;
+    int bad = rc == SQLITE_ROW ? !v || strcmp((const char *)v, "ok") != 0 : damaged_code(rc);
+    sqlite3_finalize(st);
+    return bad;
+}
+
+static int open_once(const char *state_dir, jobs_store **out, char *err, size_t err_len,
+                     int *out_damaged);
+
 int jobs_store_open(const char *state_dir, jobs_store **out, char *err, size_t err_len)
+{
+    int bad = 0;
+    int rc = open_once(state_dir, out, err, err_len, &bad);
+    if (rc != 0 && bad) {
+        char path[4200], aside[4400];
+        char root[4096];
+        jobs_state_root(state_dir, root, sizeof root);
+        if ((size_t)snprintf(path, sizeof path, "%s/batchrep.db", root) >= sizeof path ||
+            jobs__move_aside(path, aside, sizeof aside) != 0)
+            return rc;
+        fprintf(stderr,
+                "batchrep: %s is damaged (%s); moved aside as %s, and a new catalogue is "
+                "rebuilt from the job folders\n",
+                path, err, aside);
+        rc = open_once(state_dir, out, err, err_len, &bad);
+    }
+    if (rc == 0)
+        jobs__store_import(*out);
+    return rc;
+}
+
+static int open_once(const char *state_dir, jobs_store **out, char *err, size_t err_len,
+                     int *out_damaged)
 {
     jobs_store *s = calloc(1, sizeof *s);
     if (!s)
@@ -109,12 +199,18 @@ int jobs_store_open(const char *state_dir, jobs_store **out, char *err, size_t e
         msg = NULL;
         usleep(50000);
     }
-    if (rc != SQLITE_OK) {
-        snprintf(err, err_len, "%s: cannot create the job catalogue: %s", path,
-                 msg ? msg : "?");
+    if (rc != SQLITE_OK || damaged(s->db)) {
+        *out_damaged = rc == SQLITE_OK || damaged_code(rc);
+        snprintf(err, err_len, "%s: cannot %s the job catalogue: %s", path,
+                 rc == SQLITE_OK ? "check" : "create",
+                 msg ? msg : rc == SQLITE_OK ? "damaged (quick_check)" : sqlite3_errstr(rc));
         sqlite3_free(msg);
         jobs_store_close(s);
         return -JOBS_E_IO;
+    }
+    if ((rc = migrate(s, err, err_len)) != 0) {
+        jobs_store_close(s);
+        return rc;
     }
     *out = s;
     return 0;
@@ -138,7 +234,8 @@ const char *jobs_store_dir(const jobs_store *s)
 static const char cols[] =
     "id, token, doc, rules, status, priority, total, succeeded, failed, created_ms,"
     " terminated_ms, active_ms, failure_code, failure_reason, status_reason, suspended_ms,"
-    " suspended_cause, generated_manifest, owner_pid, owner_seen_ms";
+    " suspended_cause, generated_manifest, owner_pid, owner_seen_ms, doc_sha256,"
+    " rules_sha256";
 
 static void copy_col(sqlite3_stmt *st, int i, char *out, size_t cap)
 {
@@ -177,6 +274,8 @@ static void read_row(sqlite3_stmt *st, jobs_row *r)
     r->generated_manifest = dup_col(st, 17);
     r->owner_pid = sqlite3_column_int(st, 18);
     r->owner_seen_ms = sqlite3_column_int64(st, 19);
+    copy_col(st, 20, r->doc_sha256, sizeof r->doc_sha256);
+    copy_col(st, 21, r->rules_sha256, sizeof r->rules_sha256);
 }
 
 void jobs_row_cleanup(jobs_row *r)
@@ -218,10 +317,15 @@ int jobs_store_insert(jobs_store *s, const jobs_row *r, char *out_existing_id,
         copy_col(st, 0, out_existing_id, 40);
     sqlite3_finalize(st);
     if (out_existing_id[0])
-        return 0; /* same ClientRequestToken: the same job (CreateJob idempotency) */
+        return 0; /* same ClientRequestToken: that job (the caller compares the request) */
+    int wrc = jobs__record_write(s->dir, r, err, err_len); /* first: the row's durable copy */
+    if (wrc != 0)
+        return wrc;
     if (sqlite3_prepare_v2(s->db,
                            "INSERT INTO jobs (id, token, doc, rules, status, priority, "
-                           "created_ms, total) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
+                           "created_ms, total, doc_sha256, rules_sha256) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, NULLIF(?8, ''), "
+                           "NULLIF(?9, ''))",
                            -1, &st, NULL) != SQLITE_OK)
         return sql_fail(s, err, err_len, "insert");
     sqlite3_bind_text(st, 1, r->id, -1, SQLITE_STATIC);
@@ -234,12 +338,20 @@ int jobs_store_insert(jobs_store *s, const jobs_row *r, char *out_existing_id,
     sqlite3_bind_text(st, 5, jobs_status_name(r->status), -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 6, r->priority);
     sqlite3_bind_int64(st, 7, r->created_ms);
+    sqlite3_bind_text(st, 8, r->doc_sha256, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 9, r->rules_sha256, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc == SQLITE_CONSTRAINT) { /* another process inserted the same token meanwhile */
+        jobs__record_remove(s->dir, r->id);
         return jobs_store_insert(s, r, out_existing_id, err, err_len);
     }
-    return rc == SQLITE_DONE ? 0 : sql_fail(s, err, err_len, "insert");
+    if (rc != SQLITE_DONE) {
+        int frc = sql_fail(s, err, err_len, "insert");
+        jobs__record_remove(s->dir, r->id);
+        return frc;
+    }
+    return 0;
 }
 
 /* The status to store when the worker saves `mine` over `stored`: the worker's, when the

@@ -3,6 +3,13 @@
  * (../shared/aws-formats.md §3.1, §4.3, §4.4): CreateJob, DescribeJob, ListJobs,
  * UpdateJobPriority, UpdateJobStatus. They read and write the catalogue only; a worker
  * process picks the changes up within a tick (200 ms).
+ *
+ * CreateJob is idempotent as AWS's is: the same ClientRequestToken returns the job it
+ * created, when the request is the same; with another request it is IdempotencyException
+ * (aws-formats.md §3.1). "The same" is compared by SHA-256 of the canonical job document
+ * (compact JSON, keys sorted, local paths made absolute as stored) and of the replication
+ * configuration given (canonical JSON of the file, unwrapped; or the text "from the
+ * bucket"): whitespace and key order do not matter, any value does.
  */
 #include "jobs/jobs.h"
 
@@ -10,6 +17,59 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* What stands for "no file: the source bucket's configuration" in rules_sha256. */
+#define RULES_FROM_BUCKET "from the bucket"
+
+/* SHA-256 (hex) of a JSON value's canonical text (compact, keys sorted); "" when out of
+   memory. */
+static void canonical_sha256(json_t *v, char out[65])
+{
+    char *text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    out[0] = '\0';
+    if (text)
+        s3_sha256_hex(text, strlen(text), out);
+    free(text);
+}
+
+/* The token was used before (job `id`): 0 when that job was created from the same request
+   (mine: its digests), else IdempotencyException naming the token and what differs. */
+static int same_request(jobs_store *s, const char *id, const jobs_row *mine, char *err,
+                        size_t err_len)
+{
+    jobs_row old;
+    int rc = jobs_store_get(s, id, &old, err, err_len);
+    if (rc <= 0)
+        return rc;
+    char old_doc[65], from_bucket[65];
+    snprintf(old_doc, sizeof old_doc, "%s", old.doc_sha256);
+    if (!old_doc[0]) { /* a job created before the digests were kept: its stored document */
+        json_t *d = json_loads(old.doc ? old.doc : "", 0, NULL);
+        if (d)
+            canonical_sha256(d, old_doc);
+        json_decref(d);
+    }
+    s3_sha256_hex(RULES_FROM_BUCKET, strlen(RULES_FROM_BUCKET), from_bucket);
+    const char *what = NULL, *how = "";
+    if (old_doc[0] && strcmp(old_doc, mine->doc_sha256) != 0) {
+        what = "job document";
+    } else if (old.rules_sha256[0] && strcmp(old.rules_sha256, mine->rules_sha256) != 0) {
+        what = "replication configuration";
+        how = strcmp(old.rules_sha256, from_bucket) == 0
+                  ? " (the job reads the source bucket's; this request gives a file)"
+              : strcmp(mine->rules_sha256, from_bucket) == 0
+                  ? " (the job was given a file; this request gives none)"
+                  : " (another --replication-config file)";
+    }
+    jobs_row_cleanup(&old);
+    if (!what)
+        return 0;
+    snprintf(err, err_len,
+             "IdempotencyException: ClientRequestToken \"%s\" was already used to create job "
+             "%s with a different %s%s; a new job needs a new ClientRequestToken",
+             mine->token, id, what, how);
+    return -JOBS_E_IDEMPOTENCY;
+}
 
 int jobs_create_job(jobs_store *s, const char *job_path, const char *replication_config_path,
                    json_t **out, char *err, size_t err_len)
@@ -24,7 +84,11 @@ int jobs_create_job(jobs_store *s, const char *job_path, const char *replication
     jobs_job job;
     memset(&job, 0, sizeof job);
     int rc = jobs_job_parse(&job, doc, job_path, err, err_len);
+    if (rc == 0)
+        rc = jobs_job_check_new(&job, job_path, err, err_len);
     char *rules_text = NULL;
+    char rules_sha[65];
+    s3_sha256_hex(RULES_FROM_BUCKET, strlen(RULES_FROM_BUCKET), rules_sha);
     if (rc == 0 && replication_config_path) {
         repl_rules rules;
         json_t *rj = json_load_file(replication_config_path, 0, &je);
@@ -36,6 +100,8 @@ int jobs_create_job(jobs_store *s, const char *job_path, const char *replication
                                               err_len)) == 0) {
             repl_rules_cleanup(&rules);
             rules_text = json_dumps(rj, JSON_COMPACT);
+            json_t *inner = json_object_get(rj, "ReplicationConfiguration");
+            canonical_sha256(inner ? inner : rj, rules_sha);
         } else {
             rc = -JOBS_E_INVALID_JOB;
         }
@@ -65,8 +131,12 @@ int jobs_create_job(jobs_store *s, const char *job_path, const char *replication
         row.rules = rules_text;
         row.status = JOBS_STATUS_NEW;
         row.created_ms = s3_wall_ms();
+        canonical_sha256(doc, row.doc_sha256);
+        snprintf(row.rules_sha256, sizeof row.rules_sha256, "%s", rules_sha);
         char existing[40];
         rc = jobs_store_insert(s, &row, existing, err, err_len);
+        if (rc == 0 && existing[0])
+            rc = same_request(s, existing, &row, err, err_len);
         if (rc == 0) {
             *out = json_pack("{s:s}", "JobId", existing[0] ? existing : row.id);
         }

@@ -27,9 +27,10 @@
  *   - Bucket and Key must not be empty; Key is %-decoded (%XX, either hex case; '+' stays
  *     '+', as AWS's examples encode space as %20) and must decode without error and without
  *     a NUL byte (%00), since an S3 key cannot hold one and the engine uses C strings;
- *   - VersionId is taken as written: "null" is the null version's ID, and an empty field is
- *     passed on (has_version 1, empty version_id) for the engine to fail that one task, as
- *     AWS does with empty version IDs.
+ *     decoded, it is at most MF__KEY_MAX_BYTES (1,024: S3's key limit);
+ *   - VersionId is taken as written, at most MF__VERSION_ID_MAX_BYTES (1,024): "null" is the
+ *     null version's ID, and an empty field is passed on (has_version 1, empty version_id)
+ *     for the engine to fail that one task, as AWS does with empty version IDs.
  *
  * Hot path: libcsv parses from the read buffer into its own field buffer (capped, reused);
  * the fields we keep are copied into one row buffer (reused; every slice points into it and
@@ -96,8 +97,9 @@ struct mf__csv {
     char *row;
     size_t row_len;
     char *keybuf;
-    char last_bucket[64];     /* the last bucket name found valid ("" none): rows of one
-                                 bucket are checked once */
+    char last_bucket[256];    /* the last bucket name found valid ("" none): rows of one
+                                 bucket are checked once. Room for the longest name S3
+                                 accepts (255, older us-east-1 buckets) */
 
     /* output */
     uint64_t seq;
@@ -179,6 +181,35 @@ static void excerpt(const char *s, size_t len, char *out, size_t cap)
             o += (size_t)snprintf(out + o, cap - o, "\\x%02X", c);
     }
     out[o] = '\0';
+}
+
+/* Where the first byte that is not UTF-8 (RFC 3629: no overlong forms, no surrogates, at
+   most U+10FFFF) is, or len when all are. ASCII, most keys, costs one test per byte. */
+static size_t utf8_invalid_at(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = p[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+                   : c >= 0xF0 && c <= 0xF4                          ? 4 : 0;
+        if (n == 0 || i + n > len)
+            return i;
+        unsigned c1 = p[i + 1];
+        unsigned lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80; /* overlong */
+        unsigned hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF; /* surrogates, > U+10FFFF */
+        if (c1 < lo || c1 > hi)
+            return i;
+        for (size_t k = 2; k < n; k++)
+            if ((p[i + k] & 0xC0) != 0x80)
+                return i;
+        i += n;
+    }
+    return len;
 }
 
 /* ---- libcsv callbacks ---------------------------------------------------------------------- */
@@ -474,8 +505,29 @@ static void take_row(mf__csv *r, uint64_t line)
                  ex, why);
             return;
         }
-        memcpy(r->last_bucket, bucket.ptr, bucket.len);
-        r->last_bucket[bucket.len] = '\0';
+        if (bucket.len < sizeof r->last_bucket) { /* always, as names go; never past it */
+            memcpy(r->last_bucket, bucket.ptr, bucket.len);
+            r->last_bucket[bucket.len] = '\0';
+        }
+    }
+
+    /* AWS reads a manifest as UTF-8 (aws-formats.md §1.1) and the report echoes Key and
+       VersionId as written (§5.5): raw bytes that are not UTF-8 would make the report not
+       UTF-8 either. Such a key is written %-encoded (%XX). */
+    static const struct { int role; const char *name; } echoed[] = {
+        {ROLE_KEY, "Key"}, {ROLE_VERSION, "VersionId"}};
+    for (size_t i = 0; i < (r->has_version ? 2u : 1u); i++) {
+        s3_slice f = role_slice(r, echoed[i].role);
+        size_t at = utf8_invalid_at(f.ptr, f.len);
+        if (at < f.len) {
+            char ex[32] = "";
+            excerpt(f.ptr + at, f.len - at, ex, sizeof ex);
+            fail(r, MF_E_INVALID_CONTENT, line,
+                 "field %s: not UTF-8 at byte %zu (\"%s\"); a manifest is UTF-8, and a key's "
+                 "other bytes are written %%-encoded (%%XX)",
+                 echoed[i].name, at + 1, ex);
+            return;
+        }
     }
 
     s3_slice raw = role_slice(r, ROLE_KEY);
@@ -497,6 +549,22 @@ static void take_row(mf__csv *r, uint64_t line)
              "field Key: decodes to a NUL byte (%%00) at byte %zu of the decoded key; an S3 "
              "key cannot hold one",
              (size_t)(nul - r->keybuf) + 1);
+        return;
+    }
+    if ((size_t)klen > MF__KEY_MAX_BYTES) {
+        char ex[32] = "";
+        excerpt(r->keybuf, (size_t)klen, ex, sizeof ex);
+        fail(r, MF_E_INVALID_CONTENT, line,
+             "field Key: \"%s...\" is %ld bytes once decoded; an S3 key is at most %u bytes",
+             ex, klen, MF__KEY_MAX_BYTES);
+        return;
+    }
+    if (r->has_version && r->len[ROLE_VERSION] > MF__VERSION_ID_MAX_BYTES) {
+        char ex[32] = "";
+        excerpt(r->row + r->off[ROLE_VERSION], r->len[ROLE_VERSION], ex, sizeof ex);
+        fail(r, MF_E_INVALID_CONTENT, line,
+             "field VersionId: \"%s...\" is %zu bytes; a version ID is at most %u bytes", ex,
+             r->len[ROLE_VERSION], MF__VERSION_ID_MAX_BYTES);
         return;
     }
 

@@ -20,10 +20,20 @@
    decompressed side of gzip/zstd). */
 #define MF__READ_BUF_BYTES (1u << 20)
 
-/* The longest field we accept, in bytes as written (a 1,024-byte key fully %-encoded is
-   3,072 bytes; version IDs are far shorter). libcsv's field buffer is capped here, so a
+/* The longest field we accept, in bytes as written, before the per-field limits below (a
+   1,024-byte key fully %-encoded is 3,072 bytes; an Inventory ObjectAccessControlList of
+   100 grants is ~20 KB of base64). libcsv's field buffer is capped here, so a
    runaway quoted field cannot eat memory either. */
 #define MF__FIELD_MAX_BYTES (64u << 10)
+
+/* S3's own limits, checked on every row so that one field cannot cost more than S3 would
+   ever store (issue 15 item 7: 20,000 rows with 65,000-byte VersionIds took 1.07 GB before
+   failing with no line). A key is at most 1,024 bytes once %-decoded (S3's documented key
+   limit); a version ID at most 1,024 bytes (AWS's are 32; other servers' longer, never near
+   this). A bucket name is at most 255 bytes (older us-east-1 names): that one is
+   s3_bucket_name_problem's to say, as for every other bucket name we read. */
+#define MF__KEY_MAX_BYTES 1024u
+#define MF__VERSION_ID_MAX_BYTES 1024u
 
 typedef enum mf__codec { MF__CODEC_PLAIN = 0, MF__CODEC_GZIP, MF__CODEC_ZSTD } mf__codec;
 

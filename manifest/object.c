@@ -11,12 +11,16 @@
  * for every S3 bucket/object ARN; access-point and Outposts ARNs are rejected. The bucket
  * must be a name S3 accepts (s3_bucket_name_problem): "arn:aws:s3:::.." names no bucket.
  *
- * The download goes to a temporary file next to local_path and is renamed into place only
- * when the GET succeeded and the ETag matched, so local_path never holds a partial or wrong
- * manifest.
+ * The download goes to a temporary file next to local_path ("<local_path>.part-XXXXXX") and
+ * is renamed into place only when the GET succeeded and the ETag matched, so local_path
+ * never holds a partial or wrong manifest. A download killed with the process (kill -9)
+ * leaves its temporary file behind: the next download to the same local_path removes every
+ * "<local_path>.part-*" first. s3_get_to_file bounds the download (stall detector, size
+ * limit, resume with If-Match: s3.h).
  */
 #include "manifest/manifest.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +91,31 @@ static int etag_equal(const char *a, const char *b)
     return la == lb && strncasecmp(pa, pb, la) == 0;
 }
 
+/* Removes "<base>.part-*" from local_path's folder: what earlier downloads to local_path
+   left when their process was killed. Best effort: a file that cannot be removed is left. */
+static void remove_stale_parts(const char *local_path)
+{
+    char dir[4096];
+    const char *slash = strrchr(local_path, '/');
+    const char *base = slash ? slash + 1 : local_path;
+    int n = slash ? snprintf(dir, sizeof dir, "%.*s", (int)(slash - local_path), local_path)
+                  : snprintf(dir, sizeof dir, ".");
+    if (n < 0 || (size_t)n >= sizeof dir)
+        return;
+    if (!dir[0])
+        snprintf(dir, sizeof dir, "/");
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    size_t blen = strlen(base);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, base, blen) == 0 && strncmp(e->d_name + blen, ".part-", 6) == 0)
+            unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
+}
+
 int mf_fetch_object(const s3_endpoint *ep, const char *bucket, const char *key,
                     const char *version_id, const char *expected_etag, const char *local_path,
                     char *err, size_t err_len)
@@ -105,6 +134,7 @@ int mf_fetch_object(const s3_endpoint *ep, const char *bucket, const char *key,
         snprintf(err, err_len, "%s: local path too long: %s", arn, local_path);
         return -MF_E_IO;
     }
+    remove_stale_parts(local_path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
         snprintf(err, err_len, "%s: cannot create %s: %s", arn, tmp, strerror(errno));
@@ -126,17 +156,22 @@ int mf_fetch_object(const s3_endpoint *ep, const char *bucket, const char *key,
     int werr = fflush(f) != 0 || fsync(fileno(f)) != 0 ? errno : 0;
     if (fclose(f) != 0 && !werr)
         werr = errno;
-    s3_buf_cleanup(&resp.body);
+    s3_response_cleanup(&resp); /* body and kept headers */
 
     int ret = 0;
     if (rc == S3_E_IO) { /* the answer was fine, writing it here was not */
         snprintf(err, err_len, "%s: cannot write %s: %s", arn, tmp,
                  strerror(werr ? werr : EIO));
         ret = -MF_E_IO;
+    } else if (rc != 0 && oc.curl_code == 0 && oc.http_status / 100 == 2) {
+        /* an answer we refused: too large, longer than announced, changed meanwhile */
+        snprintf(err, err_len, "%s: GetObject refused: %s%s", arn, oc.message,
+                 strcmp(oc.code, "EntityTooLarge") == 0 ? " (--max-manifest-bytes)" : "");
+        ret = -MF_E_FETCH;
     } else if (rc != 0 || oc.http_status / 100 != 2) {
-        if (oc.http_status == 0 && oc.curl_code != 0)
-            snprintf(err, err_len, "%s: GetObject failed: no HTTP response (curl error %d: %s)",
-                     arn, oc.curl_code, curl_easy_strerror((CURLcode)oc.curl_code));
+        if (oc.curl_code != 0) /* no complete answer: timeout, TLS trust, connection */
+            snprintf(err, err_len, "%s: GetObject failed: %s (curl error %d)", arn, oc.message,
+                     oc.curl_code);
         else if (oc.http_status == 0)
             snprintf(err, err_len, "%s: GetObject not sent (s3 error %d: bad bucket or key?)",
                      arn, rc);

@@ -14,7 +14,10 @@
  *              MD5Checksum}; only "failed" files are read.
  * Each data file is fetched (S3) to <spool_dir>/manifest-data.part, its MD5 compared with
  * the manifest.json's, opened, then unlinked while open: at most one data file is on disk
- * at a time and it goes away with the reader, whatever the number of files. Local data
+ * at a time and it goes away with the reader, whatever the number of files. A reader killed
+ * with its process (kill -9) may leave that file behind; the next reader over S3 in the
+ * same spool_dir removes it when it opens (mf_fetch_object removes the temporary
+ * manifest-data.part.part-* files). Local data
  * files (spec.ep == NULL) are found by looking up the key under each parent folder of
  * manifest.json in turn, so a copied bucket layout works as is.
  *
@@ -358,6 +361,8 @@ static mf_reader *reader_new(const mf_spec *spec)
     r->ep = spec->ep;
     snprintf(r->spool_path, sizeof r->spool_path, "%s/manifest-data.part",
              spec->spool_dir && *spec->spool_dir ? spec->spool_dir : ".");
+    if (r->ep && spec->spool_dir && *spec->spool_dir)
+        unlink(r->spool_path); /* a data file an earlier, killed reader left */
     return r;
 }
 

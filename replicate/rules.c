@@ -6,9 +6,19 @@
  * bucket's GetBucketReplication XML, converted to the same shape. Selection follows §7.2: a
  * version goes to every destination of every enabled rule whose filter matches (prefix and
  * tags ANDed); among rules with the same destination the highest Priority wins.
+ *
+ * Refused as PutBucketReplication refuses them (§7.1, §7.2), each naming the member: no
+ * Role; a rule ID longer than 255 characters, or used twice; a Priority that is not an
+ * integer 0..2147483647 (an int on the wire: a larger one was cut and changed which rule
+ * won), or missing on a rule with a Filter; two rules with the same destination and the
+ * same Priority whose filters can match one key (prefixes of which one begins the other,
+ * and no tag key required with two values), whatever their Status: which one wins would
+ * depend on their order. V1 rules (Prefix, no Priority) all have priority 0, so their
+ * prefixes must not overlap either.
  */
 #include "replicate/replicate.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +122,11 @@ static int parse_rule(repl_rules *rs, json_t *jr, size_t idx, const char *origin
         return fail(err, err_len, origin, path, "must be an object");
 
     json_t *id = json_object_get(jr, "ID");
+    snprintf(sub, sizeof sub, "%s.ID", path);
+    if (id && !json_is_string(id))
+        return fail(err, err_len, origin, sub, "must be a string");
+    if (id && strlen(json_string_value(id)) > 255)
+        return fail(err, err_len, origin, sub, "at most 255 characters (as on AWS)");
     r->id = dupstr(json_is_string(id) ? json_string_value(id) : "");
 
     json_t *status = json_object_get(jr, "Status");
@@ -126,7 +141,17 @@ static int parse_rule(repl_rules *rs, json_t *jr, size_t idx, const char *origin
     json_t *prio = json_object_get(jr, "Priority");
     snprintf(sub, sizeof sub, "%s.Priority", path);
     if (prio && !json_is_integer(prio))
-        return fail(err, err_len, origin, sub, "must be an integer");
+        return fail(err, err_len, origin, sub, "must be an integer 0..2147483647");
+    if (prio && (json_integer_value(prio) < 0 || json_integer_value(prio) > 2147483647)) {
+        char what[160];
+        snprintf(what, sizeof what, "%lld is %s: it must be 0..2147483647 (an int, as on AWS)",
+                 (long long)json_integer_value(prio),
+                 json_integer_value(prio) < 0 ? "negative" : "too large");
+        return fail(err, err_len, origin, sub, what);
+    }
+    if (!prio && json_object_get(jr, "Filter"))
+        return fail(err, err_len, origin, sub,
+                    "required when the rule has a Filter (as on AWS)");
     r->priority = prio ? (int)json_integer_value(prio) : 0;
 
     json_t *filter = json_object_get(jr, "Filter");
@@ -238,6 +263,53 @@ static int parse_rule(repl_rules *rs, json_t *jr, size_t idx, const char *origin
     return dest_index(rs, r->dest_bucket, &r->dest_index);
 }
 
+/* 1 when one key can match both filters: one prefix begins the other, and no tag key is
+   required with two different values (an object has one value per tag key). */
+static int filters_overlap(const repl_rule *a, const repl_rule *b)
+{
+    size_t la = strlen(a->prefix), lb = strlen(b->prefix);
+    if (strncmp(a->prefix, b->prefix, la < lb ? la : lb) != 0)
+        return 0;
+    for (size_t i = 0; i < a->n_tags; i++)
+        for (size_t j = 0; j < b->n_tags; j++)
+            if (strcmp(a->tags[i].key, b->tags[j].key) == 0 &&
+                strcmp(a->tags[i].value, b->tags[j].value) != 0)
+                return 0;
+    return 1;
+}
+
+/* What PutBucketReplication checks across rules: IDs used once, and no two rules that can
+   both choose one version for one destination with nothing to rank them (equal Priority).
+   O(n^2) over at most 1,000 rules: 500,000 cheap comparisons, once per job. */
+static int check_across(const repl_rules *rs, const char *origin, char *err, size_t err_len)
+{
+    char path[64];
+    for (size_t j = 1; j < rs->n_rules; j++) {
+        const repl_rule *b = &rs->rules[j];
+        for (size_t i = 0; i < j; i++) {
+            const repl_rule *a = &rs->rules[i];
+            if (b->id[0] && strcmp(a->id, b->id) == 0) {
+                snprintf(path, sizeof path, "Rules[%zu].ID", j);
+                snprintf(err, err_len, "%s: %s: \"%.255s\" is already the ID of Rules[%zu]; "
+                         "rule IDs must be unique", origin, path, b->id, i);
+                return -REPL_E_INVALID_RULES;
+            }
+            if (a->dest_index == b->dest_index && a->priority == b->priority &&
+                filters_overlap(a, b)) {
+                snprintf(err, err_len,
+                         "%s: Rules[%zu]: overlaps Rules[%zu] (IDs \"%.64s\" and \"%.64s\"): "
+                         "both send to bucket %.64s with Priority %d and their filters can "
+                         "match the same key (prefixes \"%.64s\" and \"%.64s\"); AWS refuses "
+                         "such a configuration: give them different priorities",
+                         origin, j, i, b->id, a->id, b->dest_bucket, b->priority, b->prefix,
+                         a->prefix);
+                return -REPL_E_INVALID_RULES;
+            }
+        }
+    }
+    return 0;
+}
+
 int repl_rules_from_json(repl_rules *out, json_t *root, const char *origin, char *err,
                          size_t err_len)
 {
@@ -245,6 +317,10 @@ int repl_rules_from_json(repl_rules *out, json_t *root, const char *origin, char
     json_t *wrapped = json_object_get(root, "ReplicationConfiguration");
     if (wrapped)
         root = wrapped;
+    json_t *role = json_object_get(root, "Role");
+    if (!json_is_string(role) || !json_string_value(role)[0])
+        return fail(err, err_len, origin, "Role",
+                    "required: the ARN of the IAM role S3 assumes to replicate (as on AWS)");
     json_t *rules = json_object_get(root, "Rules");
     if (!json_is_array(rules) || json_array_size(rules) == 0)
         return fail(err, err_len, origin, "Rules", "required: a list of at least one rule");
@@ -261,7 +337,10 @@ int repl_rules_from_json(repl_rules *out, json_t *root, const char *origin, char
             return rc;
         }
     }
-    return 0;
+    int rc = check_across(out, origin, err, err_len);
+    if (rc)
+        repl_rules_cleanup(out);
+    return rc;
 }
 
 /* GetBucketReplication answers XML: <ReplicationConfiguration><Role/><Rule>...</Rule>*.
@@ -277,11 +356,19 @@ static json_t *as_list(json_t *v)
     return a;
 }
 
+/* An XML number as a JSON integer; text that is not one whole decimal number is left a
+   string, so the JSON check names it instead of reading a prefix of it. */
 static void fix_int(json_t *obj, const char *name)
 {
     json_t *v = json_object_get(obj, name);
-    if (json_is_string(v))
-        json_object_set_new(obj, name, json_integer(strtol(json_string_value(v), NULL, 10)));
+    if (!json_is_string(v))
+        return;
+    const char *text = json_string_value(v);
+    char *end;
+    errno = 0;
+    long long n = strtoll(text, &end, 10);
+    if (*text && !*end && errno == 0)
+        json_object_set_new(obj, name, json_integer((json_int_t)n));
 }
 
 int repl_rules_load_bucket(repl_rules *out, const s3_endpoint *ep, const char *bucket,

@@ -112,6 +112,9 @@ int rpt_writer_close(rpt_writer *w, char *err, size_t err_len);
 int rpt_manifest_write(const rpt_opts *opts, uint32_t n_chunks, rpt_summary *out, char *err,
                        size_t err_len);
 void rpt_summary_cleanup(rpt_summary *s);
+/* 1 when a results file of the chunk holds rows (a writer of it ran), 0 when not, -1 when
+   opts cannot name it. */
+int rpt_chunk_has_rows(const rpt_opts *opts, uint32_t chunk);
 /* rpt_writer_close, then rpt_manifest_write over chunks 0 .. the writer's: the report of a
    job written by one writer. */
 int rpt_writer_finish(rpt_writer *w, rpt_summary *out, char *err, size_t err_len);

@@ -485,6 +485,23 @@ void rpt_summary_cleanup(rpt_summary *s)
     memset(s, 0, sizeof *s);
 }
 
+int rpt_chunk_has_rows(const rpt_opts *opts, uint32_t chunk)
+{
+    layout l;
+    char err[512], key[1200], path[4096];
+    if (layout_of(opts, &l, err, sizeof err) != 0)
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        struct stat st;
+        if (results_file_of(opts, &l, chunk, i, key, sizeof key, path, sizeof path, err,
+                            sizeof err) != 0)
+            return -1;
+        if (stat(path, &st) == 0 && st.st_size > 0)
+            return 1;
+    }
+    return 0;
+}
+
 int rpt_manifest_write(const rpt_opts *opts, uint32_t n_chunks, rpt_summary *out, char *err,
                        size_t err_len)
 {

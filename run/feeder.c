@@ -26,7 +26,9 @@ static eng_unit *plan_one(run__job *jr, run__shard *sh)
             !eng_unit_builder_same_key(&jr->builder, &e))
             u = eng_unit_builder_take(&jr->builder, &jr->rules, &jr->stop, &jr->priority, sh);
         if (eng_unit_builder_add(&jr->builder, &e) != 0) {
-            snprintf(jr->plan_error, sizeof jr->plan_error, "out of memory planning units");
+            snprintf(jr->plan_error, sizeof jr->plan_error,
+                     "manifest line %llu (s3://%.63s/%.200s): out of memory planning its unit",
+                     (unsigned long long)e.line, e.bucket.ptr, e.key.ptr);
             eng_unit_destroy(u);
             return NULL;
         }

@@ -98,6 +98,11 @@ int run__prepare(jobs_job *job, const s3_endpoint *ep, const run_options *o)
         jobs_job_fail(job, "InternalError", "cannot create the job's state directory");
         return -1;
     }
+    /* before the manifest is read or any task runs (AWS fails such a job; jobs.h) */
+    if (jobs_report_check(job, ep, msg, sizeof msg) != 0) {
+        jobs_job_fail(job, "ReportNotWritable", msg);
+        return -1;
+    }
     if (job->gen.enabled && gen_prepare(job, ep) != 0)
         return -1;
     if (!job->manifest_is_local) {

@@ -62,6 +62,8 @@ typedef struct run_options {
     size_t sort_mem_bytes;               /* Preparing: sort buffer; 0: 16 MiB */
     int64_t disk_full_wait_ms;           /* how long a full disk may pause the worker before
                                             it stops (jobs resumable); 0: 60 s */
+    s3_limits limits;                    /* deadlines and the download size limit of every
+                                            request, on every endpoint; 0s: s3's defaults */
 } run_options;
 
 /* What a run tells the CLI. */

@@ -80,6 +80,11 @@ static void set_status(run__job *jr, jobs_status st)
 {
     jobs_row *r = &jr->job.row;
     jobs_status was = r->status;
+    /* A job taken over or resumed is attached with the status its row kept, Active when its
+       last worker died or stopped while it ran: no transition then, yet the clock must run
+       (it did not, and ElapsedTimeInActiveSeconds stopped at the first run's time). */
+    if (was == st && st == JOBS_STATUS_ACTIVE && !jr->active_since_ms)
+        jr->active_since_ms = s3_mono_ms();
     if (was == st || jobs_row_set_status(r, st, JOBS_BY_WORKER, NULL, 0) != 0)
         return;
     r->status = was; /* the Active time below needs the old status */
@@ -98,28 +103,34 @@ static void set_status(run__job *jr, jobs_status st)
    previous checkpoint (or the start) and every unit not known done rechecks its destinations,
    so nothing is replicated twice. The feeder opens shards in order and writes each one's
    first checkpoint before its first unit, so a shard without one "may have run" when a later
-   shard has one, or when it is the next one after the last shard that has one and the job
-   had run. Returns the tasks the checkpoints count. */
-static uint64_t load_shards(run__job *jr)
+   shard has one, or when the job had run and there is evidence: its results files hold rows
+   (or, the report disabled, it is the next shard after the last one with a checkpoint).
+   Returns the tasks the checkpoints count. -1: no memory. */
+static int64_t load_shards(run__job *jr)
 {
     jobs_status st = jr->job.row.status;
     int had_run = jr->job.row.succeeded + jr->job.row.failed > 0 ||
                   (st != JOBS_STATUS_NEW && st != JOBS_STATUS_PREPARING && st != JOBS_STATUS_READY);
     size_t n = jr->spool.n_shards, last_with = (size_t)-1;
     int *loaded = calloc(n ? n : 1, sizeof *loaded);
-    uint64_t counted = 0;
+    if (!loaded)
+        return -1;
+    int64_t counted = 0;
     for (size_t i = 0; i < n; i++) {
         run__shard *sh = &jr->shards[i];
         loaded[i] = run_ckpt_load(sh->ckpt_path, &sh->resume);
         if (loaded[i] != 1)
             last_with = i;
     }
+    size_t next = last_with + 1; /* (size_t)-1 + 1 == 0 */
     for (size_t i = 0; i < n; i++) {
         run__shard *sh = &jr->shards[i];
-        int rc = loaded ? loaded[i] : -1;
+        int rc = loaded[i];
+        int evidence = jr->job.report_enabled ? rpt_chunk_has_rows(&jr->ro, (uint32_t)i) != 0
+                                              : i == next;
         int uncertain = rc < 0 || rc == RUN_CKPT_FROM_PREV ||
-                        (rc == 1 && had_run &&
-                         (last_with == (size_t)-1 ? i == 0 : i <= last_with + 1));
+                        (rc == 1 && ((last_with != (size_t)-1 && i < last_with) ||
+                                     (had_run && evidence)));
         if (rc < 0)
             memset(&sh->resume, 0, sizeof sh->resume);
         if (uncertain) {
@@ -143,7 +154,7 @@ static uint64_t load_shards(run__job *jr)
         sh->ckpt.complete = 0;
         atomic_fetch_add(&jr->succeeded, sh->ckpt.succeeded);
         atomic_fetch_add(&jr->failed, sh->ckpt.failed);
-        counted += sh->ckpt.succeeded + sh->ckpt.failed;
+        counted += (int64_t)(sh->ckpt.succeeded + sh->ckpt.failed);
     }
     free(loaded);
     return counted;
@@ -193,7 +204,6 @@ static run__job *attach(run__sched *s, jobs_row *row, char *err, size_t err_len)
             return jr;
         }
     }
-    jr->resumed_tasks = load_shards(jr);
     if (jr->job.report_enabled) {
         if (jr->job.report_is_local)
             snprintf(jr->report_root, sizeof jr->report_root, "%s", jr->job.report_bucket);
@@ -206,6 +216,12 @@ static run__job *attach(run__sched *s, jobs_row *row, char *err, size_t err_len)
                             .scope = jr->job.report_scope,
                             .private_files = !jr->job.report_is_local};
     }
+    int64_t counted = load_shards(jr);
+    if (counted < 0) {
+        jobs_job_fail(&jr->job, "InternalError", "out of memory");
+        return jr;
+    }
+    jr->resumed_tasks = (uint64_t)counted;
     return jr;
 }
 
@@ -572,6 +588,15 @@ static int start(worker *w, jobs_store *st, char *err, size_t err_len)
         return rc == -REPL_E_INVALID_BINDING ? -RUN_E_INVALID_OPTIONS
                : rc == -REPL_E_NOMEM         ? -RUN_E_NOMEM
                                              : -RUN_E_CONFIG;
+    }
+    /* every endpoint: the deadlines asked for, and a CA bundle curl can load (a wrong one
+       is the caller's mistake, refused here rather than failing every request) */
+    for (size_t i = 0; i < w->n_eps; i++) {
+        w->eps[i]->limits = o->limits;
+        if (s3_endpoint_check_ca(w->eps[i], err, err_len) != 0) {
+            free_endpoints(w);
+            return -RUN_E_INVALID_OPTIONS;
+        }
     }
     run__sched *s = w->s = calloc(1, sizeof *s);
     if (!s) {

@@ -128,8 +128,13 @@ int run__shard_open(run__shard *sh)
             return -1;
         }
     }
-    /* the first window: RUN__PLAN_WINDOW_ROWS past where the shard resumes */
-    uint64_t limit = sh->ckpt.low + RUN__PLAN_WINDOW_ROWS;
+    /* the first window: RUN__PLAN_WINDOW_ROWS past where the shard resumes; a shard whose
+       progress is uncertain keeps the whole shard under the limit, so that a resume after
+       another stop still rechecks every unit not known done */
+    uint64_t end = sh->info->first_seq + sh->info->n_rows;
+    if (sh->ckpt.low < sh->info->first_seq)
+        sh->ckpt.low = sh->info->first_seq;
+    uint64_t limit = sh->recheck_all ? end : sh->ckpt.low + RUN__PLAN_WINDOW_ROWS;
     if (sh->resume.plan_limit > limit)
         limit = sh->resume.plan_limit;
     sh->ckpt.plan_limit = limit;
@@ -234,8 +239,10 @@ static void checkpoint_due(run__sched *s, int interval_passed, uint64_t round)
         for (size_t i = 0; i < jr->spool.n_shards; i++) {
             run__shard *sh = &jr->shards[i];
             int state = atomic_load(&sh->state);
-            if (state == RUN__SHARD_FED || (state == RUN__SHARD_OPEN &&
-                                            (sh->dirty || atomic_load(&jr->waiting_limit))))
+            int fed_out = state == RUN__SHARD_FED && atomic_load(&sh->units_out) == 0;
+            if ((state == RUN__SHARD_OPEN || state == RUN__SHARD_FED) &&
+                (sh->dirty || fed_out ||
+                 (state == RUN__SHARD_OPEN && atomic_load(&jr->waiting_limit))))
                 run__shard_settle(sh);
         }
         pthread_mutex_lock(&s->mu);

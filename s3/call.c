@@ -537,9 +537,15 @@ int s3_call_prepare(s3_call *c, const s3_endpoint *ep, s3_signer *signer,
     if (rc)
         return rc;
 
-    long connect_ms = opts && opts->connect_timeout_ms ? opts->connect_timeout_ms : 10000;
-    long total_ms = opts && opts->timeout_ms ? opts->timeout_ms : 300000;
-    long low_speed_s = opts && opts->low_speed_time_s ? opts->low_speed_time_s : 60;
+    /* deadlines by the operation's kind (limits.c); remembered for classify's message */
+    s3__deadline dl;
+    s3__deadline_for(&ep->limits, req, opts ? opts->copy_bytes : 0, &dl);
+    c->op = dl.op;
+    c->connect_timeout_ms = dl.connect_ms;
+    c->timeout_ms = dl.total_ms;
+    c->stall_timeout_s = dl.stall_s;
+    c->is_https = strncmp(c->url.ptr, "https://", 8) == 0;
+    c->errbuf[0] = '\0';
 
     SETOPT(CURLOPT_URL, c->url.ptr);
     SETOPT(CURLOPT_HTTPHEADER, c->hdrs);
@@ -551,10 +557,11 @@ int s3_call_prepare(s3_call *c, const s3_endpoint *ep, s3_signer *signer,
     SETOPT(CURLOPT_TCP_NODELAY, 1L);
     SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
     SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1); /* S3 speaks HTTP/1.1 only */
-    SETOPT(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
-    SETOPT(CURLOPT_TIMEOUT_MS, total_ms);
-    SETOPT(CURLOPT_LOW_SPEED_LIMIT, 1L);
-    SETOPT(CURLOPT_LOW_SPEED_TIME, low_speed_s);
+    SETOPT(CURLOPT_CONNECTTIMEOUT_MS, dl.connect_ms);
+    SETOPT(CURLOPT_TIMEOUT_MS, dl.total_ms); /* 0: none */
+    SETOPT(CURLOPT_LOW_SPEED_LIMIT, dl.stall_s ? (long)S3_STALL_MIN_BYTES_PER_S : 0L);
+    SETOPT(CURLOPT_LOW_SPEED_TIME, dl.stall_s);
+    SETOPT(CURLOPT_ERRORBUFFER, c->errbuf);
     SETOPT(CURLOPT_USERAGENT, "batchrep/1");
     SETOPT(CURLOPT_HEADERFUNCTION, header_cb);
     SETOPT(CURLOPT_HEADERDATA, (void *)c);
@@ -652,12 +659,20 @@ void s3_outcome_classify(const s3_call *c, int curl_code, int expect_xml_result,
         /* No complete answer. A status may have arrived before the failure (a 200 copy
            cut mid-body); it stays in http_status, but curl_code decides. */
         out->retryable = !curl_permanent(curl_code);
+        const char *curl_says = c->errbuf[0] ? c->errbuf
+                                              : curl_easy_strerror((CURLcode)curl_code);
         if (curl_code == CURLE_WRITE_ERROR && c->resp.body.len + 65536 > S3_BODY_MAX_BYTES)
             snprintf(out->message, sizeof out->message, "response body larger than %u bytes",
                      S3_BODY_MAX_BYTES);
+        else if (curl_code == CURLE_OPERATION_TIMEDOUT)
+            s3__timeout_message(c, out->message, sizeof out->message);
+        else if (curl_code == CURLE_PEER_FAILED_VERIFICATION) /* = CURLE_SSL_CACERT, 60 */
+            snprintf(out->message, sizeof out->message,
+                     "untrusted TLS certificate (%.100s): set AWS_CA_BUNDLE to a PEM file of "
+                     "the CA that signed the server's certificate", curl_says);
         else
-            snprintf(out->message, sizeof out->message, "%s",
-                     curl_easy_strerror((CURLcode)curl_code));
+            snprintf(out->message, sizeof out->message, "%.*s", (int)sizeof out->message - 1,
+                     curl_says);
         return;
     }
 

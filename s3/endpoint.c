@@ -28,6 +28,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+
+#include <openssl/err.h>
+#include <openssl/x509_vfy.h>
 
 enum { F_CONFIG, F_CREDS, N_FILES };
 
@@ -516,10 +520,16 @@ static int load(s3_endpoint *out, profile *p, int explicit_profile, char *err, s
     const char *ca = NULL;
     if (explicit_profile && p->ca_bundle.line)
         ca = p->ca_bundle.value;
-    if (!ca)
-        ca = env("AWS_CA_BUNDLE");
+    if (!ca && (ca = env("AWS_CA_BUNDLE")) != NULL)
+        snprintf(out->ca_bundle_from, sizeof out->ca_bundle_from, "AWS_CA_BUNDLE");
     if (!ca && p->ca_bundle.line)
         ca = p->ca_bundle.value;
+    if (ca && !out->ca_bundle_from[0] &&
+        snprintf(out->ca_bundle_from, sizeof out->ca_bundle_from, "ca_bundle at %s:%d",
+                 p->paths[p->ca_bundle.file], p->ca_bundle.line) >=
+            (int)sizeof out->ca_bundle_from)
+        snprintf(out->ca_bundle_from, sizeof out->ca_bundle_from, "ca_bundle of profile %.64s",
+                 p->name);
     if (ca && !s3__copy_str(out->ca_bundle, sizeof out->ca_bundle, ca, strlen(ca))) {
         set_err(err, err_len, "ca_bundle path is longer than %zu bytes",
                 sizeof out->ca_bundle - 1);
@@ -584,4 +594,62 @@ int s3_endpoint_load(s3_endpoint *out, const char *profile_name, char *err, size
         memset(c, 0, sizeof *c);
     }
     return rc;
+}
+
+/* ---- s3_endpoint_check_ca ------------------------------------------------------------ */
+
+/* Loads the bundle as libcurl's OpenSSL backend will (X509_STORE_load_file: every PEM
+   certificate and CRL of the file; a damaged block or none at all fails), so what passes
+   here is what curl accepts. */
+int s3_endpoint_check_ca(const s3_endpoint *ep, char *err, size_t err_len)
+{
+    if (err && err_len)
+        err[0] = '\0';
+    if (!ep || !ep->ca_bundle[0])
+        return S3_E_OK;
+    const char *path = ep->ca_bundle, *from = ep->ca_bundle_from[0] ? ep->ca_bundle_from
+                                                                    : "ca_bundle";
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        set_err(err, err_len, "%s names the CA bundle %s, which cannot be read: %s", from,
+                path, strerror(errno));
+        return S3_E_CONFIG;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        set_err(err, err_len, "%s names the CA bundle %s, which is not a file (a PEM file of "
+                "CA certificates is expected)", from, path);
+        return S3_E_CONFIG;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        set_err(err, err_len, "%s names the CA bundle %s, which cannot be read: %s", from,
+                path, strerror(errno));
+        return S3_E_CONFIG;
+    }
+    fclose(f);
+    X509_STORE *store = X509_STORE_new();
+    if (!store) {
+        set_err(err, err_len, "out of memory");
+        return S3_E_NOMEM;
+    }
+    ERR_clear_error();
+    int ok = X509_STORE_load_file(store, path) == 1;
+    unsigned long e = ok ? 0 : ERR_peek_last_error();
+    int n = 0;
+    if (ok) {
+        STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
+        for (int i = 0; i < sk_X509_OBJECT_num(objs); i++)
+            n += X509_OBJECT_get_type(sk_X509_OBJECT_value(objs, i)) == X509_LU_X509;
+    }
+    X509_STORE_free(store);
+    ERR_clear_error();
+    if (!ok || n == 0) {
+        const char *why = e ? ERR_reason_error_string(e) : NULL;
+        set_err(err, err_len, "%s names the CA bundle %s, which holds no usable PEM "
+                "certificate (%s); it must hold the CA certificates the endpoint's "
+                "certificate is checked against, as -----BEGIN CERTIFICATE----- blocks",
+                from, path, why ? why : "no certificate found");
+        return S3_E_CONFIG;
+    }
+    return S3_E_OK;
 }

@@ -115,6 +115,27 @@ typedef struct s3_creds {
     char session_token[2048]; /* "" when none */
 } s3_creds;
 
+/* What one request may cost (limits.c explains the three kinds of request and why these
+   numbers). A field of 0 takes its default; s3_endpoint_load leaves them all 0 and the
+   caller sets them (the CLI's --connect-timeout-ms, --request-timeout-ms, --stall-timeout-s,
+   --max-manifest-bytes). */
+typedef struct s3_limits {
+    long connect_timeout_ms;     /* TCP connect + TLS handshake */
+    long request_timeout_ms;     /* whole deadline of a request that moves no object data;
+                                    a server-side copy gets it plus 1 s per 4 MiB copied */
+    long stall_timeout_s;        /* a transfer of object data is cut when fewer than
+                                    S3_STALL_MIN_BYTES_PER_S moved over this window */
+    uint64_t max_download_bytes; /* s3_get_to_file refuses a larger object */
+} s3_limits;
+#define S3_CONNECT_TIMEOUT_MS_DEFAULT 5000L
+#define S3_REQUEST_TIMEOUT_MS_DEFAULT 10000L
+#define S3_STALL_TIMEOUT_S_DEFAULT 20L
+#define S3_MAX_DOWNLOAD_BYTES_DEFAULT (64ull << 30) /* a manifest of ~1 billion rows */
+#define S3_STALL_MIN_BYTES_PER_S 1024
+#define S3_COPY_MIN_BYTES_PER_S (4 << 20)
+/* l with each 0 (or negative) field replaced by its default; NULL: all defaults. */
+s3_limits s3_limits_or_defaults(const s3_limits *l);
+
 typedef struct s3_endpoint {
     char base_url[512];  /* scheme://host[:port], no trailing slash; "" means AWS */
     char host[300];      /* Host header value for path-style (host[:port]) */
@@ -122,7 +143,10 @@ typedef struct s3_endpoint {
     int path_style;      /* 1: /bucket/key; 0: bucket.host/key */
     int is_https;
     char ca_bundle[1024]; /* "" = libcurl default */
+    char ca_bundle_from[1100]; /* where ca_bundle was set, for messages: "AWS_CA_BUNDLE" or
+                                  "ca_bundle at FILE:LINE" */
     s3_creds creds;
+    s3_limits limits;    /* 0s: the defaults */
 } s3_endpoint;
 
 /*
@@ -142,6 +166,11 @@ typedef struct s3_endpoint {
  * line and setting into err.
  */
 int s3_endpoint_load(s3_endpoint *out, const char *profile, char *err, size_t err_len);
+/* Checks that the endpoint's CA bundle (AWS_CA_BUNDLE or a profile's ca_bundle) is a
+   readable file holding at least one PEM certificate, so that a wrong path is refused
+   before any job runs instead of failing every request (curl error 77). 0 (also when no
+   bundle is set), or S3_E_CONFIG with err naming the setting, the file and the problem. */
+int s3_endpoint_check_ca(const s3_endpoint *ep, char *err, size_t err_len);
 
 /* ---- URI encoding (S3's rules: unreserved A-Za-z0-9-._~ stay, all else %XX upper hex) -- */
 
@@ -295,12 +324,29 @@ typedef struct s3_call {
     size_t upload_total;
     int keep_headers;              /* from the request being run */
     s3_buf *sink;                  /* from the request being run */
+    /* what s3_call_prepare decided for the request being run, for s3_outcome_classify's
+       messages */
+    const char *op;                /* "HeadObject", ... (s3_op_name) */
+    long connect_timeout_ms, timeout_ms, stall_timeout_s; /* 0: none */
+    int is_https;
+    char errbuf[CURL_ERROR_SIZE];  /* curl's own words about a failure */
 } s3_call;
 
+/* The kinds of request (limits.c): each has its own deadlines. */
+typedef enum s3_op_kind {
+    S3_OP_META, /* no object data: one whole deadline */
+    S3_OP_DATA, /* object bytes on the wire: a stall detector, no whole deadline */
+    S3_OP_COPY  /* bytes the server copies without sending: a deadline by size */
+} s3_op_kind;
+/* The S3 API name of a request ("HeadObject", "UploadPartCopy", ...; the method for one it
+   does not know) and its kind. A static string. */
+const char *s3_op_name(const s3_request *req, s3_op_kind *out_kind);
+
+/* What the caller knows of a request beyond its shape. Deadlines come from ep->limits
+   and the request's kind (limits.c). */
 typedef struct s3_call_opts {
-    long connect_timeout_ms;       /* 0: 10 s */
-    long timeout_ms;               /* whole request, 0: 300 s */
-    long low_speed_time_s;         /* 0: 60 */
+    int64_t copy_bytes;            /* CopyObject, CompleteMultipartUpload: the object's size
+                                      (UploadPartCopy's comes from its range); 0: unknown */
 } s3_call_opts;
 
 int s3_call_init(s3_call *c);
@@ -326,7 +372,9 @@ typedef struct s3_outcome {
 } s3_outcome;
 
 /* Classifies a finished call. expect_xml_result: the success body must be XML whose root is
-   not <Error> (CopyObject, UploadPartCopy, CompleteMultipartUpload). */
+   not <Error> (CopyObject, UploadPartCopy, CompleteMultipartUpload). Without an answer the
+   message says what happened in words: "timeout: no answer from the server within 10 s
+   (HeadObject)", "untrusted TLS certificate (...): set AWS_CA_BUNDLE ...", else curl's. */
 void s3_outcome_classify(const s3_call *c, int curl_code, int expect_xml_result,
                          s3_outcome *out);
 
@@ -334,8 +382,15 @@ void s3_outcome_classify(const s3_call *c, int curl_code, int expect_xml_result,
    any thread. They return 0 for a 2xx answer, S3_E_HTTP for any other outcome (details in
    *out_outcome, which may be NULL), S3_E_IO when writing the FILE failed, S3_E_ARG/NOMEM
    when the request could not be built. A retryable outcome is retried (3 attempts, 0.2 s
-   then 0.4 s apart; a GET to a FILE only while nothing was written). s3_perform classifies
-   with expect_xml_result = 0. *out_resp is always initialised (cleanup is always safe). */
+   then 0.4 s apart). s3_perform classifies with expect_xml_result = 0. *out_resp is always
+   initialised (cleanup is always safe).
+   s3_get_to_file has no whole deadline, only the stall detector (ep->limits). A download
+   that breaks is resumed where it stopped (Range, with If-Match on the first answer's ETag:
+   a 412 means the object changed, and fails); a server that ignores the Range starts it
+   again from byte 0 (the FILE must then be seekable). Each attempt that moved less than
+   1 MiB counts against the 3. S3_E_TOO_BIG when the object is larger than
+   ep->limits.max_download_bytes (out_outcome->code "EntityTooLarge") or its body longer
+   than its Content-Length said: nothing past that is written. */
 int s3_get_to_file(const s3_endpoint *ep, const char *bucket, const char *key,
                    const char *version_id, FILE *out, s3_response *out_resp,
                    s3_outcome *out_outcome);

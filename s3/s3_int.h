@@ -30,4 +30,17 @@ int s3__ieq(const char *a, size_t n, const char *b_lower);
    into call->resp.body, returns 0 (abort) past the cap. */
 size_t s3__body_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata);
 
+/* The deadlines of one request (limits.c): total_ms 0 = no whole deadline, stall_s 0 = no
+   stall detector. */
+typedef struct s3__deadline {
+    const char *op;
+    s3_op_kind kind;
+    long connect_ms, total_ms, stall_s;
+} s3__deadline;
+void s3__deadline_for(const s3_limits *limits, const s3_request *req, int64_t copy_bytes,
+                      s3__deadline *out);
+/* "timeout: ..." for a call that ended with CURLE_OPERATION_TIMEDOUT: which deadline, which
+   operation, how far it got. */
+void s3__timeout_message(const s3_call *c, char *out, size_t cap);
+
 #endif

@@ -14,6 +14,9 @@ PACKAGES=(
     zlib1g-dev libzstd-dev libsqlite3-dev libmicrohttpd-dev
     python3 curl zstd gzip time
     radosgw ceph-mon ceph-osd
+    # the libFuzzer targets (tests/fuzz/; make fuzz, and make test's brief pass): Debian 12's
+    # clang is clang 14, whose libFuzzer runtime is a package of its own
+    clang libfuzzer-14-dev
 )
 
 missing=()

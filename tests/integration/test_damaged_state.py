@@ -10,7 +10,12 @@ the same document finishes the job:
   * the checkpoint and its .prev deleted (the state a lost file leaves);
   * the checkpoint garbled (not JSON) and .prev deleted;
   * the checkpoint valid JSON of the wrong shape ({"low": "x"}) and .prev deleted;
-  * the checkpoint deleted, .prev kept (the last good one before it is used).
+  * the checkpoint deleted, .prev kept (the last good one before it is used);
+  * the catalogue (batchrep.db) emptied to 0 bytes, or cut to half its size, its -wal and
+    -shm gone: the job is restored from its folder's record (jobs/<id>/job.json) and its
+    shards' checkpoints, the earlier cases' jobs stay Complete;
+  * (2,800 keys) the checkpoint and .prev deleted, and the run that resumes is killed too
+    before it checkpointed any progress: the third run still rechecks.
 
 Each time: the job ends Complete with every task counted once, the report has exactly one
 row per manifest line, and every source version has exactly one replica on the
@@ -40,6 +45,15 @@ def rules(dst):
 
 
 def damage(job_dir, how):
+    if how.startswith("catalogue"):
+        db = os.path.join(job_dir, "..", "..", "batchrep.db")
+        for side in ("-wal", "-shm"):
+            if os.path.exists(db + side):
+                os.unlink(db + side)
+        size = os.path.getsize(db)
+        with open(db, "r+b") as f:
+            f.truncate(0 if how == "catalogue emptied" else size // 2)
+        return
     ck = os.path.join(job_dir, "spool", "shard-000000.checkpoint.json")
     prev = ck + ".prev"
     if how != "main deleted, prev kept" and os.path.exists(prev):
@@ -98,8 +112,9 @@ def case(t, s3, moto, tmp, rows, src, how, n):
     if res.returncode:
         t.diag(res.stderr[-1500:])
         return
-    t.ok("rechecked against its destinations" in res.stderr,
-         f"{how}: the run says progress was uncertain and rechecks ({res.stderr.strip()[:160]})")
+    said = "restored from" if how.startswith("catalogue") else "rechecked against its destinations"
+    t.ok(said in res.stderr,
+         f"{how}: the run says what it found and does ({res.stderr.strip()[:240]})")
     d = json.loads(res.stdout)["Job"]
     ps = d["ProgressSummary"]
     t.eq((d["Status"], ps["NumberOfTasksSucceeded"], ps["NumberOfTasksFailed"]),
@@ -120,6 +135,89 @@ def case(t, s3, moto, tmp, rows, src, how, n):
 
 case.seen = set()
 
+TWICE_KEYS = 2800  # more rows than the feeder's window (2,048) past the checkpoint
+TWICE_FIRST = 2500
+
+
+def case_interrupted_twice(t, s3, moto, tmp):
+    """The checkpoint is lost, and the run that resumes with a recheck is itself killed before
+    it checkpointed anything: the run after it must still recheck (the uncertainty is kept in
+    the checkpoint the second run wrote), so no version is written twice."""
+    h.make_bucket(s3, "src2")
+    h.make_bucket(s3, "dst-twice")
+    src = {}
+    for i in range(TWICE_KEYS):
+        k = f"t/{i:05d}"
+        src[k] = s3.put_object(Bucket="src2", Key=k, Body=k.encode())["VersionId"]
+    rows = [("src2", k, v) for k, v in src.items()]
+    job = h.write_json(os.path.join(tmp, "job-twice.json"), h.job_document(
+        *h.upload_manifest(s3, "manifests", "m-twice.csv", rows), h.bucket_arn("reports"),
+        prefix="twice", client_token="damaged-twice"))
+    rpath = h.write_json(os.path.join(tmp, "rules-twice.json"), rules("dst-twice"))
+    state = os.path.join(tmp, "state-twice")
+    cmd = [h.batchrep_bin(), "run", job, "--replication-config", rpath, "--state-dir", state,
+           "--no-progress", "--concurrency", "8"]
+    ck, job_id = None, None
+    hold = Rule("hold", op="CopyObject", path_re=r"^/dst-twice/", after=TWICE_FIRST)
+    with FaultProxy(moto.url, [hold]) as proxy:
+        p = subprocess.Popen(cmd, env=h.batchrep_env(proxy.url), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        end = time.time() + 600
+        while time.time() < end and p.poll() is None:
+            jobs = json.loads(h.run_batchrep(["list-jobs", "--state-dir", state],
+                                             moto.env()).stdout or '{"Jobs": []}')["Jobs"]
+            if jobs:
+                job_id = jobs[0]["JobId"]
+                ck = os.path.join(state, "jobs", job_id, "spool", "shard-000000.checkpoint.json")
+                try:
+                    with open(ck) as f:
+                        done = json.load(f).get("succeeded", 0)
+                except (OSError, ValueError):
+                    done = 0
+                if proxy.held() > 0 and done >= TWICE_FIRST:
+                    break
+            time.sleep(0.3)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        proxy.release()
+    if not t.ok(ck is not None, f"twice: run 1 replicated {TWICE_FIRST} versions, was killed"):
+        return
+    for path in (ck, ck + ".prev"):
+        if os.path.exists(path):
+            os.unlink(path)
+    # run 2 rechecks: every request to the destination is held, so it is killed having
+    # checkpointed nothing but the shard's opening
+    hold_dst = Rule("hold", op=["HeadObject", "CopyObject", "ListObjectVersions"],
+                    path_re=r"^/dst-twice")
+    with FaultProxy(moto.url, [hold_dst]) as proxy:
+        p = subprocess.Popen(cmd, env=h.batchrep_env(proxy.url), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        end = time.time() + 120
+        while time.time() < end and not (os.path.exists(ck) and proxy.held() > 0):
+            time.sleep(0.1)
+        p.send_signal(signal.SIGKILL)
+        _, err2 = p.communicate()
+        proxy.release()
+    t.ok(b"rechecked against its destinations" in err2,
+         "twice: run 2 says progress is uncertain and rechecks")
+    res = subprocess.run(cmd, env=moto.env(), capture_output=True, text=True, timeout=900)
+    t.eq(res.returncode, 0, "twice: run 3 completes the job")
+    if res.returncode:
+        t.diag(res.stderr[-1500:])
+        return
+    d = json.loads(res.stdout)["Job"]
+    rep = h.read_report(s3, "reports", "twice", d["JobId"])
+    got = [(r[1], r[2]) for r in rep["rows"]["succeeded"] + rep["rows"]["failed"]]
+    t.eq(sorted(got), sorted((k, v) for _, k, v in rows),
+         "twice: exactly one report row per manifest line")
+    per_key = {}
+    for v in h.list_versions(s3, "dst-twice"):
+        per_key.setdefault(v["Key"], []).append(v["ETag"])
+    twice = [k for k, vs in per_key.items() if len(vs) != 1]
+    t.ok(not twice and len(per_key) == TWICE_KEYS,
+         f"twice: every version has exactly one replica ({len(twice)} twice, "
+         f"{TWICE_KEYS - len(per_key)} missing)")
+
 
 def main():
     t = h.Tap()
@@ -133,8 +231,10 @@ def main():
             src[k] = s3.put_object(Bucket="src", Key=k, Body=k.encode())["VersionId"]
         rows = [("src", k, v) for k, v in src.items()]
         for n, how in enumerate(("deleted", "garbled", "wrong shape",
-                                 "main deleted, prev kept")):
+                                 "main deleted, prev kept", "catalogue emptied",
+                                 "catalogue half-truncated")):
             case(t, s3, moto, tmp, rows, src, how, n)
+        case_interrupted_twice(t, s3, moto, tmp)
     t.done()
 
 

@@ -153,8 +153,9 @@ def main():
             rows.insert(i * 12, ("src", f"ok/{i:03d}", v["VersionId"]))
         marn, metag = h.upload_manifest(s3, "manifests", "mostly-missing.csv", rows)
         # the report's upload is held, so the job is seen between its last task and its
-        # report: Failing (not yet terminal, aws-formats.md §4.1), then Failed
-        hold = Rule("hold", method="PUT", path_re=r"^/reports/thr/")
+        # report: Failing (not yet terminal, aws-formats.md §4.1), then Failed (the report's
+        # files only: Preparing's write check puts and deletes a marker there first)
+        hold = Rule("hold", method="PUT", path_re=r"^/reports/thr/job-[^/]+/(results/|manifest)")
         with FaultProxy(moto.url, [hold]) as proxy:
             job_path = h.write_json(os.path.join(tmp, "thr.json"),
                                     h.job_document(marn, metag, h.bucket_arn("reports"),

@@ -17,6 +17,7 @@
 #include "tests/unit/tap.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,10 +66,16 @@ static int read_all(const mf_spec *spec, s3_buf *dump, char *msg, size_t cap)
 static void test_inventory_fixtures(void)
 {
     const char *root = getenv("BATCHREP_SRC") && *getenv("BATCHREP_SRC") ? getenv("BATCHREP_SRC") : ".";
-    char dir[4096];
+    char dir[4096], start[4096];
     snprintf(dir, sizeof dir, "%s/" FIX, root);
+    /* .path files name manifests relative to the fixtures folder: read them from there, and
+       come back where we started (a relative BATCHREP_SRC is relative to it). */
+    if (!getcwd(start, sizeof start)) {
+        tap_ok(0, "current directory: %s", strerror(errno));
+        return;
+    }
     if (chdir(dir) != 0) {
-        tap_ok(0, "fixtures folder %s", dir);
+        tap_ok(0, "fixtures folder %s: %s", dir, strerror(errno));
         return;
     }
     DIR *d = opendir(".");
@@ -82,8 +89,8 @@ static void test_inventory_fixtures(void)
         snprintf(name, sizeof name, "%.*s", (int)(n - 5), de->d_name);
         char pf[300], ef[300], xf[300];
         snprintf(pf, sizeof pf, "%s.path", name);
-        snprintf(ef, sizeof ef, FIX "/%s.expected", name);
-        snprintf(xf, sizeof xf, FIX "/%s.error", name);
+        snprintf(ef, sizeof ef, "%s.expected", name);
+        snprintf(xf, sizeof xf, "%s.error", name);
         char path[1024] = "";
         FILE *f = fopen(pf, "r");
         if (!f || !fgets(path, sizeof path, f)) {
@@ -94,10 +101,8 @@ static void test_inventory_fixtures(void)
         }
         fclose(f);
         path[strcspn(path, "\n")] = '\0';
-        chdir(root);
-        char *want = tap_read_fixture(ef + 0, NULL);
-        char *want_err = tap_read_fixture(xf + 0, NULL);
-        chdir(dir);
+        char *want = tap_read_path(ef, NULL);
+        char *want_err = tap_read_path(xf, NULL);
         mf_spec spec = {.format = MF_FORMAT_INVENTORY, .path = path, .display_name = path};
         s3_buf dump;
         s3_buf_init(&dump, TAP_BUF_MAX);
@@ -128,7 +133,8 @@ static void test_inventory_fixtures(void)
     if (d)
         closedir(d);
     tap_ok(n_cases >= 6, "%d inventory fixture cases ran", n_cases);
-    chdir(root);
+    if (chdir(start) != 0)
+        tap_ok(0, "back to %s: %s", start, strerror(errno));
 }
 
 static int write_file(const char *path, const char *data)

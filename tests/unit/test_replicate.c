@@ -4,6 +4,8 @@
  * disabled rules, several destinations), the eligibility verdict for every failure reason,
  * the S3 error -> failure reason table, the replay order of versions, the resume's suffix
  * match, and the TagSet parser. Rules come from tests/fixtures/replicate/rules.json.
+ * Configurations PutBucketReplication refuses are the files of tests/fixtures/replicate/invalid/
+ * (each refused, naming the member); those of valid/ are near misses that must be accepted.
  */
 #include "replicate/replicate.h"
 #include "tests/unit/tap.h"
@@ -110,13 +112,15 @@ static void test_verdicts(const repl_rules *r)
                got == REPL_OK ? "eligible" : repl_failure_of(got)->code);
     }
     repl_rules narrow;
-    json_t *doc = json_loads("{\"Rules\":[{\"ID\":\"n\",\"Priority\":1,\"Status\":\"Enabled\","
+    json_t *doc = json_loads("{\"Role\":\"arn:aws:iam::123456789012:role/r\","
+                             "\"Rules\":[{\"ID\":\"n\",\"Priority\":1,\"Status\":\"Enabled\","
                              "\"Filter\":{\"Prefix\":\"only/\"},\"DeleteMarkerReplication\":"
                              "{\"Status\":\"Disabled\"},\"Destination\":{\"Bucket\":"
                              "\"arn:aws:s3:::dst-n\"}}]}",
                              0, NULL);
-    char err[256];
-    if (repl_rules_from_json(&narrow, doc, "inline", err, sizeof err) == 0) {
+    char err[256] = "";
+    if (tap_ok(repl_rules_from_json(&narrow, doc, "inline", err, sizeof err) == 0,
+               "a one-rule configuration parses (%s)", err)) {
         tap_ok(repl_verdict_version(&narrow, s3_slice_cstr("else/x"), NULL, 0, 0, "STANDARD",
                                     out) == REPL_NOT_ELIGIBLE,
                "no enabled rule selects the key: SrcObjectNotEligible");
@@ -316,6 +320,64 @@ static void test_tags(void)
     }
 }
 
+/* Parses a fixture; 0, or the parser's code with its message in err. */
+static int parse_fixture(const char *fixture, char *err, size_t err_len)
+{
+    size_t len;
+    char *text = tap_read_fixture(fixture, &len);
+    json_t *doc = text ? json_loadb(text, len, 0, NULL) : NULL;
+    free(text);
+    err[0] = '\0';
+    if (!doc) {
+        snprintf(err, err_len, "%s: cannot read the fixture", fixture);
+        return -1;
+    }
+    repl_rules r;
+    int rc = repl_rules_from_json(&r, doc, fixture, err, err_len);
+    json_decref(doc);
+    if (rc == 0)
+        repl_rules_cleanup(&r);
+    return rc;
+}
+
+/* Configurations AWS refuses (aws-formats.md §7.1 shapes, §7.2 priorities): each is
+   refused with REPL_E_INVALID_RULES and a message that names the member. */
+static void test_invalid_configs(void)
+{
+    static const struct {
+        const char *file, *names, *why;
+    } cases[] = {
+        {"no-role.json", ": Role: required", "no Role (§7.1: Role is required)"},
+        {"empty-role.json", ": Role: required", "an empty Role"},
+        {"duplicate-id.json", ": Rules[1].ID: ", "two rules with ID \"a\""},
+        {"negative-priority.json", ": Rules[0].Priority: ", "Priority -1"},
+        {"priority-above-int32.json", ": Rules[1].Priority: ",
+         "Priority 4294967297 (an int: was cut to 1, and the other rule won)"},
+        {"filter-without-priority.json", ": Rules[0].Priority: ",
+         "a Filter without Priority (§7.2: a Filter needs Priority)"},
+        {"id-too-long.json", ": Rules[0].ID: ", "an ID of 256 characters (§7.1: at most 255)"},
+        {"overlap-prefixes.json", ": Rules[1]: ",
+         "Prefix logs/ and logs/app/, same destination, same Priority"},
+        {"overlap-tags.json", ": Rules[1]: ",
+         "tag filters on different keys, same destination, same Priority"},
+        {"overlap-v1.json", ": Rules[1]: ", "V1 rules with Prefix a and ab (no Priority: equal)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char path[256], err[1024];
+        snprintf(path, sizeof path, "tests/fixtures/replicate/invalid/%s", cases[i].file);
+        int rc = parse_fixture(path, err, sizeof err);
+        tap_ok(rc == -REPL_E_INVALID_RULES && strstr(err, cases[i].names) != NULL,
+               "refused: %s; the message names \"%s\" (rc %d: %s)", cases[i].why,
+               cases[i].names, rc, err);
+    }
+    char err[1024];
+    int rc = parse_fixture("tests/fixtures/replicate/valid/equal-priority-apart.json", err,
+                           sizeof err);
+    tap_ok(rc == 0, "accepted: equal priorities whose filters cannot match one key (prefixes "
+                    "apart, team=blue vs team=green) or whose destinations differ, Priority "
+                    "0 and 2147483647, two rules without ID (%s)", err);
+}
+
 int main(void)
 {
     repl_rules r;
@@ -330,5 +392,6 @@ int main(void)
     test_s3_errors();
     test_order_and_resume();
     test_tags();
+    test_invalid_configs();
     return tap_done();
 }
