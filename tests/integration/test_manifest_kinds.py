@@ -191,7 +191,7 @@ def main():
                          ("src", "a/2", vid[("a/2", 0)], "succeeded", "200", "", "success")]),
                  "generated: report rows a/1 v2 and a/2 v1")
             # a/2's current version is a delete marker the manifest does not list: it is
-            # restored on top (README "The current version")
+            # restored on top (docs/replication.md "The current version")
             t.eq(sorted((v["Key"], v["IsDeleteMarker"], v["IsLatest"], v["ETag"] or "")
                         for v in h.list_versions(s3, "dst2")),
                  sorted([("a/1", False, True, made["a/1"][1]["ETag"]),

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """test_ordering.py — every key ends with the source's current version, whatever the manifest
-lists and in whatever order (README "Order and the current version"; run/spool.c, engine/unit.c).
+lists and in whatever order (docs/replication.md "The current version"; run/spool.c, engine/unit.c).
 
 Source bucket `src` on moto: 40 keys ord/k00..ord/k39 with 3-5 items each, made in rounds one
 wall-clock second apart (moto's LastModified has whole seconds), so every key's history has
