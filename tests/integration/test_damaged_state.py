@@ -128,9 +128,10 @@ def case(t, s3, moto, tmp, rows, src, how, n):
         per_key.setdefault(v["Key"], []).append(v["ETag"])
     twice = [k for k, vs in per_key.items() if len(vs) != 1]
     missing = [k for k in src if k not in per_key]
-    t.ok(not twice and not missing,
-         f"{how}: every version has exactly one replica ({len(twice)} twice, "
-         f"{len(missing)} missing)")
+    if not t.ok(not twice and not missing,
+                f"{how}: every version has exactly one replica ({len(twice)} twice, "
+                f"{len(missing)} missing)"):
+        t.diag(res.stderr[-3000:])
 
 
 case.seen = set()
