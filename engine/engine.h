@@ -180,7 +180,8 @@ int eng_unit_builder_same_key(const eng_unit_builder *b, const mf_entry *e);
 int eng_unit_builder_add(eng_unit_builder *b, const mf_entry *e);
 /* Turns the group into a unit (one allocation) and empties the builder. NULL: no memory.
    rules, stop and job are borrowed and must outlive the unit: the unit runs under those
-   rules, abandons its work when *stop becomes nonzero, and carries job for the writer. */
+   rules, abandons its work when *stop becomes nonzero, and carries job (the caller's context:
+   run/ passes the unit's shard) for the writer. */
 eng_unit *eng_unit_builder_take(eng_unit_builder *b, const repl_rules *rules,
                                   _Atomic int *stop, const _Atomic int *priority, void *job);
 /* The priority of the unit's job now (0 when it has none; LONG_MAX once the job stopped,
