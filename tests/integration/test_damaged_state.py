@@ -98,13 +98,15 @@ def case(t, s3, moto, tmp, rows, src, how, n):
                 if proxy.held() > 0 and done >= LET_THROUGH:
                     break
             time.sleep(0.2)
+        ended = p.poll()
         p.send_signal(signal.SIGKILL)
-        p.wait()
+        _, err1 = p.communicate()
         proxy.release()
     case.seen.add(job_id)
-    t.ok(job_id is not None, f"{how}: the job ran {LET_THROUGH} tasks, checkpointed, then was "
-                             f"killed with copies in flight")
-    if not job_id:
+    if not t.ok(job_id is not None and ended is None,
+                f"{how}: the job ran {LET_THROUGH} tasks, checkpointed, then was killed with "
+                f"copies in flight"):
+        t.diag(f"the run ended by itself (exit {ended}): {err1.decode(errors='replace')[-1500:]}")
         return
     damage(os.path.join(state, "jobs", job_id), how)
     res = subprocess.run(cmd, env=moto.env(), capture_output=True, text=True, timeout=900)
