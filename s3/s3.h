@@ -505,8 +505,11 @@ typedef struct s3_retry_policy {
 } s3_retry_policy;
 #define S3_RETRY_DEFAULT ((s3_retry_policy){8, 100, 20000})
 /* The blocking requests (manifests, reports, bucket checks) run on a thread that also keeps
-   a job's heartbeat: few, short waits (worst case 0.6 s in all, as before the one policy). */
-#define S3_RETRY_BLOCKING ((s3_retry_policy){3, 200, 400})
+   the jobs' heartbeats (stale after 30 s): 6 attempts, waits of at most 0.25, 0.5, 1, 2 and
+   4 s (7.75 s in all at worst, ~3.9 s on average), enough to ride out a server's brief
+   hiccup (a busy test server resetting connections failed Preparing with 0.6 s) and far
+   from the heartbeat's limit. */
+#define S3_RETRY_BLOCKING ((s3_retry_policy){6, 250, 4000})
 /* The delay before retry number `retry` (1 = the first), drawn with *rng (rand_r state). */
 int s3_backoff_ms(const s3_retry_policy *p, int retry, unsigned *rng);
 

@@ -4,9 +4,9 @@
  *
  * Each call makes its own s3_call and s3_signer (so it is safe from any thread) and retries
  * a retryable outcome (aws-formats.md 8.3) with the backoff every request uses
- * (s3_backoff_ms, full jitter) under S3_RETRY_BLOCKING: 3 attempts, at most 0.2 then
- * 0.4 s apart, because these calls run on the thread that keeps the jobs' heartbeats
- * (a worker whose heartbeat is 30 s old loses its job to another).
+ * (s3_backoff_ms, full jitter) under S3_RETRY_BLOCKING: 6 attempts, 7.75 s of waiting at
+ * worst, because these calls run on the thread that keeps the jobs' heartbeats (a worker
+ * whose heartbeat is 30 s old loses its job to another).
  *
  * Deadlines are the request's kind's (limits.c): a GET to a FILE (a manifest, an Inventory
  * data file, a report read as a manifest) has no whole deadline, only the stall detector,

@@ -16,7 +16,7 @@ take the same path, mf_fetch_object):
     broken mid-body         resumed with Range from the byte it stopped at and If-Match on
                             the ETag; the job completes
     replaced mid-download   the resume gets 412: the job fails naming the change
-    trickle (2 bytes/s)     cut by the stall detector, 3 attempts, job Failed in seconds
+    trickle (2 bytes/s)     cut by the stall detector, 6 attempts (S3_RETRY_BLOCKING), job Failed in seconds
     slow but steady         2 KiB/s for ~3 s, longer than --request-timeout-ms: completes
                             (no whole deadline on a download)
     kill -9 mid-download    the worker that takes over leaves no *.part* file
@@ -198,6 +198,9 @@ def case_replaced(t, e):
          f"{reason(job)[:160]})")
 
 
+BLOCKING_ATTEMPTS = 6  # S3_RETRY_BLOCKING in s3/s3.h
+
+
 def case_trickle_download(t, e):
     data = h.manifest_csv(e.rows())
     with HostileServer(e.moto.url) as hs:
@@ -209,8 +212,9 @@ def case_trickle_download(t, e):
         hs.release()
     ended(t, res, secs, "manifest trickling at 2 bytes/s")
     t.ok(res is not None and res.returncode == 3 and "timeout: the transfer stalled" in reason(job)
-         and n == 3, f"trickle: cut by the stall detector after {n} attempts "
-                     f"({reason(job)[:200]})")
+         and n == BLOCKING_ATTEMPTS,
+         f"trickle: cut by the stall detector, each of the {n} attempts of a blocking "
+         f"request (S3_RETRY_BLOCKING: {BLOCKING_ATTEMPTS}) ({reason(job)[:200]})")
 
 
 def case_slow_but_steady(t, e):
