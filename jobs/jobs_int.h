@@ -9,7 +9,7 @@
 /* ---- a job's record beside the catalogue (recover.c) ------------------------------------ */
 
 /* Writes <state>/jobs/<id>/job.json (folder 0700, file 0600, atomically): what the job's
-   catalogue row is made from. 0 or -JOBS_E_*, err says why. */
+   catalogue row is made from; after the row is in the catalogue. 0 or -JOBS_E_*. */
 int jobs__record_write(const char *state_dir, const jobs_row *r, char *err, size_t err_len);
 /* Removes a record written for a job that was not created after all (and its folder when
    empty). */

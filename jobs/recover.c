@@ -2,7 +2,9 @@
  * recover.c — a catalogue that is lost, emptied or damaged loses no job.
  *
  * Every job also has a record next to its state: <state>/jobs/<id>/job.json (0600), written
- * before its catalogue row, holding what the row is made from and that never changes: the
+ * right after its catalogue row (never before: a record without a row is what is put back,
+ * so another process opening the catalogue meanwhile must not see one), holding what the
+ * row is made from and that never changes: the
  * ID, the ClientRequestToken, the CreateJob document and the replication configuration given
  * at creation (with their SHA-256s), the priority and the creation time. When the catalogue
  * opens (store.c), each job folder whose job is not in it is put back:

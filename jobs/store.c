@@ -8,9 +8,10 @@
  * bucket's), status, priority, counters, timestamps, failure reason, and which worker owns
  * the job (pid + heartbeat) so a job whose worker died — kill -9 — is taken over by the next
  * worker. Per-task progress is not here: it is the checkpoint file next to the job's report
- * (checkpoint.c), written far more often than a catalogue row would like. A row is made
- * from its job's record (recover.c), written first: a catalogue lost, emptied or damaged
- * (moved aside when SQLite says so) is rebuilt from the job folders when it opens.
+ * (checkpoint.c), written far more often than a catalogue row would like. Each row has a
+ * record in its job's folder (recover.c), written right after it: a catalogue lost, emptied
+ * or damaged (moved aside when SQLite says so) is rebuilt from the job folders when it
+ * opens.
  */
 #include "jobs/jobs_int.h"
 
@@ -344,9 +345,6 @@ int jobs_store_insert(jobs_store *s, const jobs_row *r, char *out_existing_id,
     sqlite3_finalize(st);
     if (out_existing_id[0])
         return 0; /* same ClientRequestToken: that job (the caller compares the request) */
-    int wrc = jobs__record_write(s->dir, r, err, err_len); /* first: the row's durable copy */
-    if (wrc != 0)
-        return wrc;
     if (sqlite3_prepare_v2(s->db,
                            "INSERT INTO jobs (id, token, doc, rules, status, priority, "
                            "created_ms, total, doc_sha256, rules_sha256) "
@@ -369,13 +367,24 @@ int jobs_store_insert(jobs_store *s, const jobs_row *r, char *out_existing_id,
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc == SQLITE_CONSTRAINT) { /* another process inserted the same token meanwhile */
-        jobs__record_remove(s->dir, r->id);
         return jobs_store_insert(s, r, out_existing_id, err, err_len);
     }
-    if (rc != SQLITE_DONE) {
-        int frc = sql_fail(s, err, err_len, "insert");
+    if (rc != SQLITE_DONE)
+        return sql_fail(s, err, err_len, "insert");
+    /* the record after the row: a record without its row is what the rebuild puts back
+       (recover.c), so one written first could be "restored" by another process opening the
+       catalogue while this one inserts (seen: a list-jobs during a run's create) */
+    int wrc = jobs__record_write(s->dir, r, err, err_len);
+    if (wrc != 0) {
+        sqlite3_stmt *del;
+        if (sqlite3_prepare_v2(s->db, "DELETE FROM jobs WHERE id = ?1", -1, &del, NULL) ==
+            SQLITE_OK) {
+            sqlite3_bind_text(del, 1, r->id, -1, SQLITE_STATIC);
+            sqlite3_step(del);
+            sqlite3_finalize(del);
+        }
         jobs__record_remove(s->dir, r->id);
-        return frc;
+        return wrc;
     }
     return 0;
 }
