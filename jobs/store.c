@@ -60,6 +60,16 @@ static int sql_fail(jobs_store *s, char *err, size_t err_len, const char *what)
     return sqlite3_errcode(s->db) == SQLITE_FULL ? -JOBS_E_DISK_FULL : -JOBS_E_IO;
 }
 
+/* Ends the transaction begun with BEGIN IMMEDIATE: 0, or the failure after a rollback. */
+static int commit(jobs_store *s, char *err, size_t err_len)
+{
+    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        return 0;
+    int ret = sql_fail(s, err, err_len, "commit");
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return ret;
+}
+
 /* 1 when the jobs table has the column, 0 when not, -1 when SQLite cannot say. */
 static int has_column(jobs_store *s, const char *name)
 {
@@ -94,12 +104,7 @@ static int migrate(jobs_store *s, char *err, size_t err_len)
             return ret;
         }
     }
-    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        int ret = sql_fail(s, err, err_len, "commit");
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-        return ret;
-    }
-    return 0;
+    return commit(s, err, err_len);
 }
 
 void jobs_state_root(const char *given, char *out, size_t cap)
@@ -459,12 +464,7 @@ int jobs_store_save(jobs_store *s, const jobs_row *r, char *err, size_t err_len)
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         return ret;
     }
-    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        int ret = sql_fail(s, err, err_len, "commit");
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-        return ret;
-    }
-    return 0;
+    return commit(s, err, err_len);
 }
 
 /* Compare-and-set of the status (for requests from other processes and claims). Returns 1
