@@ -31,6 +31,10 @@ FORTIFY_FLAG  := $(if $(findstring _FORTIFY_SOURCE,$(OPT) $(USER_CFLAGS)),,$(if 
                    $(filter -O -O1 -O2 -O3 -Os -Og -Ofast,$(OPT)),-D_FORTIFY_SOURCE=$(FORTIFY_LEVEL)))
 HARDEN_CFLAGS  ?= $(FORTIFY_FLAG) -fstack-protector-strong -fPIE
 HARDEN_LDFLAGS ?= -pie -Wl,-z,relro,-z,now
+# libpq (jobs/store_pg.c, the shared catalogue): Debian's libpq-dev puts <libpq-fe.h> in
+# /usr/include/postgresql; pkg-config says so, pg_config when there is no libpq.pc.
+PQ_CFLAGS := $(shell pkg-config --cflags libpq 2>/dev/null || echo "-I$$(pg_config --includedir 2>/dev/null)")
+CFLAGS  += $(PQ_CFLAGS)
 # -Wformat-truncation stays on (-Wall): a path, key or ID cut short names something else, so
 # every snprintf that could cut one checks its result; a message that is cut on purpose says
 # so with an explicit precision ("%.*s").
@@ -43,7 +47,8 @@ FLAGS_STAMP := $(BUILD)/.flags
 FLAGS_NOW   := $(CC) $(CFLAGS) $(LDFLAGS)
 $(shell mkdir -p $(BUILD) && { [ "$$(cat $(FLAGS_STAMP) 2>/dev/null)" = '$(FLAGS_NOW)' ] || \
           echo '$(FLAGS_NOW)' > $(FLAGS_STAMP); })
-LDLIBS  := -lcurl -lmicrohttpd -lcsv -lexpat -ljansson -lcrypto -lz -lzstd -lsqlite3 -lpthread -lm
+LDLIBS  := -lcurl -lmicrohttpd -lcsv -lexpat -ljansson -lcrypto -lz -lzstd -lsqlite3 -lpq \
+           -lpthread -lm
 
 S3_SRC       := $(wildcard s3/*.c)
 MANIFEST_SRC := $(wildcard manifest/*.c)

@@ -45,7 +45,10 @@ enum { CLI_OPT_RUN_BASE = 1000 };
         {"connect-timeout-ms", required_argument, NULL, CLI_OPT_RUN_BASE + 14},            \
         {"request-timeout-ms", required_argument, NULL, CLI_OPT_RUN_BASE + 15},            \
         {"stall-timeout-s", required_argument, NULL, CLI_OPT_RUN_BASE + 16},               \
-        {"max-manifest-bytes", required_argument, NULL, CLI_OPT_RUN_BASE + 17}
+        {"max-manifest-bytes", required_argument, NULL, CLI_OPT_RUN_BASE + 17},            \
+        {"lease-ttl-s", required_argument, NULL, CLI_OPT_RUN_BASE + 18},                   \
+        {"checkpoint-interval-s", required_argument, NULL, CLI_OPT_RUN_BASE + 19},         \
+        {"work-location", required_argument, NULL, CLI_OPT_RUN_BASE + 20}
 #define CLI_RUN_HELP                                                                       \
     "  --concurrency N            requests in flight in total (default 64)\n"             \
     "  --workers N                transfer threads (default: number of cores)\n"            \
@@ -79,7 +82,17 @@ enum { CLI_OPT_RUN_BASE = 1000 };
     "  --stall-timeout-s N        object data and manifest downloads are cut when less\n"  \
     "                             than 1024 bytes/s moved for N s (default 20)\n"          \
     "  --max-manifest-bytes N     a manifest, Inventory data or report file to download\n" \
-    "                             larger than this is refused (default 68719476736)\n"
+    "                             larger than this is refused (default 68719476736)\n"   \
+    "  --lease-ttl-s N            a shard this worker leased is another worker's to take\n" \
+    "                             over when not renewed for N s; renewed every N/3 s, its\n" \
+    "                             requests stop 2N/3 s after the last renewal (default 30)\n" \
+    "  --checkpoint-interval-s N  report rows and progress saved at least every N s (and\n" \
+    "                             when the planner needs it); a takeover redoes at most\n" \
+    "                             that much, rechecked (default 5)\n"                    \
+    "  --work-location s3://BUCKET[/PREFIX]\n"                                            \
+    "                             with a shared catalogue, where jobs' shards and report\n" \
+    "                             parts are kept (the same on every worker; default: the\n" \
+    "                             job's report prefix, job-<id>/work/)\n"
 
 /* 1: c was one of the shared options (applied to o); 0: not one; -1: bad value.
    --destination-profile values are kept in a static table (at most CLI_MAX_DEST_PROFILES). */

@@ -10,10 +10,10 @@
 #include <string.h>
 
 enum { OPT_STATE = 1, OPT_JOB_ID, OPT_PRIORITY, OPT_STATUS, OPT_REASON, OPT_REPL,
-       OPT_STATUSES };
+       OPT_STATUSES, OPT_CATALOG };
 
 typedef struct args {
-    const char *state, *job_id, *requested, *reason, *repl;
+    const char *state, *catalog, *job_id, *requested, *reason, *repl;
     const char *priority;
     int prio;                    /* --priority, parsed */
     const char *statuses[16];
@@ -23,6 +23,9 @@ typedef struct args {
 
 static const char common_help[] =
     "  --state-dir DIR            the state directory (see `batchrep help`)\n"
+    "  --catalog URL              postgresql://user@host:port/db (a shared catalogue for\n"
+    "                             workers on many machines); default: $BATCHREP_CATALOG,\n"
+    "                             else SQLite in the state directory\n"
     "  -h, --help                 this text\n";
 
 /* Parses the verb's options; returns -1 (usage) or 1 (help printed) or 0. */
@@ -30,6 +33,7 @@ static int parse(int argc, char **argv, const char *help, int want_positional, a
 {
     static const struct option longopts[] = {
         {"state-dir", required_argument, NULL, OPT_STATE},
+        {"catalog", required_argument, NULL, OPT_CATALOG},
         {"job-id", required_argument, NULL, OPT_JOB_ID},
         {"priority", required_argument, NULL, OPT_PRIORITY},
         {"requested-job-status", required_argument, NULL, OPT_STATUS},
@@ -46,6 +50,7 @@ static int parse(int argc, char **argv, const char *help, int want_positional, a
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case OPT_STATE: a->state = optarg; break;
+        case OPT_CATALOG: a->catalog = optarg; break;
         case OPT_JOB_ID: a->job_id = optarg; break;
         case OPT_PRIORITY: a->priority = optarg; break;
         case OPT_STATUS: a->requested = optarg; break;
@@ -95,7 +100,7 @@ static int need(const char *value, const char *name, const char *help)
 static int run_verb(int argc, char **argv, const verb_def *v)
 {
     args a;
-    char err[2048], help[2048];
+    char err[2048], help[4096];
     snprintf(help, sizeof help, "%s%s", v->help, common_help);
     int p = parse(argc, argv, help, v->positional, &a);
     if (p)
@@ -106,9 +111,10 @@ static int run_verb(int argc, char **argv, const verb_def *v)
         (v->need_priority && cli_parse_int("--priority", a.priority, 0, 2147483647, &a.prio)))
         return CLI_EXIT_USAGE;
     jobs_store *st;
-    if (jobs_store_open(a.state, &st, err, sizeof err) != 0) {
+    int orc = jobs_store_open(a.state, a.catalog, &st, err, sizeof err);
+    if (orc != 0) {
         fprintf(stderr, "batchrep: %s\n", err);
-        return CLI_EXIT_ERROR;
+        return orc == -JOBS_E_INVALID_JOB ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
     }
     json_t *out = NULL;
     int rc = v->call(st, &a, &out, err, sizeof err);
@@ -151,6 +157,7 @@ int cli_create_job(int argc, char **argv)
 {
     static const verb_def v = {
         "Usage: batchrep create-job JOB.json [--replication-config FILE] [--state-dir DIR]\n"
+        "                           [--catalog URL]\n"
         "\n"
         "Queues a job from a CreateJob request JSON (as `aws s3control create-job\n"
         "--cli-input-json` takes) and prints {\"JobId\": ...}. The same ClientRequestToken\n"
@@ -167,7 +174,7 @@ int cli_create_job(int argc, char **argv)
 int cli_describe_job(int argc, char **argv)
 {
     static const verb_def v = {
-        "Usage: batchrep describe-job --job-id ID [--state-dir DIR]\n"
+        "Usage: batchrep describe-job --job-id ID [--state-dir DIR] [--catalog URL]\n"
         "\n"
         "Prints the job's DescribeJob JSON ({\"Job\": {...}}), with the live ProgressSummary\n"
         "of a job that another process is running.\n\nOptions:\n",
@@ -178,7 +185,7 @@ int cli_describe_job(int argc, char **argv)
 int cli_list_jobs(int argc, char **argv)
 {
     static const verb_def v = {
-        "Usage: batchrep list-jobs [--job-statuses STATUS ...] [--state-dir DIR]\n"
+        "Usage: batchrep list-jobs [--job-statuses STATUS ...] [--state-dir DIR] [--catalog URL]\n"
         "\n"
         "Prints {\"Jobs\": [JobListDescriptor, ...]}, newest first; with --job-statuses only\n"
         "jobs in those statuses (New Preparing Suspended Ready Active Pausing Paused\n"
@@ -191,6 +198,7 @@ int cli_update_job_priority(int argc, char **argv)
 {
     static const verb_def v = {
         "Usage: batchrep update-job-priority --job-id ID --priority N [--state-dir DIR]\n"
+        "                                   [--catalog URL]\n"
         "\n"
         "Sets the job's priority (0..2147483647, higher runs first) and prints {\"JobId\",\n"
         "\"Priority\"}. A running worker applies it within a second.\n\nOptions:\n",
@@ -203,6 +211,7 @@ int cli_update_job_status(int argc, char **argv)
     static const verb_def v = {
         "Usage: batchrep update-job-status --job-id ID --requested-job-status Ready|Cancelled\n"
         "                                 [--status-update-reason TEXT] [--state-dir DIR]\n"
+        "                                 [--catalog URL]\n"
         "\n"
         "Ready confirms a Suspended job (ConfirmationRequired). Cancelled cancels a job: one\n"
         "that has not started becomes Cancelled at once; a running one becomes Cancelling,\n"

@@ -32,6 +32,10 @@ static const char usage[] =
     "$XDG_STATE_HOME/batchrep, else ~/.local/state/batchrep): the job catalogue and each\n"
     "job's checkpoint and report live there.\n"
     "\n"
+    "Every verb takes --catalog URL (or $BATCHREP_CATALOG): postgresql://user@host:port/db\n"
+    "(a shared catalogue for workers on many machines); default: SQLite in the state\n"
+    "directory.\n"
+    "\n"
     "Endpoint and credentials follow the AWS CLI: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL,\n"
     "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION,\n"
     "AWS_DEFAULT_REGION, AWS_PROFILE, AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE,\n"
@@ -151,6 +155,21 @@ int cli_run_option(int c, const char *arg, run_options *o)
         o->limits.max_download_bytes = (uint64_t)n;
         return 1;
     }
+    case 18: {
+        int secs;
+        if (cli_parse_int("--lease-ttl-s", arg, 3, 3600, &secs))
+            return -1;
+        o->lease_ttl_ms = (int64_t)secs * 1000;
+        return 1;
+    }
+    case 19: {
+        int secs;
+        if (cli_parse_int("--checkpoint-interval-s", arg, 1, 3600, &secs))
+            return -1;
+        o->checkpoint_interval_ms = (int64_t)secs * 1000;
+        return 1;
+    }
+    case 20: o->work_location = arg; return 1;
     default: return 0;
     }
 }

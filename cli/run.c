@@ -8,6 +8,12 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The same words as the catalogue verbs' --catalog (cli/jobs.c). */
+#define CATALOG_HELP                                                                       \
+    "  --catalog URL              postgresql://user@host:port/db (a shared catalogue for\n" \
+    "                             workers on many machines); default: $BATCHREP_CATALOG,\n" \
+    "                             else SQLite in the state directory\n"
+
 static const char run_help[] =
     "Usage: batchrep run JOB.json [OPTIONS]\n"
     "\n"
@@ -28,7 +34,8 @@ static const char run_help[] =
     "Options:\n"
     "  --replication-config FILE  the replication configuration, as PutBucketReplication\n"
     "                             JSON; default: GetBucketReplication on the source bucket\n"
-    "  --state-dir DIR            where jobs keep their state (see `batchrep help`)\n" CLI_RUN_HELP
+    "  --state-dir DIR            where jobs keep their state (see `batchrep help`)\n"
+    CATALOG_HELP CLI_RUN_HELP
     "  -h, --help                 this text\n"
     "\n"
     "Exit status: 0 the job reached Complete (tasks may have failed: the report says which),\n"
@@ -37,30 +44,34 @@ static const char run_help[] =
 static const char worker_help[] =
     "Usage: batchrep worker [OPTIONS]\n"
     "\n"
-    "Runs the jobs of the state directory's catalogue: prepares New jobs (a job with\n"
-    "ConfirmationRequired then waits Suspended for `update-job-status --requested-job-status\n"
-    "Ready`), runs Ready ones several at a time with transfer slots going to the highest\n"
-    "priority first (equal priorities share), pauses lower-priority jobs while higher ones\n"
-    "need the slots, honours cancels and priority changes made by other processes within a\n"
-    "second, and takes over jobs whose worker died, from their last checkpoint. SIGINT or\n"
-    "SIGTERM stops it cleanly; its jobs continue at the next start.\n"
+    "Runs the jobs of the catalogue (--catalog, else the state directory's): prepares New\n"
+    "jobs (a job with ConfirmationRequired then waits Suspended for `update-job-status\n"
+    "--requested-job-status Ready`), runs Ready ones several at a time with transfer slots\n"
+    "going to the highest priority first (equal priorities share), pauses lower-priority\n"
+    "jobs while higher ones need the slots, honours cancels and priority changes made by\n"
+    "other processes within a second, and takes over jobs whose worker died, from their\n"
+    "last checkpoint. SIGINT or SIGTERM stops it cleanly; its jobs continue at the next\n"
+    "start.\n"
     "\n"
     "Options:\n"
     "  --until-idle               return when no job is left to run (for cron, systemd\n"
     "                             timers, Kubernetes CronJobs); default: run until stopped\n"
-    "  --state-dir DIR            where jobs keep their state (see `batchrep help`)\n" CLI_RUN_HELP
+    "  --state-dir DIR            where jobs keep their state (see `batchrep help`)\n"
+    CATALOG_HELP CLI_RUN_HELP
     "  -h, --help                 this text\n"
     "\n"
     "Exit status: 0 stopped or idle, 2 invalid arguments, 1 any other error.\n";
 
-enum { OPT_REPL = 1, OPT_STATE, OPT_UNTIL_IDLE };
+enum { OPT_REPL = 1, OPT_STATE, OPT_UNTIL_IDLE, OPT_CATALOG };
 
-static int open_store(const char *state_dir, jobs_store **st)
+/* 0, or the exit status (the message printed). */
+static int open_store(const char *state_dir, const char *catalog, jobs_store **st)
 {
-    char err[1024];
-    if (jobs_store_open(state_dir, st, err, sizeof err) != 0) {
+    char err[2048];
+    int rc = jobs_store_open(state_dir, catalog, st, err, sizeof err);
+    if (rc != 0) {
         fprintf(stderr, "batchrep: %s\n", err);
-        return -1;
+        return rc == -JOBS_E_INVALID_JOB ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
     }
     return 0;
 }
@@ -87,6 +98,7 @@ static int run_or_worker(int argc, char **argv, int is_run)
     static const struct option longopts[] = {
         {"replication-config", required_argument, NULL, OPT_REPL},
         {"state-dir", required_argument, NULL, OPT_STATE},
+        {"catalog", required_argument, NULL, OPT_CATALOG},
         {"until-idle", no_argument, NULL, OPT_UNTIL_IDLE},
         {"help", no_argument, NULL, 'h'},
         CLI_RUN_LONGOPTS,
@@ -95,7 +107,7 @@ static int run_or_worker(int argc, char **argv, int is_run)
     run_options o;
     memset(&o, 0, sizeof o);
     o.progress = isatty(STDERR_FILENO);
-    const char *repl = NULL, *state = NULL;
+    const char *repl = NULL, *state = NULL, *catalog = NULL;
     int c, bad = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -107,6 +119,7 @@ static int run_or_worker(int argc, char **argv, int is_run)
         switch (c) {
         case OPT_REPL: repl = optarg; bad |= !is_run; break;
         case OPT_STATE: state = optarg; break;
+        case OPT_CATALOG: catalog = optarg; break;
         case OPT_UNTIL_IDLE: o.until_idle = 1; bad |= is_run; break;
         case 'h': fputs(is_run ? run_help : worker_help, stdout); return CLI_EXIT_OK;
         default: bad = 1; break;
@@ -123,8 +136,9 @@ static int run_or_worker(int argc, char **argv, int is_run)
     if (ca_bundle_refused())
         return CLI_EXIT_USAGE;
     jobs_store *st;
-    if (open_store(state, &st) != 0)
-        return CLI_EXIT_ERROR;
+    int orc = open_store(state, catalog, &st);
+    if (orc != 0)
+        return orc;
     char err[2048], id[64] = "";
     int rc;
     if (is_run) {

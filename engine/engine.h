@@ -195,6 +195,10 @@ void *eng_unit_job(const eng_unit *u);
 /* Resumed work: before writing to a destination, list what it already holds and skip the
    versions a run before the crash replicated (idempotent resume). */
 void eng_unit_set_recheck(eng_unit *u);
+/* The unit stops (as when *stop is set) once s3_mono_ms() reaches *until_mono_ms: no request
+   is sent after it (a lease that ended: another worker may own the key now). Borrowed, must
+   outlive the unit. */
+void eng_unit_set_deadline(eng_unit *u, const _Atomic int64_t *until_mono_ms);
 /* The unit's source bucket has ACLs disabled: its versions' ACLs are not read. */
 void eng_unit_set_src_acls_disabled(eng_unit *u);
 

@@ -79,6 +79,7 @@ struct eng_unit {
     s3_buf scratch;              /* copy source, query values */
     const repl_rules *rules;     /* borrowed: the job's */
     _Atomic int *stop;           /* borrowed: the job's stop flag */
+    const _Atomic int64_t *deadline; /* borrowed: stop once s3_mono_ms() reaches it; NULL */
     const _Atomic int *priority; /* borrowed: the job's priority (the pool's order) */
     void *job;                   /* borrowed: the writer's context */
     uint64_t first_seq;
@@ -358,7 +359,15 @@ s3_slice eng_unit_bucket(const eng_unit *u) { return u->bucket; }
 uint64_t eng__unit_hash(const eng_unit *u) { return u->hash; }
 uint64_t eng_unit_first_seq(const eng_unit *u) { return u->first_seq; }
 const repl_rules *eng__unit_rules(const eng_unit *u) { return u->rules; }
-int eng__unit_stopped(const eng_unit *u) { return u->stop && atomic_load(u->stop); }
+int eng__unit_stopped(const eng_unit *u)
+{
+    return (u->stop && atomic_load(u->stop)) ||
+           (u->deadline && s3_mono_ms() >= atomic_load(u->deadline));
+}
+void eng_unit_set_deadline(eng_unit *u, const _Atomic int64_t *until_mono_ms)
+{
+    u->deadline = until_mono_ms;
+}
 long eng_unit_priority(const void *unit)
 {
     const eng_unit *u = unit;

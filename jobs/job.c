@@ -268,8 +268,11 @@ int jobs_job_load(jobs_job *job, jobs_row *row, const char *state_root, const ch
     }
     char origin[80];
     snprintf(origin, sizeof origin, "job %s", job->row.id);
+    int priority = job->row.priority; /* the catalogue's (update-job-priority), not the
+                                          document's */
     int rc = jobs_job_parse(job, doc, origin, err, err_len);
     json_decref(doc);
+    job->row.priority = priority;
     snprintf(job->arn, sizeof job->arn, "arn:aws:s3:%s:%s:job/%s", region, job->account_id,
              job->row.id);
     char jobs_dir[4096];
@@ -300,9 +303,16 @@ static json_t *progress_summary(const jobs_job *job)
     json_object_set_new(ps, "TotalNumberOfTasks", json_integer((json_int_t)r->total));
     json_object_set_new(ps, "NumberOfTasksSucceeded", json_integer((json_int_t)r->succeeded));
     json_object_set_new(ps, "NumberOfTasksFailed", json_integer((json_int_t)r->failed));
+    /* the catalogue keeps the Active time of the job's past stretches in active_ms, and
+       when the job is Active now, since when (jobs_store_save) */
+    int64_t active_ms = r->active_ms;
+    if (r->status == JOBS_STATUS_ACTIVE && r->active_since_ms) {
+        int64_t running_ms = s3_wall_ms() - r->active_since_ms;
+        active_ms += running_ms > 0 ? running_ms : 0; /* another machine's clock may lead */
+    }
     json_t *timers = json_object();
     json_object_set_new(timers, "ElapsedTimeInActiveSeconds",
-                        json_integer((json_int_t)((r->active_ms + 500) / 1000)));
+                        json_integer((json_int_t)((active_ms + 500) / 1000)));
     json_object_set_new(ps, "Timers", timers);
     return ps;
 }

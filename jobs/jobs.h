@@ -2,7 +2,8 @@
  * jobs.h — the job catalogue and the job verbs, named like `aws s3control`'s.
  *
  * The map of the module:
- *   store     the catalogue behind one interface (store.c: SQLite in the state directory);
+ *   store     the catalogue behind one interface (store.c; store_sqlite.c: SQLite in the
+ *             state directory, store_pg.c: a shared PostgreSQL);
  *   job       the CreateJob document, validated with messages that name the member, and the
  *             DescribeJob / JobListDescriptor answers (job.c); ManifestGenerator's members
  *             (generator.c);
@@ -14,7 +15,7 @@
  * Knows nothing of transfers: running a job is run/'s work.
  *
  * Depends on: replicate (validating a configuration), manifest and report (the document's
- * formats), s3, jansson, SQLite.
+ * formats), s3, jansson, SQLite, libpq.
  */
 #ifndef BATCHREP_JOBS_H
 #define BATCHREP_JOBS_H
@@ -38,7 +39,8 @@
     XX(S3, "S3 request failed")                                                            \
     XX(NOT_FOUND, "no such job")                                                           \
     XX(STATUS, "the job's status does not allow this (JobStatusException)")                \
-    XX(IDEMPOTENCY, "the ClientRequestToken was used for another request (IdempotencyException)")
+    XX(IDEMPOTENCY, "the ClientRequestToken was used for another request (IdempotencyException)") \
+    XX(SCHEMA, "the catalogue was made by a newer batchrep")
 
 typedef enum jobs_err {
 #define XX(name, msg) JOBS_E_##name,
@@ -75,11 +77,31 @@ const char *jobs_status_name(jobs_status s);
 
 /* ---- the job catalogue ----------------------------------------------------------------- */
 
-/* The state directory's job catalogue (SQLite, WAL; store.c). Several processes may open the
-   same one at once. state_dir NULL: $BATCHREP_STATE_DIR, else $XDG_STATE_HOME/batchrep,
-   else ~/.local/state/batchrep. */
+/* The job catalogue, one interface over two backends (store.c dispatches):
+     SQLite   (store_sqlite.c) <state>/batchrep.db in WAL mode, the default: one machine,
+              any number of processes;
+     PostgreSQL (store_pg.c, libpq) a shared catalogue: any number of workers on any machines.
+   catalog: "postgresql://..." or "postgres://..." (a libpq connection URI) selects
+   PostgreSQL; NULL or "" reads $BATCHREP_CATALOG, and without it SQLite in the state
+   directory. state_dir NULL: $BATCHREP_STATE_DIR, else $XDG_STATE_HOME/batchrep, else
+   ~/.local/state/batchrep; with PostgreSQL it is the process's scratch space only.
+   Both create their schema and record its version (table batchrep_schema); a catalogue of
+   a newer version than JOBS_SCHEMA_VERSION is refused (-JOBS_E_SCHEMA, err names it).
+   Every function may be called from several threads of one process (the store serialises
+   them). Times that decide leases and claims are the catalogue's clock (PostgreSQL's
+   clock_timestamp(); SQLite: this machine's), never the caller's. */
+#define JOBS_SCHEMA_VERSION 2
 typedef struct jobs_store jobs_store;
-int jobs_store_open(const char *state_dir, jobs_store **out, char *err, size_t err_len);
+int jobs_store_open(const char *state_dir, const char *catalog, jobs_store **out, char *err,
+                    size_t err_len);
+/* 1: a shared catalogue (PostgreSQL): a job's spool and report rows must be where every
+   worker can read them; 0: SQLite on this machine. */
+int jobs_store_shared(const jobs_store *s);
+/* This process's worker identity in the catalogue: "<hostname>/<pid>/<16 hex random>". */
+const char *jobs_store_worker_id(const jobs_store *s);
+/* The catalogue named for a person, without any password ("postgresql://host:port/db",
+   or the SQLite file's path). */
+const char *jobs_store_name(const jobs_store *s);
 void jobs_store_close(jobs_store *s); /* NULL is a no-op */
 
 /*
@@ -118,8 +140,12 @@ typedef struct jobs_row {
     int64_t suspended_ms;
     char suspended_cause[300];
     char *generated_manifest;    /* GeneratedManifestDescriptor JSON, NULL: none */
-    int owner_pid;
-    int64_t owner_seen_ms;
+    char owner[128];             /* the worker that claimed the job (jobs_store_claim): it
+                                    prepares or finishes it; "" none */
+    int64_t owner_seen_ms;       /* its last heartbeat (catalogue clock) */
+    int64_t active_since_ms;     /* when the job last became Active (catalogue clock), 0
+                                    when it is not Active: active_ms + (now - this) is its
+                                    ElapsedTimeInActiveSeconds */
     /* CreateJob idempotency (verbs.c): SHA-256 (hex) of the canonical document and of the
        replication configuration given at creation; "" in a job created before they were
        kept (the document's is then computed from doc, the configuration's is unknown) */
@@ -131,15 +157,91 @@ void jobs_row_cleanup(jobs_row *r);
 int jobs_store_get(jobs_store *s, const char *id, jobs_row *out, char *err, size_t err_len);
 int jobs_store_insert(jobs_store *s, const jobs_row *r, char *out_existing_id, char *err,
                       size_t err_len);
+/* Writes what a worker changes on a job: status (merged: a status another process set
+   meanwhile that the worker may not leave stays, e.g. Cancelling), total, failure code and
+   reason, status reason, suspended time and cause, generated manifest, rules. Not the
+   counters (jobs_store_shard_save adds to them), not the owner (jobs_store_claim), not
+   active_ms: the store keeps the Active time itself from the status changes
+   (active_since_ms). */
 int jobs_store_save(jobs_store *s, const jobs_row *r, char *err, size_t err_len);
 int jobs_store_cas_status(jobs_store *s, const char *id, jobs_status from, jobs_status to,
                           const char *reason, char *err, size_t err_len);
 int jobs_store_set_priority(jobs_store *s, const char *id, int priority, char *err,
                             size_t err_len);
+/* Claims the job for this worker (to prepare or to finish it), or renews the claim:
+   taken when nobody holds it, this worker holds it, the holder's heartbeat is older than
+   JOBS_CLAIM_STALE_MS (catalogue clock), or the holder is a process of this host that is
+   gone (kill(pid, 0)). 1 taken, 0 held by another live worker, <0 error. */
+#define JOBS_CLAIM_STALE_MS 30000
 int jobs_store_claim(jobs_store *s, const char *id, char *err, size_t err_len);
+/* Gives the claim up when this worker holds it (no-op otherwise). */
+int jobs_store_unclaim(jobs_store *s, const char *id, char *err, size_t err_len);
 int jobs_store_each(jobs_store *s, const jobs_status *statuses, size_t n_statuses,
                     int (*cb)(const jobs_row *r, void *user), void *user, char *err,
                     size_t err_len);
+
+/* ---- shards and their leases (the fleet) -----------------------------------------------
+ * Preparing cuts a job's manifest into key-disjoint shards (run/spool.c) and records them
+ * here. Any worker leases a shard, heartbeats, and saves the shard's checkpoint here; a
+ * lease not renewed for its TTL expires and another worker leases the shard and resumes
+ * from its last checkpoint. Each lease carries a fencing token (unique in the catalogue,
+ * increasing): a checkpoint is saved only while its token is the shard's current one. */
+typedef struct jobs_shard {
+    char job_id[40];
+    uint32_t index;
+    uint64_t first_seq, n_rows;  /* the spool's rows [first_seq, first_seq + n_rows) */
+    int complete;
+    int uncertain;               /* its progress was lost (recorded again after a catalogue
+                                    rebuild): every unit not known done rechecks */
+    int64_t token;               /* current (or last) lease's token; 0: never leased */
+    char owner[128];             /* worker holding the lease, "" none */
+    int64_t expires_ms;          /* lease expiry (catalogue clock) */
+    int leased_before;           /* a lease before this one existed (a takeover/resume) */
+    uint64_t succeeded, failed;  /* the tasks its last checkpoint counts */
+    char *ckpt;                  /* last checkpoint (run/'s JSON, opaque here), NULL none */
+} jobs_shard;
+void jobs_shard_cleanup(jobs_shard *sh); /* frees ckpt */
+
+/* Records the job's shards (index, first_seq, n_rows, uncertain read from each), replacing
+   any the job had, in one transaction; the job's counters start again from 0 (the sum over
+   shards that have no checkpoint yet). */
+int jobs_store_shards_put(jobs_store *s, const char *job_id, const jobs_shard *shards,
+                          size_t n, char *err, size_t err_len);
+/* Leases a shard for this worker for ttl_ms: the lowest index of the shards that are not
+   complete and not leased (or whose lease expired), of the job of highest priority (oldest
+   first among equals) whose status is Ready, Active, Pausing or Paused; only_job non-NULL:
+   of that job only. The lease gets a new token. PostgreSQL: row locks with FOR UPDATE SKIP
+   LOCKED, so workers leasing at once never wait for each other. 1 leased (*out filled, the
+   caller cleans it up), 0 none to lease, <0 error. */
+int jobs_store_shard_lease(jobs_store *s, const char *only_job, int64_t ttl_ms,
+                           jobs_shard *out, char *err, size_t err_len);
+/* Renews this worker's lease: 1 renewed (expires ttl_ms from now), 0 lost (another token,
+   or complete), <0 error. A lease that expired but was not taken is renewed. */
+int jobs_store_shard_renew(jobs_store *s, const char *job_id, uint32_t index, int64_t token,
+                           int64_t ttl_ms, char *err, size_t err_len);
+/* Saves the shard's checkpoint, fenced by token: only while token is its current lease.
+   succeeded, failed: the tasks the checkpoint counts (the whole shard's); the job's counters
+   move by the difference from the shard's previous ones in the same transaction, so they
+   are always the sum over its shards, whatever a checkpoint lost or a takeover redid.
+   complete: the shard is done, its lease ends. 1 saved, 0 refused (stale token: the lease
+   was lost), <0 error. */
+int jobs_store_shard_save(jobs_store *s, const char *job_id, uint32_t index, int64_t token,
+                          const char *ckpt, int complete, uint64_t succeeded,
+                          uint64_t failed, char *err, size_t err_len);
+/* Ends this worker's lease without completing the shard (drain, cancel): another worker
+   may lease it at once. 1 released, 0 it was not ours, <0 error. */
+int jobs_store_shard_release(jobs_store *s, const char *job_id, uint32_t index,
+                             int64_t token, char *err, size_t err_len);
+/* Every shard of the job, by index. cb returning nonzero stops. */
+int jobs_store_shards_each(jobs_store *s, const char *job_id,
+                           int (*cb)(const jobs_shard *sh, void *user), void *user, char *err,
+                           size_t err_len);
+/* The job's shards: how many, how many complete, how many leased now (lease not expired). */
+typedef struct jobs_shard_counts {
+    uint64_t n, complete, leased;
+} jobs_shard_counts;
+int jobs_store_shards_count(jobs_store *s, const char *job_id, jobs_shard_counts *out,
+                            char *err, size_t err_len);
 const char *jobs_store_dir(const jobs_store *s);
 void jobs_state_root(const char *given, char *out, size_t cap);
 /* "Active" -> JOBS_STATUS_ACTIVE; -1 when unknown. */

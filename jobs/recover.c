@@ -6,8 +6,9 @@
  * so another process opening the catalogue meanwhile must not see one), holding what the
  * row is made from and that never changes: the
  * ID, the ClientRequestToken, the CreateJob document and the replication configuration given
- * at creation (with their SHA-256s), the priority and the creation time. When the catalogue
- * opens (store.c), each job folder whose job is not in it is put back:
+ * at creation (with their SHA-256s), the priority and the creation time. When a SQLite
+ * catalogue opens (store.c; a PostgreSQL one keeps no records: its state directory is scratch
+ * space), each job folder whose job is not in it is put back:
  *   - a folder with describe.json (written when the job ended) gets that final status and
  *     its counts;
  *   - a folder with a complete spool (spool/index.json) was prepared: it is Active again
@@ -198,9 +199,8 @@ int jobs__store_import(jobs_store *s)
         }
         status_from_folder(state_dir, &r);
         char existing[40];
+        /* the whole row, counters and failure included (a save would not write counters) */
         int irc = jobs_store_insert(s, &r, existing, err, sizeof err);
-        if (irc == 0 && !existing[0])
-            irc = jobs_store_save(s, &r, err, sizeof err);
         if (irc == 0 && !existing[0])
             fprintf(stderr,
                     "batchrep: %s/batchrep.db: job %s was not in the catalogue; restored "

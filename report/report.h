@@ -112,6 +112,15 @@ int rpt_writer_close(rpt_writer *w, char *err, size_t err_len);
 int rpt_manifest_write(const rpt_opts *opts, uint32_t n_chunks, rpt_summary *out, char *err,
                        size_t err_len);
 void rpt_summary_cleanup(rpt_summary *s);
+/* The report bucket key and the local path (under root_dir) of a chunk's results file
+   (failed 0: succeeded rows, 1: failed rows). 0, or -RPT_E_IO with err (a name too long). */
+int rpt_results_file(const rpt_opts *opts, uint32_t chunk, int failed, char *key,
+                     size_t key_cap, char *path, size_t path_cap, char *err, size_t err_len);
+/* Writes manifest.json (+ .md5) under root_dir over the files sum lists (status, key and
+   md5_hex each; a local_path is not needed) and fills sum's manifest_key and paths: the
+   report of a job whose results files were written elsewhere (a fleet's workers). */
+int rpt_manifest_write_files(const rpt_opts *opts, rpt_summary *sum, char *err,
+                             size_t err_len);
 /* 1 when a results file of the chunk holds rows (a writer of it ran), 0 when not, -1 when
    opts cannot name it. */
 int rpt_chunk_has_rows(const rpt_opts *opts, uint32_t chunk);
@@ -120,7 +129,8 @@ int rpt_chunk_has_rows(const rpt_opts *opts, uint32_t chunk);
 int rpt_writer_finish(rpt_writer *w, rpt_summary *out, char *err, size_t err_len);
 void rpt_writer_destroy(rpt_writer *w); /* abandon without finishing; NULL is a no-op */
 
-/* Uploads the results files, manifest.json and manifest.json.md5 to the report bucket. */
+/* Uploads the results files (those with a local_path: the others are in the bucket
+   already), manifest.json and manifest.json.md5 to the report bucket. */
 int rpt_upload(const s3_endpoint *ep, const rpt_opts *opts, const rpt_summary *sum,
                char *err, size_t err_len);
 

@@ -25,6 +25,8 @@ int rpt_upload(const s3_endpoint *ep, const rpt_opts *opts, const rpt_summary *s
                size_t err_len)
 {
     for (size_t i = 0; i < sum->n_files; i++) {
+        if (!sum->files[i].local_path[0])
+            continue; /* uploaded by the worker that wrote it */
         int rc = put_file(ep, opts->bucket, sum->files[i].key, sum->files[i].local_path,
                           "text/csv", err, err_len);
         if (rc != 0)

@@ -502,6 +502,16 @@ int rpt_chunk_has_rows(const rpt_opts *opts, uint32_t chunk)
     return 0;
 }
 
+int rpt_results_file(const rpt_opts *opts, uint32_t chunk, int failed, char *key,
+                     size_t key_cap, char *path, size_t path_cap, char *err, size_t err_len)
+{
+    layout l;
+    if (layout_of(opts, &l, err, err_len) != 0)
+        return -RPT_E_IO;
+    return results_file_of(opts, &l, chunk, failed ? F_FAILED : F_SUCCEEDED, key, key_cap,
+                           path, path_cap, err, err_len) == 0 ? 0 : -RPT_E_IO;
+}
+
 int rpt_manifest_write(const rpt_opts *opts, uint32_t n_chunks, rpt_summary *out, char *err,
                        size_t err_len)
 {
@@ -531,21 +541,30 @@ int rpt_manifest_write(const rpt_opts *opts, uint32_t n_chunks, rpt_summary *out
             out->n_files++;
         }
     }
-    if (rc == 0 &&
-        (fmt_fits(out->manifest_key, sizeof out->manifest_key, "%s/manifest.json", l.job_key) ||
-         fmt_fits(out->manifest_path, sizeof out->manifest_path, "%s/manifest.json",
-                  l.job_dir) ||
-         fmt_fits(out->manifest_md5_path, sizeof out->manifest_md5_path, "%s/manifest.json.md5",
-                  l.job_dir))) {
-        set_err(err, err_len, "report: path too long under %s", l.job_dir);
-        rc = -RPT_E_IO;
-    }
-    if (rc == 0 && s3_mkdir_p(l.job_dir, l.dir_mode) != 0) {
-        set_err(err, err_len, "cannot create directory %s: %s", l.job_dir, strerror(errno));
-        rc = -RPT_E_IO;
-    }
     if (rc == 0)
-        rc = write_manifest(&l, out, err, err_len);
+        rc = rpt_manifest_write_files(opts, out, err, err_len);
+    if (rc != 0)
+        rpt_summary_cleanup(out);
+    return rc;
+}
+
+int rpt_manifest_write_files(const rpt_opts *opts, rpt_summary *sum, char *err, size_t err_len)
+{
+    layout l;
+    if (layout_of(opts, &l, err, err_len) != 0)
+        return -RPT_E_IO;
+    if (fmt_fits(sum->manifest_key, sizeof sum->manifest_key, "%s/manifest.json", l.job_key) ||
+        fmt_fits(sum->manifest_path, sizeof sum->manifest_path, "%s/manifest.json", l.job_dir) ||
+        fmt_fits(sum->manifest_md5_path, sizeof sum->manifest_md5_path, "%s/manifest.json.md5",
+                 l.job_dir)) {
+        set_err(err, err_len, "report: path too long under %s", l.job_dir);
+        return -RPT_E_IO;
+    }
+    if (s3_mkdir_p(l.job_dir, l.dir_mode) != 0) {
+        set_err(err, err_len, "cannot create directory %s: %s", l.job_dir, strerror(errno));
+        return -RPT_E_IO;
+    }
+    int rc = write_manifest(&l, sum, err, err_len);
     if (rc == 0) {
         /* make the renames durable */
         int dfd = open(l.job_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -554,8 +573,6 @@ int rpt_manifest_write(const rpt_opts *opts, uint32_t n_chunks, rpt_summary *out
             close(dfd);
         }
     }
-    if (rc != 0)
-        rpt_summary_cleanup(out);
     return rc;
 }
 

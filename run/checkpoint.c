@@ -1,24 +1,26 @@
 /*
- * checkpoint.c — crash-safe per-task progress of one shard of a job
- * (<job dir>/spool/shard-NNNNNN.checkpoint.json).
+ * checkpoint.c — crash-safe per-task progress of one shard of a job, kept in the catalogue
+ * (jobs_store_shard_save, fenced by the shard's lease token) as JSON.
  *
  * Tasks finish out of order, so progress is a low-water mark (every task with a smaller
  * sequence number is done and its report row is durable) plus the done ranges above it.
  * Sequence numbers are positions in the job's key-sorted spool, so a unit (every row of one
  * key) covers a contiguous range and the ranges stay few: about as many as units in flight.
- * "complete" marks a shard whose rows are all done and whose results files are closed. Order of writes, which is what makes
- * "each task in the report exactly once" hold across kill -9:
- *   1. the report writer appends the rows of finished units and fdatasyncs the results files;
- *   2. this file is written to a temporary name, fsynced, renamed over the old one;
- *   3. on resume the results files are cut back to the sizes recorded here, and every unit
- *      not counted here runs again (its rows, if they reached the files, were cut off).
+ * Report rows are durable before the checkpoint that counts them: the writer (writer.c)
+ * writes the rows finished since the last checkpoint as "parts" (one per results status) at
+ * the job's work location, then saves the checkpoint that lists them. A shard taken over
+ * from a dead worker resumes from its last checkpoint: the parts it lists are the shard's
+ * rows so far; a part written after it (by the dead worker, or by one that lost its lease)
+ * is listed nowhere and never reaches the report. "complete" marks a shard whose rows are
+ * all done and whose parts were joined into its results files (results[]).
  * plan_limit bounds what the planner may hand out before a checkpoint says so: after a crash,
  * the units below it that are not done may have written to a destination already, so they
  * run again in "recheck" mode (unit.c) and skip the versions already there.
- * The previous checkpoint is kept as checkpoint.json.prev. When the checkpoint is missing
- * or damaged while the job had run, progress is uncertain: the job resumes from .prev (or
- * from nothing) and every unit not known done rechecks its destinations first, so nothing
- * is written twice (run/scheduler.c attach).
+ *
+ * JSON: {"low":N,"done":[[s,e],...],"succeeded":N,"failed":N,"plan_limit":N,
+ *        "complete":bool,"parts":[[failed(0|1),"name",rows,bytes,"md5"],...],
+ *        "results":[[failed,rows,"md5"],...]} — read strictly: a checkpoint that is wrong in
+ * any way never passes for an empty one ("nothing done" would resend what was done).
  */
 #include "run/run_int.h"
 
@@ -32,6 +34,7 @@
 void run_ckpt_cleanup(run_ckpt *c)
 {
     free(c->iv);
+    free(c->parts);
     memset(c, 0, sizeof *c);
 }
 
@@ -90,7 +93,41 @@ int run_ckpt_done(const run_ckpt *c, uint64_t start, uint64_t end)
     return 0;
 }
 
-int run_ckpt_save(const char *path, const run_ckpt *c)
+int run_ckpt_add_part(run_ckpt *c, const run_part *p)
+{
+    if (c->n_parts == c->cap_parts) {
+        size_t nc = c->cap_parts ? c->cap_parts * 2 : 8;
+        run_part *n = realloc(c->parts, nc * sizeof *n);
+        if (!n)
+            return -RUN_E_NOMEM;
+        c->parts = n;
+        c->cap_parts = nc;
+    }
+    c->parts[c->n_parts++] = *p;
+    return 0;
+}
+
+int run_ckpt_copy(run_ckpt *dst, const run_ckpt *src)
+{
+    *dst = *src;
+    dst->iv = NULL;
+    dst->n_iv = dst->cap_iv = 0;
+    dst->parts = NULL;
+    dst->n_parts = dst->cap_parts = 0;
+    dst->low = src->low;
+    for (size_t k = 0; k < src->n_iv; k++)
+        if (run_ckpt_add(dst, src->iv[2 * k], src->iv[2 * k + 1]) != 0)
+            goto fail;
+    for (size_t k = 0; k < src->n_parts; k++)
+        if (run_ckpt_add_part(dst, &src->parts[k]) != 0)
+            goto fail;
+    return 0;
+fail:
+    run_ckpt_cleanup(dst);
+    return -RUN_E_NOMEM;
+}
+
+char *run_ckpt_to_json(const run_ckpt *c)
 {
     json_t *j = json_object();
     json_object_set_new(j, "low", json_integer((json_int_t)c->low));
@@ -99,27 +136,27 @@ int run_ckpt_save(const char *path, const run_ckpt *c)
         json_array_append_new(iv, json_pack("[II]", (json_int_t)c->iv[2 * i],
                                             (json_int_t)c->iv[2 * i + 1]));
     json_object_set_new(j, "done", iv);
-    json_object_set_new(j, "succeeded_bytes", json_integer((json_int_t)c->succeeded_bytes));
-    json_object_set_new(j, "failed_bytes", json_integer((json_int_t)c->failed_bytes));
     json_object_set_new(j, "succeeded", json_integer((json_int_t)c->succeeded));
     json_object_set_new(j, "failed", json_integer((json_int_t)c->failed));
     json_object_set_new(j, "plan_limit", json_integer((json_int_t)c->plan_limit));
     json_object_set_new(j, "complete", json_boolean(c->complete));
+    json_t *parts = json_array();
+    for (size_t i = 0; i < c->n_parts; i++) {
+        const run_part *p = &c->parts[i];
+        json_array_append_new(parts, json_pack("[isIIs]", p->failed, p->name,
+                                               (json_int_t)p->rows, (json_int_t)p->bytes,
+                                               p->md5));
+    }
+    json_object_set_new(j, "parts", parts);
+    json_t *res = json_array();
+    for (int i = 0; i < c->n_results; i++)
+        json_array_append_new(res, json_pack("[iIs]", c->results[i].failed,
+                                             (json_int_t)c->results[i].rows,
+                                             c->results[i].md5));
+    json_object_set_new(j, "results", res);
     char *text = json_dumps(j, JSON_COMPACT);
     json_decref(j);
-    if (!text)
-        return -RUN_E_NOMEM;
-    /* the last good checkpoint stays as <path>.prev: a checkpoint lost or damaged later (a
-       crash between these renames, a full disk, a hand) falls back to it */
-    char prev[4200], err[512];
-    int rc = -RUN_E_IO;
-    if ((size_t)snprintf(prev, sizeof prev, "%s.prev", path) < sizeof prev &&
-        (rename(path, prev) == 0 || errno == ENOENT) &&
-        s3_write_file_atomic(path, text, strlen(text), S3_MODE_PRIVATE_FILE, err,
-                             sizeof err) == S3_E_OK)
-        rc = 0;
-    free(text);
-    return rc;
+    return text;
 }
 
 /* A non-negative integer member, or -1 (absent, another type, negative). */
@@ -132,20 +169,59 @@ static int get_u64(json_t *j, const char *name, uint64_t *out)
     return 0;
 }
 
-/* One checkpoint file, read strictly: every member present with its type and the done
-   ranges well formed, else -1 (a checkpoint that is wrong in any way must not pass for an
-   empty one: "nothing done" would resend what was done). 1 when the file does not exist. */
-static int load_file(const char *path, run_ckpt *out)
+static int is_md5(const char *s)
+{
+    if (!s || strlen(s) != 32)
+        return 0;
+    for (int i = 0; i < 32; i++)
+        if (!strchr("0123456789abcdef", s[i]))
+            return 0;
+    return 1;
+}
+
+/* One [failed, "name", rows, bytes, "md5"] (part) or [failed, rows, "md5"] (result). */
+static int read_part(json_t *a, int is_result, run_part *p)
+{
+    memset(p, 0, sizeof *p);
+    size_t n = is_result ? 3 : 5, k = 0;
+    if (!json_is_array(a) || json_array_size(a) != n)
+        return -1;
+    json_t *f = json_array_get(a, k++);
+    if (!json_is_integer(f) || (json_integer_value(f) != 0 && json_integer_value(f) != 1))
+        return -1;
+    p->failed = (int)json_integer_value(f);
+    if (!is_result) {
+        const char *name = json_string_value(json_array_get(a, k++));
+        if (!name || !*name || strlen(name) >= sizeof p->name || strstr(name, ".."))
+            return -1;
+        snprintf(p->name, sizeof p->name, "%s", name);
+    }
+    json_t *rows = json_array_get(a, k++);
+    if (!json_is_integer(rows) || json_integer_value(rows) < 0)
+        return -1;
+    p->rows = (uint64_t)json_integer_value(rows);
+    if (!is_result) {
+        json_t *bytes = json_array_get(a, k++);
+        if (!json_is_integer(bytes) || json_integer_value(bytes) < 0)
+            return -1;
+        p->bytes = (uint64_t)json_integer_value(bytes);
+    }
+    const char *md5 = json_string_value(json_array_get(a, k));
+    if (!is_md5(md5))
+        return -1;
+    memcpy(p->md5, md5, 33);
+    return 0;
+}
+
+int run_ckpt_from_json(const char *text, run_ckpt *out)
 {
     memset(out, 0, sizeof *out);
-    if (access(path, F_OK) != 0)
-        return 1;
     json_error_t je;
-    json_t *j = json_load_file(path, 0, &je);
-    json_t *iv = json_object_get(j, "done");
-    int bad = !j || !json_is_array(iv) || get_u64(j, "low", &out->low) ||
-              get_u64(j, "succeeded_bytes", &out->succeeded_bytes) ||
-              get_u64(j, "failed_bytes", &out->failed_bytes) ||
+    json_t *j = text ? json_loads(text, 0, &je) : NULL;
+    json_t *iv = json_object_get(j, "done"), *parts = json_object_get(j, "parts"),
+           *res = json_object_get(j, "results");
+    int bad = !j || !json_is_array(iv) || !json_is_array(parts) || !json_is_array(res) ||
+              json_array_size(res) > 2 || get_u64(j, "low", &out->low) ||
               get_u64(j, "succeeded", &out->succeeded) || get_u64(j, "failed", &out->failed) ||
               get_u64(j, "plan_limit", &out->plan_limit) ||
               !json_is_boolean(json_object_get(j, "complete"));
@@ -158,24 +234,18 @@ static int load_file(const char *path, run_ckpt *out)
               run_ckpt_add(out, (uint64_t)json_integer_value(a),
                            (uint64_t)json_integer_value(b)) != 0;
     }
+    for (size_t i = 0; !bad && i < json_array_size(parts); i++) {
+        run_part p;
+        bad = read_part(json_array_get(parts, i), 0, &p) != 0 || run_ckpt_add_part(out, &p);
+    }
+    for (size_t i = 0; !bad && i < json_array_size(res); i++) {
+        bad = read_part(json_array_get(res, i), 1, &out->results[i]) != 0;
+        out->n_results = (int)i + 1;
+    }
     json_decref(j);
     if (bad) {
         run_ckpt_cleanup(out);
         return -RUN_E_IO;
     }
     return 0;
-}
-
-int run_ckpt_load(const char *path, run_ckpt *out)
-{
-    int rc = load_file(path, out);
-    if (rc == 0)
-        return 0;
-    char prev[4200];
-    if ((size_t)snprintf(prev, sizeof prev, "%s.prev", path) >= sizeof prev)
-        return rc;
-    int prc = load_file(prev, out);
-    if (prc == 0)
-        return RUN_CKPT_FROM_PREV;
-    return rc == 1 && prc == 1 ? 1 : -RUN_E_IO;
 }

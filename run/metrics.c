@@ -205,6 +205,18 @@ int run__render_metrics(s3_buf *b, void *user)
     rc |= s3_buf_append_str(b, line);
     rc |= s3_buf_append(b, per.ptr ? per.ptr : "", per.len);
     s3_buf_cleanup(&per);
+    snprintf(line, sizeof line,
+             "# TYPE batchrep_shard_leases_total counter\n"
+             "batchrep_shard_leases_total{event=\"taken\"} %llu\n"
+             "batchrep_shard_leases_total{event=\"lost\"} %llu\n"
+             "# TYPE batchrep_checkpoints_total counter\n"
+             "batchrep_checkpoints_total{outcome=\"saved\"} %llu\n"
+             "batchrep_checkpoints_total{outcome=\"refused\"} %llu\n",
+             (unsigned long long)atomic_load(&s->leases_taken),
+             (unsigned long long)atomic_load(&s->leases_lost),
+             (unsigned long long)atomic_load(&s->ckpt_saves),
+             (unsigned long long)atomic_load(&s->ckpt_refused));
+    rc |= s3_buf_append_str(b, line);
     return rc;
 }
 

@@ -64,6 +64,13 @@ typedef struct run_options {
                                             it stops (jobs resumable); 0: 60 s */
     s3_limits limits;                    /* deadlines and the download size limit of every
                                             request, on every endpoint; 0s: s3's defaults */
+    int64_t lease_ttl_ms;                /* a shard lease not renewed for this long expires
+                                            and another worker takes the shard; 0: 30 s */
+    int64_t checkpoint_interval_ms;      /* report rows and progress saved at least this
+                                            often; 0: 5 s */
+    const char *work_location;           /* s3://BUCKET[/PREFIX]: jobs' spools and report
+                                            parts with a shared catalogue; NULL: under the
+                                            report's prefix */
 } run_options;
 
 /* What a run tells the CLI. */
@@ -74,38 +81,53 @@ typedef struct run_result {
 } run_result;
 
 /*
- * Runs jobs from the catalogue until stopped (SIGINT/SIGTERM), or with until_idle until no
- * job is runnable: New jobs are prepared (Preparing -> Suspended or Ready), Ready, Active and
- * Paused jobs run with transfer slots going to the highest priority first, Cancelling jobs
- * stop; a job whose worker died is taken over from its last checkpoint. With only_job_id the
- * worker runs that job alone and returns when it is terminal (or Suspended).
+ * Runs jobs from the catalogue until stopped (SIGINT/SIGTERM: it drains — stops leasing,
+ * lets what is in flight land, checkpoints, releases its leases), or with until_idle until
+ * no job is left to run: New jobs are prepared (Preparing -> Suspended or Ready); shards of
+ * Ready, Active and Paused jobs are leased, highest priority first, and run with transfer
+ * slots going to the highest priority first; Cancelling jobs stop; a shard whose lease
+ * expired (its worker died or stalled) is taken over from its last checkpoint; the worker
+ * that sees every shard of a job complete writes its report and ends it. With only_job_id
+ * the worker runs that job alone and returns when it is terminal (or Suspended).
  */
 int run_worker(jobs_store *s, const run_options *opts, run_result *out, char *err,
                size_t err_len);
 
-/* ---- checkpoint (checkpoint.c): a shard's durable progress,
-   <job dir>/spool/shard-NNNNNN.checkpoint.json; sequence numbers are spool positions ------- */
+/* ---- checkpoint (checkpoint.c): a shard's durable progress, kept in the catalogue;
+   sequence numbers are spool positions ------------------------------------------------- */
+
+/* Report rows of a shard not yet joined into its results files: one object (or file) at the
+   job's work location, written before the checkpoint that lists it. A complete shard's
+   results files are described the same way (name unused). */
+typedef struct run_part {
+    int failed;                  /* 0: succeeded rows, 1: failed rows */
+    char name[80];               /* "parts/s<shard>-t<token>-p<n>-<status>.csv" */
+    uint64_t rows, bytes;
+    char md5[33];                /* lowercase hex */
+} run_part;
 
 typedef struct run_ckpt {
     uint64_t low;                /* every task with seq < low is done, its row durable */
     uint64_t *iv;                /* done ranges above low: [iv[2i], iv[2i+1]), sorted */
     size_t n_iv, cap_iv;
-    uint64_t succeeded_bytes, failed_bytes; /* results file sizes that hold those rows */
-    uint64_t succeeded, failed;  /* task counts of those rows */
+    uint64_t succeeded, failed;  /* task counts of the shard's rows so far */
     uint64_t plan_limit;         /* no unit at or past this seq was handed out */
-    int complete;                /* every row of the shard is done and its results files are
-                                    closed */
+    int complete;                /* every row of the shard is done and in its results files */
+    run_part *parts;             /* the rows so far, in the order they were written */
+    size_t n_parts, cap_parts;
+    run_part results[2];         /* complete: the shard's results files that hold rows */
+    int n_results;
 } run_ckpt;
 
 int run_ckpt_add(run_ckpt *c, uint64_t start, uint64_t end);
 int run_ckpt_done(const run_ckpt *c, uint64_t start, uint64_t end);
-/* Writes <path> atomically (0600), keeping the previous one as <path>.prev. */
-int run_ckpt_save(const char *path, const run_ckpt *c);
-/* Reads <path>, or when it is missing or damaged <path>.prev (the one before it):
-   0 loaded <path>; RUN_CKPT_FROM_PREV loaded <path>.prev (what ran after it is uncertain);
-   1 neither exists; <0 one exists and neither can be read. */
-#define RUN_CKPT_FROM_PREV 2
-int run_ckpt_load(const char *path, run_ckpt *out);
+int run_ckpt_add_part(run_ckpt *c, const run_part *p);
+/* A deep copy (dst is overwritten). 0 or -RUN_E_NOMEM. */
+int run_ckpt_copy(run_ckpt *dst, const run_ckpt *src);
+/* The checkpoint as compact JSON (malloc'd; NULL: no memory). */
+char *run_ckpt_to_json(const run_ckpt *c);
+/* Reads it back strictly. 0, or -RUN_E_IO when any member is missing or malformed. */
+int run_ckpt_from_json(const char *text, run_ckpt *out);
 void run_ckpt_cleanup(run_ckpt *c);
 
 #endif

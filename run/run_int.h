@@ -114,44 +114,86 @@ void run__spool_close(run__spool_reader *r); /* NULL is a no-op */
 
 /* Rows the feeder may run ahead of the last checkpoint. After a crash every unit below the
    limit that is not done is rechecked against its destinations (one request each), so the
-   window is kept near what can be in flight: the pool's queues (one unit per seat) and the
-   seats, a few hundred units at the default concurrency. A feeder that reaches the limit
-   asks the writer for a checkpoint at once (one fsync). */
-#define RUN__PLAN_WINDOW_ROWS 2048
+   window is kept near what can be in flight plus one checkpoint interval's worth: a feeder
+   that reaches the limit asks the writer for a checkpoint at once. */
+#define RUN__PLAN_WINDOW_ROWS 8192
 /* Source buckets whose Object Ownership the feeder remembers (a manifest names one, usually). */
 #define RUN__SRC_BUCKETS_KEPT 4
 
+/* ---- the work location (workloc.c): a job's spool and report parts while it runs -------- */
+
+typedef struct run__loc {
+    const s3_endpoint *ep;        /* NULL: a local folder */
+    char bucket[256];
+    char prefix[1200];            /* S3: key prefix, ends with '/' */
+    char dir[4200];               /* local: the folder */
+} run__loc;
+
+/* 0, or -1 with err: url is not s3://BUCKET[/PREFIX]. */
+int run__loc_check_url(const char *url, char *err, size_t cap);
+/* The job's work location: shared 0 -> <job dir>/work; shared 1 -> S3 under work_url
+   (s3://BUCKET[/PREFIX], then job-<id>/), else under the report's prefix
+   (job-<id>/work/). -1 with err when there is none (shared, no S3 report, no work_url). */
+int run__loc_for_job(run__loc *l, const jobs_job *job, int shared, const char *work_url,
+                     const s3_endpoint *ep, char *err, size_t cap);
+/* Where a name is, for messages ("s3://b/p/name" or the path). */
+void run__loc_describe(const run__loc *l, const char *rel, char *out, size_t cap);
+/* Writes a whole object (or file, atomically, 0600). 0, -RUN_E_DISK_FULL (local), or
+   -RUN_E_IO with err. */
+int run__loc_put(const run__loc *l, const char *rel, const void *data, size_t len, char *err,
+                 size_t cap);
+/* Uploads a local file as that name (S3; a local work location holds the file already: 0
+   when path is that file). */
+int run__loc_put_file(const run__loc *l, const char *rel, const char *path, char *err,
+                      size_t cap);
+/* A readable local copy of a name: the file itself (local), or downloaded to tmp (S3).
+   out_path says which. 0 or -RUN_E_IO with err. */
+int run__loc_fetch(const run__loc *l, const char *rel, const char *tmp, char *out_path,
+                   size_t out_cap, char *err, size_t cap);
+void run__loc_remove(const run__loc *l, const char *rel); /* best effort */
+
+/* ---- a worker process: its jobs and the threads that share them ------------------------- */
+
 struct run__job;
 
-/* Where a shard is in this run. */
+/* Where a shard is for this worker. */
 enum {
-    RUN__SHARD_WAITING = 0,   /* not opened by this run yet */
-    RUN__SHARD_OPEN,          /* its checkpoint and results files are open: units run */
+    RUN__SHARD_IDLE = 0,      /* not leased by this worker */
+    RUN__SHARD_LEASED,        /* leased: waiting for the feeder */
+    RUN__SHARD_OPEN,          /* the feeder reads it: units run */
     RUN__SHARD_FED,           /* every unit of it was handed to the pool */
-    RUN__SHARD_DONE,          /* every row reported and checkpointed as complete */
+    RUN__SHARD_DONE,          /* complete: every row reported, results files written */
+    RUN__SHARD_LOST,          /* the lease ended before it was complete (lost, expired,
+                                 released): nothing more is written for it by this worker */
 };
 
-/* One shard of a job (run/spool.c): its rows, its checkpoint (<job dir>/spool/
-   shard-NNNNNN.checkpoint.json) and its report rows (results files of chunk NNNNNN). A unit
-   belongs to one shard: eng_unit_job() is its run__shard. */
+/* One shard of a job (run/spool.c): its rows, its lease, its checkpoint (in the catalogue)
+   and its report rows (parts at the work location, then its results files: chunk <index>).
+   A unit belongs to one shard: eng_unit_job() is its run__shard. */
 typedef struct run__shard {
     struct run__job *job;
-    const run__shard_info *info; /* in job->spool */
+    const run__shard_info *info;  /* in job->spool */
     uint32_t index;
-    char ckpt_path[4300];
-    _Atomic int state;            /* RUN__SHARD_*: set by the feeder (OPEN, FED) and the
-                                     thread that settles it (DONE) */
+    _Atomic int state;            /* RUN__SHARD_* */
     _Atomic int64_t units_out;    /* handed to the pool, not yet written */
     _Atomic uint64_t plan_limit;  /* durable: units must end at or below it */
-    /* set at attach, then read by the feeder */
-    run_ckpt resume;              /* what the run started from */
-    int recheck_all;              /* progress uncertain (checkpoint lost or damaged): every
-                                     unit not known done rechecks its destinations */
-    int resume_files;             /* the results files hold rows to keep (cut to resume's) */
+    /* The lease: its units stop (eng_unit_set_deadline) once s3_mono_ms() reaches
+       lease_until, kept well inside the catalogue's expiry; 0 when it is lost. */
+    _Atomic int64_t lease_until;
+    int64_t token;                /* set when leased, before the feeder sees the shard */
+    int64_t renewed_ms;           /* control thread: last renewal sent (mono) */
+    /* set when leased, then read by the feeder */
+    run_ckpt resume;              /* what the lease started from */
+    int recheck_all;              /* progress uncertain: every unit not known done
+                                     rechecks its destinations */
     /* writer thread (the control thread once the writer no longer sees the job) */
-    rpt_writer *rpt;              /* NULL: report disabled, or not open */
     run_ckpt ckpt;
+    s3_buf rows[2];               /* report rows since the last checkpoint: succeeded, failed */
+    uint64_t rows_n[2];
+    uint32_t next_part;
     int dirty;
+    int put_failures;             /* parts or results files refused in a row */
+    int store_error_said;         /* the catalogue's failure was reported (once) */
 } run__shard;
 
 /* One job this process runs. Fields are grouped by the thread that owns them. */
@@ -161,11 +203,12 @@ typedef struct run__job {
     rpt_opts ro;                  /* report_enabled: the job's report (chunk set per shard) */
     char report_root[4096];
     char spool_dir[4200];
+    run__loc loc;                 /* its work location */
     run__spool_index spool;
     run__shard *shards;           /* spool.n_shards of them */
     /* feeder thread only */
     run__spool_reader *reader;    /* the shard being read, NULL between shards */
-    size_t feed_shard;            /* index of the shard being (or next to be) read */
+    size_t feed_shard;            /* index of the shard being read */
     eng_unit_builder builder;
     eng_unit *pending;           /* planned, waiting for plan_limit to allow it */
     uint64_t feed_turn;
@@ -180,7 +223,7 @@ typedef struct run__job {
     _Atomic int priority;
     _Atomic int status_now;       /* job.row.status, for the metrics thread */
     _Atomic int runnable;         /* the feeder may hand out units */
-    _Atomic int plan_done;        /* every shard read to its end (or failed) */
+    _Atomic int has_feed;         /* a shard of it is leased and not yet fed to its end */
     _Atomic int64_t units_out;    /* handed to the pool, not yet written */
     _Atomic uint64_t planned_seq; /* next row the planner reads */
     _Atomic uint64_t succeeded, failed;
@@ -188,13 +231,14 @@ typedef struct run__job {
     _Atomic uint64_t restored;    /* current versions copied on top (eng_unit_n_restored) */
     _Atomic int threshold_hit;
     _Atomic int io_error;
-    char plan_error[512];         /* set by the feeder before plan_done */
+    char plan_error[512];         /* set by the feeder before it stops feeding */
+    _Atomic int plan_failed;
     char io_error_msg[4400];      /* set with io_error by the thread that saw it */
     struct run__sched *sched;
     /* control thread only */
-    uint64_t resumed_tasks;       /* tasks the shards' checkpoints counted at attach */
-    int64_t active_since_ms;
+    uint64_t resumed_tasks;       /* tasks the catalogue counted when it was attached */
     int64_t run_started_ms;       /* when this process took the job */
+    int64_t next_lease_ms;        /* mono: when to ask for another of its shards */
     struct run__job *next;
 } run__job;
 
@@ -206,11 +250,20 @@ typedef struct run__sched {
     eng_pool *pool;
     eng_queue done_q;
     eng_counters counters;
+    jobs_store *st;               /* the catalogue (its calls are thread-safe) */
+    int shared;                   /* jobs_store_shared(st) */
     const s3_endpoint *ep;       /* = eps[0], the source's */
     const s3_endpoint *const *eps; /* and one per --destination-profile binding */
     const run_options *opts;
     char state_root[4096];
     run__metrics *metrics;       /* NULL without --metrics-addr */
+    /* Preparing runs on a thread of its own (a large manifest takes minutes to sort), so
+       the control loop keeps renewing this worker's leases and the job's claim meanwhile */
+    pthread_t prep_thread;
+    int prep_running;             /* control thread: a Preparing thread was started */
+    _Atomic int prep_done;        /* set by the Preparing thread when it returns */
+    jobs_row prep_row;            /* the job it prepares (its strings: the thread's) */
+    _Atomic uint64_t leases_taken, leases_lost, ckpt_saves, ckpt_refused;
     /* A full disk pauses the process instead of failing its jobs: the writer stops taking
        finished units (the pool then waits) and retries its writes every second; the
        control loop stops the worker, jobs resumable, once the disk stays full longer than
@@ -224,14 +277,23 @@ typedef struct run__sched {
 void *run__feeder_main(void *sched);
 /* The writer thread (writer.c): finished units -> report rows and checkpoints. */
 void *run__writer_main(void *sched);
-/* The feeder opens a shard before its first unit: its results files (cut back to its
-   checkpoint) and a first checkpoint that allows RUN__PLAN_WINDOW_ROWS. 0; -2 the disk is
-   full (run__disk_full; open it again later); -1 with the job's io_error set. */
+/* The feeder opens a leased shard before its first unit: a first checkpoint that allows
+   RUN__PLAN_WINDOW_ROWS. 0; -2 the catalogue or the disk cannot take it now (open it again
+   later); -1 the lease is lost or the job's io_error is set. */
 int run__shard_open(run__shard *sh);
-/* Rows durable first, then the checkpoint that counts them; a shard fed to its end whose
-   units are all written is then complete (checkpoint marked so, results files closed).
-   Writer thread, or the control thread once the writer no longer sees the job. */
-int run__shard_settle(run__shard *sh); /* 0, -2 disk full (run__disk_full), -1 io_error */
+/* Rows durable first (parts at the work location), then the checkpoint that lists them; a
+   shard fed to its end whose units are all written is then complete (its parts joined into
+   its results files, checkpoint marked so). Writer thread, or the control thread once the
+   writer no longer sees the job. 0, -2 try again later (disk full, catalogue or S3 down),
+   -1 io_error or the lease is lost. */
+int run__shard_settle(run__shard *sh);
+/* Joins a shard's parts into its results files (chunk sh_index of the report): written
+   under ro->root_dir and, for a report bucket (upload_ep non-NULL), uploaded and removed
+   locally. Fills c->results; the parts are left for the caller to remove. 0 or -1 with
+   err. */
+int run__shard_join(const rpt_opts *ro, const run__loc *loc, const s3_endpoint *upload_ep,
+                    const char *scratch_dir, uint32_t sh_index, run_ckpt *c, char *err,
+                    size_t cap);
 /* Records that a write found the disk full (what, and since when); the writer pauses. */
 void run__disk_full(run__sched *s, const char *msg);
 /* The Prometheus text of the process (metrics.c); run__metrics_render_fn for run__sched. */

@@ -1,27 +1,38 @@
 /*
  * scheduler.c — run_worker: runs the catalogue's jobs, several at once, highest priority
- * first, resumable. This file is the control loop; the other threads have files of their own.
+ * first, resumable, alone or as one worker of a fleet. This file is the control loop; the
+ * other threads have files of their own.
  *
  * Threads of a worker process (they meet only at bounded queues and a few atomics):
- *   control (the caller's thread, this file)  every 200 ms: reads the catalogue, prepares New jobs,
- *            takes runnable ones (claim: pid + heartbeat; a dead owner's job is taken over),
- *            applies other processes' requests (cancel, priority), decides which jobs are
- *            Active and which are Paused, finishes jobs, writes progress and heartbeat;
- *   feeder   (feeder.c) reads the manifests of the Active jobs and hands units to the pool:
- *            always from the highest priority, round-robin among equal ones. The pool's
- *            queues are short (as many units as a lane has seats) and each takes the
+ *   control (the caller's thread, this file)  every 200 ms: reads the catalogue, prepares New
+ *            jobs (claimed: one worker prepares a job), leases shards of runnable jobs,
+ *            renews its leases, applies other processes' requests (cancel, priority),
+ *            decides which jobs are Active and which are Paused, lets go of jobs it has no
+ *            shard of, and finishes jobs whose shards are all complete (claimed: one worker
+ *            writes a job's report);
+ *   feeder   (feeder.c) reads the leased shards of the Active jobs and hands units to the
+ *            pool: always from the highest priority, round-robin among equal ones. The
+ *            pool's queues are short (as many units as a lane has seats) and each takes the
  *            highest priority first, so a change of priority shows at the next units taken;
  *   pool     N lanes with curl multi handles (engine/pool.c);
- *   writer   (writer.c) writes each finished unit's report rows to its job's results files, counts,
- *            checks the failure threshold, and every second syncs the files and writes the
- *            job's checkpoint (checkpoint.c): rows durable first, then the checkpoint;
+ *   writer   (writer.c) formats each finished unit's report rows, counts, checks the failure
+ *            threshold, and checkpoints each shard: rows to the work location first, then the
+ *            checkpoint in the catalogue, fenced by the lease's token;
  *   metrics  (metrics.c) libmicrohttpd's thread, when --metrics-addr is given.
+ *
+ * Shards and leases (jobs.h "shards and their leases"): Preparing cuts a job into
+ * key-disjoint shards and records them in the catalogue (with a shared catalogue, the spool
+ * goes to the job's work location in S3 first). A worker leases a shard for the lease TTL
+ * and renews it every third of it; its units stop sending requests once two thirds of the
+ * TTL have passed since the last renewal that succeeded (the engine's deadline), so a worker
+ * that was stopped, partitioned or starved past its lease sends nothing after the catalogue
+ * let another worker take the shard; its checkpoints are then refused (the token is stale)
+ * and it drops the shard. The worker that takes a shard over resumes it from its last
+ * checkpoint, rechecking the destinations of every unit that may have run.
  *
  * Job states (../shared/aws-formats.md §4): New -> Preparing -> (Suspended) -> Ready ->
  * Active <-> Pausing -> Paused, -> Completing -> Complete; Cancelling -> Cancelled; Failing
- * -> Failed. A job left in any non-terminal state by a dead worker continues from its
- * checkpoint: its results files are cut back to the checkpoint's sizes, done units are
- * skipped and units that may have started are rechecked against the destinations.
+ * -> Failed.
  */
 #include "run/run_int.h"
 
@@ -34,6 +45,11 @@
 
 #define TICK_MS 200
 #define SAVE_INTERVAL_MS 1000
+#define LEASE_RETRY_MS 1000      /* a job with no shard to lease is asked again after this */
+#define FINISH_CHECK_MS 1000     /* ... and whether its shards are all complete */
+#define MEMO_JOBS 64
+#define THRESHOLD_REASON                                                                   \
+    "More than 50% of the tasks that ran failed (checked once at least 1,000 tasks have run)"
 
 static volatile sig_atomic_t g_signalled;
 
@@ -45,20 +61,10 @@ static void on_signal(int sig)
 
 /* ---- control ----------------------------------------------------------------------------- */
 
-static void save(run__sched *s, jobs_store *st, run__job *jr)
+static void save_row(run__sched *s, const jobs_row *r)
 {
     char err[4400];
-    jobs_row *r = &jr->job.row;
-    r->succeeded = atomic_load(&jr->succeeded);
-    r->failed = atomic_load(&jr->failed);
-    r->owner_pid = getpid();
-    r->owner_seen_ms = s3_wall_ms();
-    if (jr->active_since_ms) {
-        int64_t now = s3_mono_ms();
-        r->active_ms += now - jr->active_since_ms;
-        jr->active_since_ms = now;
-    }
-    int rc = jobs_store_save(st, r, err, sizeof err);
+    int rc = jobs_store_save(s->st, r, err, sizeof err);
     if (rc == -JOBS_E_DISK_FULL) {
         if (!s->store_full_since_ms) { /* said once; the loop stops the worker if it lasts */
             s->store_full_since_ms = s3_mono_ms();
@@ -74,117 +80,66 @@ static void save(run__sched *s, jobs_store *st, run__job *jr)
     }
 }
 
-/* The worker's side of the one setter (jobs_row_set_status), plus the Active time. A
-   transition the table refuses leaves the status as it is. */
+static void save(run__sched *s, run__job *jr)
+{
+    save_row(s, &jr->job.row);
+}
+
+/* The worker's side of the one setter (jobs_row_set_status). A transition the table refuses
+   leaves the status as it is. The catalogue keeps the Active time (jobs_store_save). */
 static void set_status(run__job *jr, jobs_status st)
 {
-    jobs_row *r = &jr->job.row;
-    jobs_status was = r->status;
-    /* A job taken over or resumed is attached with the status its row kept, Active when its
-       last worker died or stopped while it ran: no transition then, yet the clock must run
-       (it did not, and ElapsedTimeInActiveSeconds stopped at the first run's time). */
-    if (was == st && st == JOBS_STATUS_ACTIVE && !jr->active_since_ms)
-        jr->active_since_ms = s3_mono_ms();
-    if (was == st || jobs_row_set_status(r, st, JOBS_BY_WORKER, NULL, 0) != 0)
-        return;
-    r->status = was; /* the Active time below needs the old status */
-    if (st == JOBS_STATUS_ACTIVE)
-        jr->active_since_ms = s3_mono_ms();
-    else if (r->status == JOBS_STATUS_ACTIVE && jr->active_since_ms) {
-        r->active_ms += s3_mono_ms() - jr->active_since_ms;
-        jr->active_since_ms = 0;
-    }
-    r->status = st;
-    atomic_store(&jr->status_now, (int)st);
+    if (jr->job.row.status != st &&
+        jobs_row_set_status(&jr->job.row, st, JOBS_BY_WORKER, NULL, 0) == 0)
+        atomic_store(&jr->status_now, (int)st);
 }
 
-/* Reads each shard's checkpoint. A shard is complete, resumes from its checkpoint, or starts
-   afresh; when its checkpoint is lost or damaged while it may have run, it resumes from the
-   previous checkpoint (or the start) and every unit not known done rechecks its destinations,
-   so nothing is replicated twice. The feeder opens shards in order and writes each one's
-   first checkpoint before its first unit, so a shard without one "may have run" when a later
-   shard has one, or when the job had run and there is evidence: its results files hold rows
-   (or, the report disabled, it is the next shard after the last one with a checkpoint).
-   Returns the tasks the checkpoints count. -1: no memory. */
-static int64_t load_shards(run__job *jr)
+/* The spool's index: read locally, or fetched from the work location first (a worker of a
+   fleet that did not prepare the job). 0, or -1 with msg. */
+static int load_index(run__job *jr, char *msg, size_t cap)
 {
-    jobs_status st = jr->job.row.status;
-    int had_run = jr->job.row.succeeded + jr->job.row.failed > 0 ||
-                  (st != JOBS_STATUS_NEW && st != JOBS_STATUS_PREPARING && st != JOBS_STATUS_READY);
-    size_t n = jr->spool.n_shards, last_with = (size_t)-1;
-    int *loaded = calloc(n ? n : 1, sizeof *loaded);
-    if (!loaded)
+    int rc = run__spool_index_load(jr->spool_dir, &jr->spool, msg, cap);
+    if (rc != 1 || !jr->loc.ep)
+        return rc == 0 ? 0 : -1;
+    char path[4300], got[4300];
+    if (s3_mkdir_p(jr->spool_dir, S3_MODE_PRIVATE_DIR) != 0 ||
+        (size_t)snprintf(path, sizeof path, "%s/index.json", jr->spool_dir) >= sizeof path ||
+        run__loc_fetch(&jr->loc, "spool/index.json", path, got, sizeof got, msg, cap) != 0)
         return -1;
-    int64_t counted = 0;
-    for (size_t i = 0; i < n; i++) {
-        run__shard *sh = &jr->shards[i];
-        loaded[i] = run_ckpt_load(sh->ckpt_path, &sh->resume);
-        if (loaded[i] != 1)
-            last_with = i;
-    }
-    size_t next = last_with + 1; /* (size_t)-1 + 1 == 0 */
-    for (size_t i = 0; i < n; i++) {
-        run__shard *sh = &jr->shards[i];
-        int rc = loaded[i];
-        int evidence = jr->job.report_enabled ? rpt_chunk_has_rows(&jr->ro, (uint32_t)i) != 0
-                                              : i == next;
-        int uncertain = rc < 0 || rc == RUN_CKPT_FROM_PREV ||
-                        (rc == 1 && ((last_with != (size_t)-1 && i < last_with) ||
-                                     (had_run && evidence)));
-        if (rc < 0)
-            memset(&sh->resume, 0, sizeof sh->resume);
-        if (uncertain) {
-            fprintf(stderr,
-                    "batchrep: job %s: %s %s; resuming from %s, every unit not known done is "
-                    "rechecked against its destinations\n",
-                    jr->job.row.id, sh->ckpt_path,
-                    rc == 1 ? "is missing" : rc < 0 ? "cannot be read" : "is damaged or missing",
-                    rc == RUN_CKPT_FROM_PREV ? "the previous checkpoint" : "the start");
-            sh->recheck_all = 1;
-        }
-        sh->resume_files = rc == 0 || rc == RUN_CKPT_FROM_PREV;
-        /* the writer's progress starts from the checkpoint: counts, sizes, done ranges */
-        sh->ckpt = sh->resume;
-        sh->ckpt.iv = NULL;
-        sh->ckpt.n_iv = sh->ckpt.cap_iv = 0;
-        for (size_t k = 0; k < sh->resume.n_iv; k++)
-            run_ckpt_add(&sh->ckpt, sh->resume.iv[2 * k], sh->resume.iv[2 * k + 1]);
-        atomic_store(&sh->state, sh->resume.complete && !sh->recheck_all ? RUN__SHARD_DONE
-                                                                          : RUN__SHARD_WAITING);
-        sh->ckpt.complete = 0;
-        atomic_fetch_add(&jr->succeeded, sh->ckpt.succeeded);
-        atomic_fetch_add(&jr->failed, sh->ckpt.failed);
-        counted += (int64_t)(sh->ckpt.succeeded + sh->ckpt.failed);
-    }
-    free(loaded);
-    return counted;
+    return run__spool_index_load(jr->spool_dir, &jr->spool, msg, cap) == 0 ? 0 : -1;
 }
 
-/* Takes a claimed job into the run: rules, spool, shard checkpoints, report options. */
-static run__job *attach(run__sched *s, jobs_row *row, char *err, size_t err_len)
+/* Takes a job into the run for its first leased shard: rules (not to finish it: with_rules
+   0), spool index, shards, report options, work location. NULL: no memory. A job that
+   cannot run comes back with its failure set (row status Failed). */
+static run__job *attach(run__sched *s, jobs_row *row, int with_rules)
 {
+    char err[1024];
     run__job *jr = calloc(1, sizeof *jr);
     if (!jr)
         return NULL;
-    if (jobs_job_load(&jr->job, row, s->state_root, s->ep->region, err, err_len) != 0) {
+    jr->feed_shard = (size_t)-1;
+    if (jobs_job_load(&jr->job, row, s->state_root, s->ep->region, err, sizeof err) != 0) {
         jobs_job_fail(&jr->job, "InvalidJobDocument", err);
         return jr;
     }
     eng_unit_builder_init(&jr->builder);
     jr->sched = s;
     atomic_store(&jr->priority, jr->job.row.priority);
+    atomic_store(&jr->succeeded, jr->job.row.succeeded);
+    atomic_store(&jr->failed, jr->job.row.failed);
+    jr->resumed_tasks = jr->job.row.succeeded + jr->job.row.failed;
     jr->run_started_ms = s3_mono_ms();
-    if (run__attach_rules(&jr->job, &jr->rules, s->eps, s->opts) != 0)
+    if (with_rules && run__attach_rules(&jr->job, &jr->rules, s->eps, s->opts) != 0)
         return jr;
-    char msg[512];
-    int rc = -1;
-    if (s3_path_join(jr->spool_dir, sizeof jr->spool_dir, jr->job.dir, "spool") == 0)
-        rc = run__spool_index_load(jr->spool_dir, &jr->spool, msg, sizeof msg);
-    if (rc != 0) {
-        jobs_job_fail(&jr->job, "InternalError",
-                      rc == 1 ? "the job has no spool (prepared by an older batchrep, or its "
-                                "state was removed): create the job again"
-                              : msg);
+    if (run__loc_for_job(&jr->loc, &jr->job, s->shared, s->opts->work_location, s->ep, err,
+                         sizeof err) != 0) {
+        jobs_job_fail(&jr->job, "InternalError", err);
+        return jr;
+    }
+    if (s3_path_join(jr->spool_dir, sizeof jr->spool_dir, jr->job.dir, "spool") != 0 ||
+        load_index(jr, err, sizeof err) != 0) {
+        jobs_job_fail(&jr->job, "InternalError", err);
         return jr;
     }
     jr->shards = calloc(jr->spool.n_shards ? jr->spool.n_shards : 1, sizeof *jr->shards);
@@ -197,12 +152,8 @@ static run__job *attach(run__sched *s, jobs_row *row, char *err, size_t err_len)
         sh->job = jr;
         sh->info = &jr->spool.shards[i];
         sh->index = (uint32_t)i;
-        if ((size_t)snprintf(sh->ckpt_path, sizeof sh->ckpt_path,
-                             "%s/shard-%06zu.checkpoint.json", jr->spool_dir,
-                             i) >= sizeof sh->ckpt_path) {
-            jobs_job_fail(&jr->job, "InternalError", "the job's folder path is too long");
-            return jr;
-        }
+        s3_buf_init(&sh->rows[0], SIZE_MAX);
+        s3_buf_init(&sh->rows[1], SIZE_MAX);
     }
     if (jr->job.report_enabled) {
         if (jr->job.report_is_local)
@@ -216,30 +167,7 @@ static run__job *attach(run__sched *s, jobs_row *row, char *err, size_t err_len)
                             .scope = jr->job.report_scope,
                             .private_files = !jr->job.report_is_local};
     }
-    int64_t counted = load_shards(jr);
-    if (counted < 0) {
-        jobs_job_fail(&jr->job, "InternalError", "out of memory");
-        return jr;
-    }
-    jr->resumed_tasks = (uint64_t)counted;
     return jr;
-}
-
-/* Closes what the job's shards hold open: a last checkpoint each (a shard fed to its end is
-   complete then). A shard this run never reached (the job stopped first) but an earlier run
-   wrote rows for is opened once, which cuts its results files back to its checkpoint (or
-   empties them when its progress is uncertain), so the report lists no row its counts do
-   not. Control thread, once the writer no longer sees the job. */
-static void settle_shards(run__job *jr)
-{
-    for (size_t i = 0; i < jr->spool.n_shards; i++) {
-        run__shard *sh = &jr->shards[i];
-        if (atomic_load(&sh->state) == RUN__SHARD_WAITING && (sh->resume_files || sh->recheck_all))
-            run__shard_open(sh);
-        run__shard_settle(sh);
-        rpt_writer_destroy(sh->rpt); /* not complete (stopped): its rows are durable */
-        sh->rpt = NULL;
-    }
 }
 
 static void release(run__job *jr)
@@ -248,9 +176,10 @@ static void release(run__job *jr)
     eng_unit_destroy(jr->pending);
     eng_unit_builder_cleanup(&jr->builder);
     for (size_t i = 0; jr->shards && i < jr->spool.n_shards; i++) {
-        rpt_writer_destroy(jr->shards[i].rpt);
         run_ckpt_cleanup(&jr->shards[i].ckpt);
         run_ckpt_cleanup(&jr->shards[i].resume);
+        s3_buf_cleanup(&jr->shards[i].rows[0]);
+        s3_buf_cleanup(&jr->shards[i].rows[1]);
     }
     free(jr->shards);
     run__spool_index_cleanup(&jr->spool);
@@ -259,62 +188,300 @@ static void release(run__job *jr)
     free(jr);
 }
 
-/* The job has no work left in the pool: write its report, choose its terminal status:
-   Cancelling -> Cancelled, Failing -> Failed, Completing -> Complete. */
-static void finish(run__sched *s, jobs_store *st, run__job *jr)
+/* Sets a freshly leased shard up: its checkpoint (where it resumes), its spool file here.
+   0, or -1 (the lease is given back). */
+static int take_shard(run__sched *s, run__job *jr, const jobs_shard *ls)
 {
     char msg[1024];
+    run__shard *sh = &jr->shards[ls->index];
+    run_ckpt_cleanup(&sh->resume);
+    run_ckpt_cleanup(&sh->ckpt);
+    sh->recheck_all = ls->uncertain;
+    if (ls->ckpt && run_ckpt_from_json(ls->ckpt, &sh->resume) != 0) {
+        fprintf(stderr, "batchrep: job %s shard %u: its checkpoint in the catalogue cannot be "
+                        "read; resuming from the start, every unit not known done is "
+                        "rechecked against its destinations\n", jr->job.row.id, ls->index);
+        memset(&sh->resume, 0, sizeof sh->resume);
+        sh->recheck_all = 1;
+    }
+    if (run_ckpt_copy(&sh->ckpt, &sh->resume) != 0)
+        return -1;
+    sh->ckpt.complete = 0;
+    s3_buf_reset(&sh->rows[0]);
+    s3_buf_reset(&sh->rows[1]);
+    sh->rows_n[0] = sh->rows_n[1] = 0;
+    sh->next_part = 0;
+    sh->dirty = 0;
+    sh->put_failures = 0;
+    sh->token = ls->token;
+    atomic_store(&sh->units_out, 0);
+    if (jr->loc.ep) { /* a fleet's spool: this worker's copy of the shard */
+        char path[4300], got[4300], rel[64];
+        snprintf(rel, sizeof rel, "spool/%s", sh->info->file);
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", jr->spool_dir, sh->info->file) >=
+                sizeof path ||
+            (access(path, R_OK) != 0 &&
+             run__loc_fetch(&jr->loc, rel, path, got, sizeof got, msg, sizeof msg) != 0)) {
+            fprintf(stderr, "batchrep: job %s shard %u: %s\n", jr->job.row.id, ls->index, msg);
+            return -1;
+        }
+    }
+    int64_t now = s3_mono_ms();
+    sh->renewed_ms = now;
+    atomic_store(&sh->lease_until, now + s->opts->lease_ttl_ms * 2 / 3);
+    if (ls->leased_before && ls->ckpt)
+        fprintf(stderr, "batchrep: job %s shard %u: taken over from its last checkpoint (%llu "
+                        "tasks done)\n", jr->job.row.id, ls->index,
+                (unsigned long long)(sh->resume.succeeded + sh->resume.failed));
+    pthread_mutex_lock(&s->mu);
+    atomic_store(&sh->state, RUN__SHARD_LEASED);
+    atomic_store(&jr->has_feed, 1);
+    pthread_mutex_unlock(&s->mu);
+    atomic_fetch_add(&s->leases_taken, 1);
+    return 0;
+}
+
+static run__job *attached(run__sched *s, const char *id)
+{
+    for (run__job *jr = s->jobs; jr; jr = jr->next)
+        if (strcmp(jr->job.row.id, id) == 0)
+            return jr;
+    return NULL;
+}
+
+/* Gives up this worker's lease of every shard of the job it has not completed. */
+static void release_leases(run__sched *s, run__job *jr)
+{
+    char err[512];
+    for (size_t i = 0; i < jr->spool.n_shards; i++) {
+        run__shard *sh = &jr->shards[i];
+        int st = atomic_load(&sh->state);
+        if (st == RUN__SHARD_IDLE || st == RUN__SHARD_DONE)
+            continue;
+        /* fenced: a lease another worker holds now is not touched */
+        jobs_store_shard_release(s->st, jr->job.row.id, sh->index, sh->token, err, sizeof err);
+        atomic_store(&sh->lease_until, 0);
+        atomic_store(&sh->state, RUN__SHARD_IDLE);
+    }
+}
+
+/* Leases one more shard of the job (the row just read), attaching the job first. */
+static void lease_one(run__sched *s, const jobs_row *r)
+{
+    char err[1024];
+    jobs_shard ls;
+    memset(&ls, 0, sizeof ls);
+    int rc = jobs_store_shard_lease(s->st, r->id, s->opts->lease_ttl_ms, &ls, err, sizeof err);
+    if (rc != 1) {
+        if (rc < 0)
+            fprintf(stderr, "batchrep: %s\n", err);
+        return;
+    }
+    run__job *jr = attached(s, r->id);
+    if (!jr) {
+        jobs_row row;
+        int got = jobs_store_get(s->st, r->id, &row, err, sizeof err) == 1;
+        jr = got ? attach(s, &row, 1) : NULL;
+        if (got)
+            jobs_row_cleanup(&row); /* what attach did not take */
+        if (!jr) {
+            jobs_store_shard_release(s->st, ls.job_id, ls.index, ls.token, err, sizeof err);
+            jobs_shard_cleanup(&ls);
+            return;
+        }
+        if (jr->job.row.failure_code[0]) { /* it cannot run anywhere */
+            set_status(jr, JOBS_STATUS_FAILING);
+            save(s, jr);
+            jobs_store_shard_release(s->st, ls.job_id, ls.index, ls.token, err, sizeof err);
+            jobs_shard_cleanup(&ls);
+            release(jr);
+            return;
+        }
+        atomic_store(&jr->status_now, (int)jr->job.row.status);
+        pthread_mutex_lock(&s->mu);
+        jr->next = s->jobs;
+        s->jobs = jr;
+        pthread_mutex_unlock(&s->mu);
+    }
+    if (ls.index >= jr->spool.n_shards || take_shard(s, jr, &ls) != 0)
+        jobs_store_shard_release(s->st, ls.job_id, ls.index, ls.token, err, sizeof err);
+    jobs_shard_cleanup(&ls);
+}
+
+/* Renews the leases this worker holds, every third of the TTL. A lease the catalogue says
+   is gone stops its shard at once; one that cannot be renewed (the catalogue does not
+   answer) stops at its deadline, and is given back then: its units may have stopped
+   half-way, so the shard resumes from its checkpoint (here or elsewhere). */
+static void renew(run__sched *s)
+{
+    char err[512];
+    int64_t ttl = s->opts->lease_ttl_ms;
+    for (run__job *jr = s->jobs; jr; jr = jr->next) {
+        for (size_t i = 0; i < jr->spool.n_shards; i++) {
+            run__shard *sh = &jr->shards[i];
+            int st = atomic_load(&sh->state);
+            if (st != RUN__SHARD_LEASED && st != RUN__SHARD_OPEN && st != RUN__SHARD_FED)
+                continue;
+            int64_t now = s3_mono_ms();
+            if (now >= atomic_load(&sh->lease_until)) {
+                fprintf(stderr, "batchrep: job %s shard %u: the lease could not be renewed in "
+                                "time; its units stopped, it resumes from its checkpoint\n",
+                        jr->job.row.id, sh->index);
+                atomic_store(&sh->state, RUN__SHARD_LOST);
+                atomic_fetch_add(&s->leases_lost, 1);
+                continue;
+            }
+            if (now - sh->renewed_ms < ttl / 3)
+                continue;
+            int rc = jobs_store_shard_renew(s->st, jr->job.row.id, sh->index, sh->token, ttl,
+                                            err, sizeof err);
+            if (rc == 1) {
+                sh->renewed_ms = now;
+                int64_t until = now + ttl * 2 / 3;
+                /* never extend a lease the writer found lost meanwhile */
+                int64_t cur = atomic_load(&sh->lease_until);
+                while (cur != 0 && !atomic_compare_exchange_weak(&sh->lease_until, &cur, until))
+                    ;
+            } else if (rc == 0) {
+                fprintf(stderr, "batchrep: job %s shard %u: the lease was taken over by another "
+                                "worker\n", jr->job.row.id, sh->index);
+                atomic_store(&sh->lease_until, 0);
+                atomic_store(&sh->state, RUN__SHARD_LOST);
+                atomic_fetch_add(&s->leases_lost, 1);
+            }
+        }
+    }
+}
+
+typedef struct collect_ctx {
+    run__job *jr;
+    rpt_summary *sum;
+    int failed;                   /* a shard's checkpoint or parts could not be used */
+    char *msg;
+    size_t cap;
+} collect_ctx;
+
+/* One shard's results files into the summary: those its completion recorded, or (a job
+   that stopped) its parts joined now. */
+static int collect_shard(const jobs_shard *ls, void *user)
+{
+    collect_ctx *c = user;
+    run__job *jr = c->jr;
+    run_ckpt ck;
+    if (!ls->ckpt || ls->index >= jr->spool.n_shards)
+        return 0; /* never ran: no rows */
+    if (run_ckpt_from_json(ls->ckpt, &ck) != 0) {
+        snprintf(c->msg, c->cap, "the checkpoint of shard %u cannot be read", ls->index);
+        c->failed = 1;
+        return 1;
+    }
+    if (!ls->complete && ck.n_parts > 0) {
+        if (run__shard_join(&jr->ro, &jr->loc, jr->job.report_is_local ? NULL : jr->sched->ep,
+                            jr->spool_dir, ls->index, &ck, c->msg, c->cap) != 0) {
+            run_ckpt_cleanup(&ck);
+            c->failed = 1;
+            return 1;
+        }
+        for (size_t i = 0; i < ck.n_parts; i++)
+            run__loc_remove(&jr->loc, ck.parts[i].name);
+    }
+    for (int k = 0; k < ck.n_results; k++) {
+        rpt_result_file *rf = &c->sum->files[c->sum->n_files];
+        char path[4096];
+        memset(rf, 0, sizeof *rf);
+        if (rpt_results_file(&jr->ro, ls->index, ck.results[k].failed, rf->key, sizeof rf->key,
+                             path, sizeof path, c->msg, c->cap) != 0) {
+            c->failed = 1;
+            break;
+        }
+        snprintf(rf->status, sizeof rf->status, "%s", ck.results[k].failed ? "failed"
+                                                                            : "succeeded");
+        memcpy(rf->md5_hex, ck.results[k].md5, sizeof rf->md5_hex);
+        rf->rows = ck.results[k].rows;
+        c->sum->n_files++;
+    }
+    run_ckpt_cleanup(&ck);
+    return c->failed;
+}
+
+/* The report of the job: manifest.json over every shard's results files, written under the
+   report root and, for a report bucket, uploaded. 0, or -1 with msg. */
+static int write_report(run__sched *s, run__job *jr, char *msg, size_t cap)
+{
+    rpt_summary sum;
+    memset(&sum, 0, sizeof sum);
+    size_t n = jr->spool.n_shards ? jr->spool.n_shards : 1;
+    if (!(sum.files = calloc(2 * n, sizeof *sum.files))) {
+        snprintf(msg, cap, "out of memory");
+        return -1;
+    }
+    collect_ctx c = {.jr = jr, .sum = &sum, .msg = msg, .cap = cap};
+    char err[512];
+    int rc = jobs_store_shards_each(s->st, jr->job.row.id, collect_shard, &c, err, sizeof err);
+    if (rc < 0)
+        snprintf(msg, cap, "%s", err);
+    if (rc >= 0 && !c.failed)
+        rc = rpt_manifest_write_files(&jr->ro, &sum, msg, cap);
+    else
+        rc = -1;
+    if (rc == 0 && !jr->job.report_is_local) {
+        char up[1024];
+        if (rpt_upload(s->ep, &jr->ro, &sum, up, sizeof up) != 0) {
+            snprintf(msg, cap, "The job report could not be written to your report bucket: %s",
+                     up);
+            rc = -1;
+        }
+    }
+    rpt_summary_cleanup(&sum);
+    return rc;
+}
+
+/* Ends a job whose shards are all complete, or that stopped (Cancelling, Failing) with no
+   live lease: its report, then its terminal status. The caller claimed it. */
+static void finish_job(run__sched *s, jobs_row *row, run_result *out)
+{
+    char msg[4400];
+    run__job *jr = attach(s, row, 0);
+    jobs_row_cleanup(row);
+    if (!jr)
+        return;
     jobs_job *job = &jr->job;
     jobs_status final = JOBS_STATUS_COMPLETE, transit = JOBS_STATUS_COMPLETING;
     if (job->row.status == JOBS_STATUS_CANCELLING) {
         final = JOBS_STATUS_CANCELLED;
         transit = JOBS_STATUS_CANCELLING;
-    } else {
-        settle_shards(jr); /* the writer no longer sees this job */
-        if (atomic_load(&jr->io_error))
-            jobs_job_set_failure(job, "ReportNotWritable", jr->io_error_msg);
-        else if (jr->plan_error[0])
-            jobs_job_set_failure(job, "InternalError", jr->plan_error);
-        else if (atomic_load(&jr->threshold_hit))
-            jobs_job_set_failure(job, "TaskFailureThresholdExceeded",
-                          "More than 50% of the tasks that ran failed (checked once at least "
-                          "1,000 tasks have run)");
-        if (job->row.failure_code[0]) {
-            final = JOBS_STATUS_FAILED;
-            transit = JOBS_STATUS_FAILING;
-        }
+    } else if (job->row.failure_code[0] || job->row.status == JOBS_STATUS_FAILING) {
+        final = JOBS_STATUS_FAILED;
+        transit = JOBS_STATUS_FAILING;
     }
-    if (final == JOBS_STATUS_CANCELLED)
-        settle_shards(jr);
     set_status(jr, transit);
-    save(s, st, jr);
-    if (job->report_enabled) {
-        rpt_summary sum;
-        if (rpt_manifest_write(&jr->ro, (uint32_t)jr->spool.n_shards, &sum, msg,
-                               sizeof msg) != 0) {
-            jobs_job_set_failure(job, "ReportNotWritable", msg);
-            final = JOBS_STATUS_FAILED;
-        } else if (!job->report_is_local &&
-                   rpt_upload(s->ep, &jr->ro, &sum, msg, sizeof msg) != 0) {
-            char reason[1200];
-            snprintf(reason, sizeof reason,
-                     "The job report could not be written to your report bucket: %s", msg);
-            jobs_job_set_failure(job, "ReportNotWritable", reason);
-            final = JOBS_STATUS_FAILED;
-        }
-        rpt_summary_cleanup(&sum);
+    save(s, jr);
+    if (job->report_enabled && jr->shards && write_report(s, jr, msg, sizeof msg) != 0) {
+        jobs_job_set_failure(job, "ReportNotWritable", msg);
+        final = JOBS_STATUS_FAILED;
     }
     set_status(jr, final);
-    save(s, st, jr);
+    save(s, jr);
+    out->jobs_finished++;
+    if (jr->loc.ep) { /* the fleet's copy of the spool is no longer needed */
+        char rel[64];
+        for (size_t i = 0; i < jr->spool.n_shards; i++) {
+            snprintf(rel, sizeof rel, "spool/%s", jr->spool.shards[i].file);
+            run__loc_remove(&jr->loc, rel);
+        }
+        run__loc_remove(&jr->loc, "spool/index.json");
+    }
     char path[4200];
     json_t *d = jobs_job_describe(job);
     char *text = json_dumps(d, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(d);
-    if (text && (size_t)snprintf(path, sizeof path, "%s/describe.json", job->dir) < sizeof path &&
+    if (!s->shared && text &&
+        (size_t)snprintf(path, sizeof path, "%s/describe.json", job->dir) < sizeof path &&
         s3_write_file_atomic(path, text, strlen(text), S3_MODE_PRIVATE_FILE, msg,
                              sizeof msg) != S3_E_OK)
         fprintf(stderr, "batchrep: job %s: %s\n", job->row.id, msg);
     free(text);
+    release(jr);
 }
 
 /* Every status but the terminal ones: what a worker may have to prepare, run or finish. */
@@ -324,23 +491,52 @@ static const jobs_status live_statuses[] = {
     JOBS_STATUS_FAILING, JOBS_STATUS_CANCELLING,
 };
 
-typedef struct scan_ctx {
-    run__sched *s;
-    jobs_store *st;
-    int runnable_seen;            /* a job someone could still run exists */
-    int only_done;                /* only_job_id reached a terminal state (or Suspended) */
-} scan_ctx;
-
-static int attached(run__sched *s, const char *id)
+/* Records the prepared job's shards in the catalogue; with a shared catalogue, its spool
+   goes to the work location first. 0, or -1 with the job failed. */
+static int publish_spool(run__sched *s, jobs_job *job)
 {
-    for (run__job *jr = s->jobs; jr; jr = jr->next)
-        if (strcmp(jr->job.row.id, id) == 0)
-            return 1;
-    return 0;
+    char dir[4200], msg[1024], path[4400], rel[64];
+    run__spool_index idx;
+    run__loc loc;
+    if (s3_path_join(dir, sizeof dir, job->dir, "spool") != 0 ||
+        run__spool_index_load(dir, &idx, msg, sizeof msg) != 0) {
+        jobs_job_fail(job, "InternalError", "the job's spool cannot be read after Preparing");
+        return -1;
+    }
+    int rc = 0;
+    if (s->shared) {
+        rc = run__loc_for_job(&loc, job, 1, s->opts->work_location, s->ep, msg, sizeof msg);
+        for (size_t i = 0; rc == 0 && i <= idx.n_shards; i++) {
+            const char *file = i < idx.n_shards ? idx.shards[i].file : "index.json";
+            snprintf(rel, sizeof rel, "spool/%s", file);
+            rc = (size_t)snprintf(path, sizeof path, "%s/%s", dir, file) >= sizeof path ||
+                 run__loc_put_file(&loc, rel, path, msg, sizeof msg) != 0;
+        }
+        if (rc)
+            jobs_job_fail(job, "InternalError", msg);
+    }
+    jobs_shard *shards = rc ? NULL : calloc(idx.n_shards ? idx.n_shards : 1, sizeof *shards);
+    if (!rc && !shards) {
+        jobs_job_fail(job, "InternalError", "out of memory");
+        rc = -1;
+    }
+    for (size_t i = 0; !rc && i < idx.n_shards; i++) {
+        shards[i].index = (uint32_t)i;
+        shards[i].first_seq = idx.shards[i].first_seq;
+        shards[i].n_rows = idx.shards[i].n_rows;
+    }
+    if (!rc && jobs_store_shards_put(s->st, job->row.id, shards, idx.n_shards, msg,
+                                     sizeof msg) != 0) {
+        fprintf(stderr, "batchrep: job %s: %s\n", job->row.id, msg);
+        rc = -2; /* the catalogue: Preparing runs again (claim expiry) */
+    }
+    free(shards);
+    run__spool_index_cleanup(&idx);
+    return rc;
 }
 
 /* Runs Preparing for a New job this process claimed. */
-static void prepare(run__sched *s, jobs_store *st, jobs_row *row)
+static void prepare(run__sched *s, jobs_row *row)
 {
     char err[1024];
     jobs_job job;
@@ -348,8 +544,15 @@ static void prepare(run__sched *s, jobs_store *st, jobs_row *row)
         jobs_job_fail(&job, "InvalidJobDocument", err);
     } else {
         jobs_row_set_status(&job.row, JOBS_STATUS_PREPARING, JOBS_BY_WORKER, NULL, 0);
-        jobs_store_save(st, &job.row, err, sizeof err);
-        if (run__prepare(&job, s->ep, s->opts) == 0) {
+        jobs_store_save(s->st, &job.row, err, sizeof err);
+        int rc = run__prepare(&job, s->ep, s->opts);
+        if (rc == 0)
+            rc = publish_spool(s, &job);
+        if (rc == -2) {
+            jobs_job_cleanup(&job);
+            return;
+        }
+        if (rc == 0) {
             if (job.confirmation_required && !s->opts->only_job_id) {
                 jobs_row_set_status(&job.row, JOBS_STATUS_SUSPENDED, JOBS_BY_WORKER, NULL, 0);
                 snprintf(job.row.suspended_cause, sizeof job.row.suspended_cause,
@@ -360,10 +563,153 @@ static void prepare(run__sched *s, jobs_store *st, jobs_row *row)
             }
         }
     }
-    job.row.owner_pid = getpid();
-    job.row.owner_seen_ms = s3_wall_ms();
-    jobs_store_save(st, &job.row, err, sizeof err);
+    jobs_store_save(s->st, &job.row, err, sizeof err);
     jobs_job_cleanup(&job);
+}
+
+static void *prep_main(void *arg)
+{
+    run__sched *s = arg;
+    prepare(s, &s->prep_row);
+    atomic_store(&s->prep_done, 1);
+    return NULL;
+}
+
+/* Keeps the claim of the job being prepared alive; once its thread returned, joins it and
+   gives the claim up. wait: join whatever it is doing (the worker stops). */
+static void prep_poll(run__sched *s, int wait)
+{
+    char err[512];
+    if (!s->prep_running)
+        return;
+    if (!wait && !atomic_load(&s->prep_done)) {
+        jobs_store_claim(s->st, s->prep_row.id, err, sizeof err); /* the heartbeat */
+        return;
+    }
+    pthread_join(s->prep_thread, NULL);
+    s->prep_running = 0;
+    jobs_store_unclaim(s->st, s->prep_row.id, err, sizeof err);
+    jobs_row_cleanup(&s->prep_row);
+}
+
+/* When this worker last asked the catalogue for a job's shards, and whether they are all
+   complete: asked again only after LEASE_RETRY_MS / FINISH_CHECK_MS. */
+typedef struct memo {
+    char id[40];
+    int64_t next_lease_ms, next_finish_ms;
+} memo;
+
+typedef struct scan_ctx {
+    run__sched *s;
+    run_result *out;
+    memo *memos;
+    int runnable_seen;            /* a job someone could still run exists */
+    int only_done;                /* only_job_id reached a terminal state (or Suspended) */
+    int draining;
+} scan_ctx;
+
+static memo *memo_of(memo *m, const char *id)
+{
+    size_t free_slot = MEMO_JOBS, oldest = 0;
+    for (size_t i = 0; i < MEMO_JOBS; i++) {
+        if (strcmp(m[i].id, id) == 0)
+            return &m[i];
+        if (!m[i].id[0] && free_slot == MEMO_JOBS)
+            free_slot = i;
+        if (m[i].next_lease_ms < m[oldest].next_lease_ms)
+            oldest = i;
+    }
+    size_t i = free_slot < MEMO_JOBS ? free_slot : oldest;
+    memset(&m[i], 0, sizeof m[i]);
+    snprintf(m[i].id, sizeof m[i].id, "%s", id);
+    return &m[i];
+}
+
+/* 1 when the job has a shard leased here that the feeder has not finished reading. */
+static int has_unfed(const run__job *jr)
+{
+    for (size_t i = 0; i < jr->spool.n_shards; i++) {
+        int st = atomic_load(&jr->shards[i].state);
+        if (st == RUN__SHARD_LEASED || st == RUN__SHARD_OPEN)
+            return 1;
+    }
+    return 0;
+}
+
+/* A job past Preparing whose shards the catalogue does not hold (a SQLite catalogue rebuilt
+   from the job folders, recover.c; or one from before shards were kept there): its shards
+   are recorded again from its spool, each "uncertain" — progress unknown, so every unit
+   not known done rechecks its destinations and nothing is written twice. A job without a
+   spool cannot run. The caller claimed it. */
+static void restore_shards(run__sched *s, jobs_row *row)
+{
+    char err[1024], dir[4200];
+    jobs_job job;
+    run__spool_index idx;
+    int rc = jobs_job_load(&job, row, s->state_root, s->ep->region, err, sizeof err);
+    if (rc == 0 && (s3_path_join(dir, sizeof dir, job.dir, "spool") != 0 ||
+                    run__spool_index_load(dir, &idx, err, sizeof err) != 0)) {
+        jobs_job_fail(&job, "InternalError",
+                      "the job's shards are not in the catalogue and it has no spool here "
+                      "(prepared elsewhere, or its state was removed): create the job again");
+        save_row(s, &job.row);
+        jobs_job_cleanup(&job);
+        return;
+    }
+    if (rc == 0) {
+        jobs_shard *shards = calloc(idx.n_shards ? idx.n_shards : 1, sizeof *shards);
+        for (size_t i = 0; shards && i < idx.n_shards; i++) {
+            shards[i].index = (uint32_t)i;
+            shards[i].first_seq = idx.shards[i].first_seq;
+            shards[i].n_rows = idx.shards[i].n_rows;
+            shards[i].uncertain = 1;
+        }
+        if (shards && jobs_store_shards_put(s->st, job.row.id, shards, idx.n_shards, err,
+                                            sizeof err) == 0)
+            fprintf(stderr, "batchrep: job %s: its progress is not in the catalogue; its %zu "
+                            "shards are recorded again from its spool, every unit not known "
+                            "done is rechecked against its destinations\n",
+                    job.row.id, idx.n_shards);
+        free(shards);
+        run__spool_index_cleanup(&idx);
+    }
+    jobs_job_cleanup(&job);
+}
+
+/* Finishes the job when nothing of it is left to run anywhere. */
+static void maybe_finish(scan_ctx *c, const jobs_row *r)
+{
+    run__sched *s = c->s;
+    char err[1024];
+    jobs_shard_counts n;
+    if (attached(s, r->id) || jobs_store_shards_count(s->st, r->id, &n, err, sizeof err) != 0)
+        return;
+    if (n.n == 0 && r->total > 0 && r->status != JOBS_STATUS_CANCELLING &&
+        r->status != JOBS_STATUS_FAILING) {
+        jobs_row row;
+        if (jobs_store_claim(s->st, r->id, err, sizeof err) == 1 &&
+            jobs_store_get(s->st, r->id, &row, err, sizeof err) == 1) {
+            restore_shards(s, &row);
+            jobs_row_cleanup(&row);
+        }
+        jobs_store_unclaim(s->st, r->id, err, sizeof err);
+        return;
+    }
+    int stopping = r->status == JOBS_STATUS_CANCELLING || r->status == JOBS_STATUS_FAILING;
+    int all_done = n.complete == n.n && (n.n > 0 || r->total == 0); /* (an empty manifest) */
+    if (!(stopping ? n.leased == 0 : all_done) &&
+        !(r->status == JOBS_STATUS_COMPLETING && n.leased == 0))
+        return;
+    if (jobs_store_claim(s->st, r->id, err, sizeof err) != 1)
+        return;
+    jobs_row row;
+    if (jobs_store_get(s->st, r->id, &row, err, sizeof err) == 1) {
+        if (jobs_status_terminal(row.status))
+            jobs_row_cleanup(&row);
+        else
+            finish_job(s, &row, c->out);
+    }
+    jobs_store_unclaim(s->st, r->id, err, sizeof err);
 }
 
 static int scan_one(const jobs_row *r, void *user)
@@ -374,66 +720,88 @@ static int scan_one(const jobs_row *r, void *user)
     const char *only = s->opts->only_job_id;
     if (only && strcmp(r->id, only) != 0)
         return 0;
-    if (jobs_status_terminal(r->status)) {
+    if (jobs_status_terminal(r->status) || r->status == JOBS_STATUS_SUSPENDED) {
         if (only)
-            c->only_done = 1;
+            c->only_done = 1; /* `run` of a job waiting for confirmation returns too */
         return 0;
     }
-    if (r->status == JOBS_STATUS_SUSPENDED) {
-        if (only)
-            c->only_done = 1; /* `run` of a job waiting for confirmation returns */
-        return 0;
-    }
-    if (attached(s, r->id))
-        return 0;
     c->runnable_seen = 1;
-    if (jobs_store_claim(c->st, r->id, err, sizeof err) != 1)
-        return 0; /* another live worker has it */
-    jobs_row row;
-    if (jobs_store_get(c->st, r->id, &row, err, sizeof err) != 1)
-        return 0;
-    if (row.status == JOBS_STATUS_NEW || row.status == JOBS_STATUS_PREPARING) {
-        prepare(s, c->st, &row); /* takes row; the next scan attaches it */
+    if (r->status == JOBS_STATUS_NEW || r->status == JOBS_STATUS_PREPARING) {
+        if (c->draining || s->prep_running ||
+            jobs_store_claim(s->st, r->id, err, sizeof err) != 1)
+            return 0; /* another live worker prepares it (or this one, another job) */
+        jobs_row row;
+        if (jobs_store_get(s->st, r->id, &row, err, sizeof err) == 1 &&
+            (row.status == JOBS_STATUS_NEW || row.status == JOBS_STATUS_PREPARING)) {
+            s->prep_row = row; /* the thread's now */
+            atomic_store(&s->prep_done, 0);
+            if (pthread_create(&s->prep_thread, NULL, prep_main, s) == 0) {
+                s->prep_running = 1;
+                return 0;
+            }
+            prepare(s, &s->prep_row); /* no thread: here, then */
+            jobs_row_cleanup(&s->prep_row);
+        } else if (jobs_store_get(s->st, r->id, &row, err, 0) >= 0) {
+            jobs_row_cleanup(&row);
+        }
+        jobs_store_unclaim(s->st, r->id, err, sizeof err);
         return 0;
     }
-    run__job *jr = attach(s, &row, err, sizeof err);
-    jobs_row_cleanup(&row);
-    if (!jr)
-        return 0;
-    if (jr->job.row.status == JOBS_STATUS_FAILED) {
-        save(s, c->st, jr);
-        release(jr);
-        return 0;
+    memo *m = memo_of(c->memos, r->id);
+    int64_t now = s3_mono_ms();
+    int leasable = r->status == JOBS_STATUS_READY || r->status == JOBS_STATUS_ACTIVE ||
+                   r->status == JOBS_STATUS_PAUSING || r->status == JOBS_STATUS_PAUSED;
+    run__job *jr = attached(s, r->id);
+    if (leasable && !c->draining && !(jr && (has_unfed(jr) || atomic_load(&jr->stop))) &&
+        now >= m->next_lease_ms) {
+        uint64_t before = atomic_load(&s->leases_taken);
+        lease_one(s, r);
+        if (atomic_load(&s->leases_taken) == before)
+            m->next_lease_ms = now + LEASE_RETRY_MS;
     }
-    if (jr->job.row.status == JOBS_STATUS_CANCELLING || jr->job.row.status == JOBS_STATUS_FAILING)
-        atomic_store(&jr->stop, 1);
-    atomic_store(&jr->status_now, (int)jr->job.row.status);
-    pthread_mutex_lock(&s->mu);
-    jr->next = s->jobs;
-    s->jobs = jr;
-    pthread_mutex_unlock(&s->mu);
+    if (!attached(s, r->id) && now >= m->next_finish_ms) {
+        m->next_finish_ms = now + FINISH_CHECK_MS;
+        maybe_finish(c, r);
+    }
     return 0;
 }
 
-/* Applies the catalogue's view (cancel, priority) and decides Active / Paused. */
-static void steer(run__sched *s, jobs_store *st)
+/* Applies the catalogue's view (cancel, failure, priority) and decides Active / Paused. */
+static void steer(run__sched *s)
 {
     char err[512];
     int top = -1;
     for (run__job *jr = s->jobs; jr; jr = jr->next) {
         jobs_row row;
-        if (jobs_store_get(st, jr->job.row.id, &row, err, sizeof err) == 1) {
+        if (jobs_store_get(s->st, jr->job.row.id, &row, err, sizeof err) == 1) {
             atomic_store(&jr->priority, row.priority);
             jr->job.row.priority = row.priority;
-            if (row.status == JOBS_STATUS_CANCELLING || row.status == JOBS_STATUS_CANCELLED) {
+            if (row.status == JOBS_STATUS_CANCELLING || row.status == JOBS_STATUS_CANCELLED ||
+                row.status == JOBS_STATUS_FAILING || row.status == JOBS_STATUS_FAILED) {
                 atomic_store(&jr->stop, 1);
-                set_status(jr, JOBS_STATUS_CANCELLING);
+                set_status(jr, row.status == JOBS_STATUS_FAILING || row.status == JOBS_STATUS_FAILED
+                                   ? JOBS_STATUS_FAILING : JOBS_STATUS_CANCELLING);
                 snprintf(jr->job.row.status_reason, sizeof jr->job.row.status_reason, "%s",
                          row.status_reason);
             }
             jobs_row_cleanup(&row);
         }
-        if (!atomic_load(&jr->plan_done) && !atomic_load(&jr->stop) &&
+        /* this worker's own reasons to stop the job everywhere */
+        const char *code = atomic_load(&jr->io_error)        ? "ReportNotWritable"
+                           : atomic_load(&jr->plan_failed)   ? "InternalError"
+                           : atomic_load(&jr->threshold_hit) ? "TaskFailureThresholdExceeded"
+                                                             : NULL;
+        if (code && jr->job.row.status != JOBS_STATUS_FAILING &&
+            jr->job.row.status != JOBS_STATUS_CANCELLING) {
+            jobs_job_set_failure(&jr->job, code,
+                                 atomic_load(&jr->io_error)      ? jr->io_error_msg
+                                 : atomic_load(&jr->plan_failed) ? jr->plan_error
+                                                                 : THRESHOLD_REASON);
+            atomic_store(&jr->stop, 1);
+            set_status(jr, JOBS_STATUS_FAILING);
+            save(s, jr);
+        }
+        if (atomic_load(&jr->has_feed) && !atomic_load(&jr->stop) &&
             atomic_load(&jr->priority) > top)
             top = atomic_load(&jr->priority);
     }
@@ -442,15 +810,18 @@ static void steer(run__sched *s, jobs_store *st)
         if (cur == JOBS_STATUS_CANCELLING || cur == JOBS_STATUS_FAILING ||
             cur == JOBS_STATUS_FAILED)
             continue;
-        int planning = !atomic_load(&jr->plan_done) && !atomic_load(&jr->stop);
+        int planning = atomic_load(&jr->has_feed) && !atomic_load(&jr->stop);
         int run = !planning || atomic_load(&jr->priority) >= top;
         atomic_store(&jr->runnable, run);
-        if (run) {
+        jobs_status was = cur;
+        if (run && planning) {
             set_status(jr, JOBS_STATUS_ACTIVE);
-        } else if (cur == JOBS_STATUS_ACTIVE || cur == JOBS_STATUS_PAUSING) {
+        } else if (!run && (cur == JOBS_STATUS_ACTIVE || cur == JOBS_STATUS_PAUSING)) {
             set_status(jr, atomic_load(&jr->units_out) > 0 ? JOBS_STATUS_PAUSING
                                                            : JOBS_STATUS_PAUSED);
         }
+        if (jr->job.row.status != was)
+            save(s, jr);
     }
 }
 
@@ -503,6 +874,17 @@ static int apply_defaults(run_options *o, char *err, size_t err_len)
         o->part_size_bytes = (int64_t)8 << 20; /* the AWS CLI's multipart_chunksize */
     if (o->disk_full_wait_ms <= 0)
         o->disk_full_wait_ms = 60000;
+    if (o->lease_ttl_ms < 0 || o->checkpoint_interval_ms < 0) {
+        snprintf(err, err_len, "options: the lease TTL and the checkpoint interval must not be "
+                               "negative");
+        return -RUN_E_INVALID_OPTIONS;
+    }
+    if (!o->lease_ttl_ms)
+        o->lease_ttl_ms = 30000;
+    if (!o->checkpoint_interval_ms)
+        o->checkpoint_interval_ms = 5000;
+    if (o->work_location && run__loc_check_url(o->work_location, err, err_len) != 0)
+        return -RUN_E_INVALID_OPTIONS;
     return 0;
 }
 
@@ -529,9 +911,22 @@ static void free_endpoints(worker *w)
     w->n_eps = 1;
 }
 
+/* Lets go of a job this worker holds no work of: a last checkpoint of each shard (a shard
+   fed to its end is complete then), the leases it still holds given back. Control thread,
+   once the writer no longer sees the job. */
+static void detach(run__sched *s, run__job *jr)
+{
+    for (size_t i = 0; i < jr->spool.n_shards; i++)
+        run__shard_settle(&jr->shards[i]);
+    release_leases(s, jr);
+    save(s, jr);
+    release(jr);
+}
+
 /* Stops the threads that started and frees what start() built; the jobs still attached
-   (stopped by a signal) keep their status with a fresh checkpoint. */
-static void stop(worker *w, jobs_store *st, run_result *out)
+   (stopped by a signal) keep their status, their shards a fresh checkpoint, their leases
+   given back. */
+static void stop(worker *w, run_result *out)
 {
     run__sched *s = w->s;
     if (s) {
@@ -551,9 +946,7 @@ static void stop(worker *w, jobs_store *st, run_result *out)
         while (s->jobs) {
             run__job *jr = s->jobs;
             s->jobs = jr->next;
-            settle_shards(jr);
-            save(s, st, jr);
-            release(jr);
+            detach(s, jr);
         }
         if (out) {
             out->retries = atomic_load(&s->counters.retries);
@@ -607,6 +1000,8 @@ static int start(worker *w, jobs_store *st, char *err, size_t err_len)
     s->eps = (const s3_endpoint *const *)w->eps;
     s->ep = &w->ep;
     s->opts = o;
+    s->st = st;
+    s->shared = jobs_store_shared(st);
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, &w->old_int);
     sigaction(SIGTERM, &sa, &w->old_term);
@@ -641,33 +1036,36 @@ static int start(worker *w, jobs_store *st, char *err, size_t err_len)
         }
     }
     if (rc)
-        stop(w, st, NULL);
+        stop(w, NULL);
     return rc;
 }
 
-/* Finishes the jobs that are done and saves the others' progress (every second). */
-static void finish_or_save(worker *w, jobs_store *st, int save_now, run_result *out)
+/* Lets go of the jobs this worker has nothing of left: no shard leased and unfinished, no
+   unit in flight, the feeder and the writer not using them. */
+static void detach_idle(worker *w)
 {
     run__sched *s = w->s;
     for (run__job **pp = &s->jobs; *pp;) {
         run__job *jr = *pp;
+        int busy = 0;
+        for (size_t i = 0; i < jr->spool.n_shards && !busy; i++) {
+            int st = atomic_load(&jr->shards[i].state);
+            busy = st == RUN__SHARD_LEASED || st == RUN__SHARD_OPEN ||
+                   (st == RUN__SHARD_FED && !atomic_load(&jr->stop));
+        }
+        if (atomic_load(&jr->stop))
+            busy = 0; /* stopped: its shards are given back once nothing is in flight */
         pthread_mutex_lock(&s->mu);
-        int done = (atomic_load(&jr->plan_done) || atomic_load(&jr->stop)) &&
-                   atomic_load(&jr->units_out) == 0 && !jr->feeding && !jr->ckpt_busy &&
-                   !atomic_load(&s->files_full_since_ms) && !s->store_full_since_ms;
-        if (done)
+        int idle = !busy && atomic_load(&jr->units_out) == 0 && !jr->feeding &&
+                   !jr->ckpt_busy && !atomic_load(&s->files_full_since_ms) &&
+                   !s->store_full_since_ms;
+        if (idle)
             *pp = jr->next; /* out of the feeder's and writer's sight */
         pthread_mutex_unlock(&s->mu);
-        if (done) {
-            finish(s, st, jr);
-            if (w->o.progress)
-                print_progress(s, 1);
-            out->jobs_finished++;
-            release(jr);
+        if (idle) {
+            detach(s, jr);
             continue;
         }
-        if (save_now)
-            save(s, st, jr);
         pp = &jr->next;
     }
 }
@@ -701,6 +1099,38 @@ static int drained(run__sched *s)
     return !busy;
 }
 
+/* The live jobs of one scan, highest priority first (oldest first among equals): the order
+   in which this worker asks for their shards. */
+typedef struct live_set {
+    jobs_row *rows;
+    size_t n, cap;
+} live_set;
+
+static int collect_live(const jobs_row *r, void *user)
+{
+    live_set *l = user;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 16;
+        jobs_row *n = realloc(l->rows, nc * sizeof *n);
+        if (!n)
+            return 1;
+        l->rows = n;
+        l->cap = nc;
+    }
+    jobs_row *c = &l->rows[l->n++];
+    *c = *r;
+    c->doc = c->rules = c->generated_manifest = NULL; /* owned by the caller of the callback */
+    return 0;
+}
+
+static int by_priority(const void *a, const void *b)
+{
+    const jobs_row *x = a, *y = b;
+    if (x->priority != y->priority)
+        return x->priority > y->priority ? -1 : 1;
+    return x->created_ms < y->created_ms ? -1 : x->created_ms > y->created_ms;
+}
+
 int run_worker(jobs_store *st, const run_options *opts, run_result *out, char *err,
                size_t err_len)
 {
@@ -713,42 +1143,59 @@ int run_worker(jobs_store *st, const run_options *opts, run_result *out, char *e
         return rc;
     const run_options *o = &w.o;
     run__sched *s = w.s;
-    int64_t last_save = 0, last_progress = 0;
+    memo *memos = calloc(MEMO_JOBS, sizeof *memos);
+    live_set live = {0};
+    int64_t last_progress = 0;
+    if (!memos) {
+        stop(&w, out);
+        snprintf(err, err_len, "out of memory");
+        return -RUN_E_NOMEM;
+    }
     for (;;) {
-        scan_ctx c = {.s = s, .st = st};
-        if (!g_signalled && o->only_job_id) {
+        scan_ctx c = {.s = s, .out = out, .memos = memos, .draining = g_signalled != 0};
+        live.n = 0;
+        if (o->only_job_id) {
             jobs_row row;
             if (jobs_store_get(st, o->only_job_id, &row, err, err_len) == 1) {
-                scan_one(&row, &c);
+                collect_live(&row, &live);
                 jobs_row_cleanup(&row);
             }
-        } else if (!g_signalled) {
+        } else {
             jobs_store_each(st, live_statuses, sizeof live_statuses / sizeof *live_statuses,
-                            scan_one, &c, err, err_len);
+                            collect_live, &live, err, err_len);
         }
-        steer(s, st);
+        qsort(live.rows, live.n, sizeof *live.rows, by_priority);
+        for (size_t i = 0; i < live.n; i++)
+            scan_one(&live.rows[i], &c);
+        steer(s);
+        renew(s);
+        prep_poll(s, 0);
+        detach_idle(&w);
         int64_t now = s3_mono_ms();
-        int save_now = now - last_save >= SAVE_INTERVAL_MS;
-        finish_or_save(&w, st, save_now, out);
-        if (save_now)
-            last_save = now;
         if (o->progress && now - last_progress >= 500 && s->jobs) {
             print_progress(s, 0);
             last_progress = now;
         }
-        if (g_signalled && drained(s))
+        if (g_signalled && drained(s) && !s->prep_running)
             break;
         if (disk_full_too_long(s, err, err_len)) {
             rc = -RUN_E_DISK_FULL;
+            prep_poll(s, 1);
             break; /* no drain: the writer cannot write what would land */
         }
-        if (o->only_job_id && c.only_done && !s->jobs)
+        if (o->only_job_id && c.only_done && !s->jobs && !s->prep_running)
             break;
-        if (o->until_idle && !o->only_job_id && !c.runnable_seen && !s->jobs)
+        if (o->until_idle && !o->only_job_id && !c.runnable_seen && !s->jobs &&
+            !s->prep_running)
             break;
         usleep(TICK_MS * 1000);
     }
-    stop(&w, st, out);
+    if (o->progress && s->jobs)
+        print_progress(s, 1);
+    prep_poll(s, 1);
+    stop(&w, out);
+    free(live.rows);
+    free(memos);
     return rc;
 }
 

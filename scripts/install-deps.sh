@@ -12,6 +12,8 @@ PACKAGES=(
     build-essential pkg-config
     libcurl4-openssl-dev libcsv-dev libexpat1-dev libjansson-dev libssl-dev
     zlib1g-dev libzstd-dev libsqlite3-dev libmicrohttpd-dev
+    # the shared catalogue (jobs/store_pg.c links libpq); the server for its tests
+    libpq-dev postgresql
     python3 curl zstd gzip time
     radosgw ceph-mon ceph-osd
     # the libFuzzer targets (tests/fuzz/; make fuzz, and make test's brief pass): Debian 12's

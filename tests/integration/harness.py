@@ -14,6 +14,8 @@ What is here:
     Tap                       TAP output: ok, eq, diag, done
     free_port()               a free TCP port on 127.0.0.1
     Moto(auth=False)          a moto_server on 127.0.0.1, stopped by PID on exit, always
+    Postgres()                a private PostgreSQL server on 127.0.0.1 (the shared catalogue),
+                              stopped by PID on exit, always
     s3_client(url, ...)       a boto3 S3 client: path-style, us-east-1, no retries
     make_bucket, put_versions, list_versions
     batchrep_env, run_batchrep
@@ -27,13 +29,16 @@ this process and for the batchrep environment.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import datetime as _dt
+import glob
 import hashlib
 import http.client
 import io
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -276,6 +281,188 @@ class Moto:
             if self.tmpdir and not os.environ.get("BATCHREP_KEEP_TMP"):
                 shutil.rmtree(self.tmpdir, ignore_errors=True)
                 self.tmpdir = None
+
+
+class Postgres:
+    """A private PostgreSQL server (Debian's, 15 here) on 127.0.0.1:<free port>, in a temporary
+    directory, as a context manager:
+
+        with Postgres() as pg:            # pg.url, pg.port, pg.pid, pg.log_path
+            pg.psql("SELECT 1")           # CompletedProcess; .stdout unaligned, tuples only
+
+    url is postgresql://postgres@127.0.0.1:PORT/postgres: trust authentication for 127.0.0.1
+    (any password is accepted), except for the users hba_extra names, e.g.
+    ["host all pw_user 127.0.0.1/32 scram-sha-256"] (lines put before the trust line).
+    The binaries are found with `pg_config --bindir`, else the newest
+    /usr/lib/postgresql/*/bin. initdb and postgres refuse to run as root: as root they run as
+    the system user `postgres` (`runuser -u postgres --`; Debian's postgresql package creates
+    it), which then owns the temporary directory. The server: listen_addresses 127.0.0.1,
+    unix_socket_directories the temporary directory, fsync and synchronous_commit off (a test
+    server: fast, not durable), max_connections 200. pg_ctl starts it and waits until it
+    accepts connections; stop() signals the postmaster by the PID in postmaster.pid (SIGINT:
+    PostgreSQL's fast shutdown; SIGKILL after 30 s) and waits for it to exit; restart() stops
+    and starts it on the same port and data (how a test makes an outage). It is always
+    stopped on exit (the context manager, and atexit for a test that forgets); the
+    temporary directory is removed unless BATCHREP_KEEP_TMP is set.
+    """
+
+    def __init__(self, hba_extra: list[str] | None = None, start_timeout_s: float = 60.0):
+        self.hba_extra = list(hba_extra or [])
+        self.start_timeout_s = start_timeout_s
+        self.tmpdir: str | None = None
+        self.data: str | None = None
+        self.log_path: str | None = None
+        self.port: int | None = None
+        self.url: str | None = None
+        self._pid: int | None = None
+        self.bindir = self.find_bindir()
+
+    @staticmethod
+    def find_bindir() -> str:
+        try:
+            d = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
+                               timeout=30).stdout.strip()
+            if d and os.path.exists(os.path.join(d, "initdb")):
+                return d
+        except (OSError, subprocess.SubprocessError):
+            pass
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                       key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+        if not found:
+            raise RuntimeError("PostgreSQL's initdb not found (Debian: apt-get install postgresql)")
+        return os.path.dirname(found[-1])
+
+    def _as_server_user(self, cmd: list[str]) -> list[str]:
+        return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's PID (first line of postmaster.pid), None when it is not running."""
+        try:
+            with open(os.path.join(self.data, "postmaster.pid")) as f:
+                return int(f.readline().strip())
+        except (OSError, ValueError, TypeError):
+            return self._pid
+
+    def __enter__(self) -> "Postgres":
+        try:
+            self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+    def start(self) -> None:
+        self.tmpdir = tempfile.mkdtemp(prefix="batchrep-pg-")
+        self.data = os.path.join(self.tmpdir, "data")
+        self.log_path = os.path.join(self.tmpdir, "postgres.log")
+        atexit.register(self.cleanup)
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.tmpdir, pw.pw_uid, pw.pw_gid)
+        res = subprocess.run(self._as_server_user(
+            [os.path.join(self.bindir, "initdb"), "-D", self.data, "-U", "postgres",
+             "--auth=trust", "-E", "UTF8", "--no-sync"]),
+            capture_output=True, text=True, timeout=120)
+        if res.returncode != 0:
+            raise RuntimeError(f"initdb failed: {res.stdout}{res.stderr}")
+        hba = ["local all all trust", *self.hba_extra, "host all all 127.0.0.1/32 trust"]
+        self._write_as_server_user(os.path.join(self.data, "pg_hba.conf"), "\n".join(hba) + "\n")
+        last = ""
+        for _attempt in range(3):  # another process may take the port between probe and bind
+            self.port = free_port()
+            self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+            conf = (f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
+                    f"unix_socket_directories = '{self.tmpdir}'\nfsync = off\n"
+                    f"synchronous_commit = off\nfull_page_writes = off\n"
+                    f"max_connections = 200\n")
+            self._write_as_server_user(os.path.join(self.data, "postgresql.auto.conf"), conf)
+            if self._pg_ctl_start():
+                return
+            last = self.log_tail()
+        raise RuntimeError(f"PostgreSQL did not start; log tail:\n{last}")
+
+    def _write_as_server_user(self, path: str, text: str) -> None:
+        with open(path, "w") as f:
+            f.write(text)
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    def _pg_ctl_start(self) -> bool:
+        res = subprocess.run(self._as_server_user(
+            [os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-l", self.log_path, "-w",
+             "-t", str(int(self.start_timeout_s)), "start"]),
+            capture_output=True, text=True, timeout=self.start_timeout_s + 30)
+        self._pid = self.pid if res.returncode == 0 else None
+        return res.returncode == 0
+
+    def stop(self, grace_s: float = 30.0) -> None:
+        """Stops the server by its PID (SIGINT, then SIGKILL after grace_s) and waits for the
+        process to be gone. A no-op when it is not running."""
+        pid = self.pid
+        self._pid = None
+        if not pid:
+            return
+        try:
+            os.kill(pid, signal.SIGINT)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            while True:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
+        # the postmaster removes postmaster.pid as it exits; a killed one leaves it
+        try:
+            os.unlink(os.path.join(self.data, "postmaster.pid"))
+        except OSError:
+            pass
+
+    def restart(self) -> None:
+        """stop(), then start again on the same port with the same data."""
+        self.stop()
+        if not self._pg_ctl_start():
+            raise RuntimeError(f"PostgreSQL did not restart; log tail:\n{self.log_tail()}")
+
+    def psql(self, sql: str, url: str | None = None, timeout: float = 60):
+        """Runs one SQL text with psql (ON_ERROR_STOP, unaligned, tuples only)."""
+        return subprocess.run([os.path.join(self.bindir, "psql"), url or self.url, "-X", "-q",
+                               "-v", "ON_ERROR_STOP=1", "-At", "-c", sql],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def log_tail(self, n_lines: int = 40) -> str:
+        try:
+            with open(self.log_path, "r", errors="replace") as f:
+                return "".join(f.readlines()[-n_lines:])
+        except (OSError, TypeError):
+            return ""
+
+    def cleanup(self) -> None:
+        try:
+            if self.data:
+                self.stop()
+        finally:
+            if self.tmpdir and not os.environ.get("BATCHREP_KEEP_TMP"):
+                shutil.rmtree(self.tmpdir, ignore_errors=True)
+                self.tmpdir = None
+                self.data = None
 
 
 def s3_client(url: str, key: str = "testing", secret: str = "testing", retries: int = 0,

@@ -4,18 +4,19 @@
 A job of 400 one-version keys runs through a proxy that lets the first 150 copies through
 and holds the rest, so the job is provably mid-run (150 tasks done and checkpointed, some in
 flight) however fast the machine is. The worker is killed with SIGKILL, the checkpoint of
-the job's one shard (spool/shard-000000.checkpoint.json) is damaged, and a second `run` of
-the same document finishes the job:
+the job's one shard (its row in the catalogue's shards table, run/checkpoint.c) or the
+catalogue itself is damaged, and a second `run` of the same document finishes the job:
 
-  * the checkpoint and its .prev deleted (the state a lost file leaves);
-  * the checkpoint garbled (not JSON) and .prev deleted;
-  * the checkpoint valid JSON of the wrong shape ({"low": "x"}) and .prev deleted;
-  * the checkpoint deleted, .prev kept (the last good one before it is used);
+  * the checkpoint garbled (not JSON);
+  * the checkpoint valid JSON of the wrong shape ({"low": "x"});
   * the catalogue (batchrep.db) emptied to 0 bytes, or cut to half its size, its -wal and
-    -shm gone: the job is restored from its folder's record (jobs/<id>/job.json) and its
-    shards' checkpoints, the earlier cases' jobs stay Complete;
-  * (2,800 keys) the checkpoint and .prev deleted, and the run that resumes is killed too
-    before it checkpointed any progress: the third run still rechecks.
+    -shm gone: the job is restored from its folder's record (jobs/<id>/job.json), its
+    shards recorded again from its spool with their progress uncertain, the earlier cases'
+    jobs stay Complete;
+  * (9,000 keys, more than the feeder's window of 8,192 rows past a checkpoint) the
+    checkpoint garbled after 8,500 copies, and the run that resumes is killed too before it
+    checkpointed any progress: the third run still rechecks every unit (the uncertainty is
+    kept in the checkpoint the second run wrote).
 
 Each time: the job ends Complete with every task counted once, the report has exactly one
 row per manifest line, and every source version has exactly one replica on the
@@ -24,6 +25,7 @@ destination (the resumed run rechecks every unit not known done before it writes
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -44,9 +46,34 @@ def rules(dst):
          "Destination": {"Bucket": f"arn:aws:s3:::{dst}"}}]}
 
 
-def damage(job_dir, how):
+def catalogue(state):
+    return os.path.join(state, "batchrep.db")
+
+
+def shard_ckpt(state, job_id):
+    """The job's shard 0 checkpoint as the catalogue holds it (JSON text), or None."""
+    try:
+        with sqlite3.connect(catalogue(state), timeout=10) as db:
+            row = db.execute("SELECT ckpt FROM shards WHERE job_id = ? AND idx = 0",
+                             (job_id,)).fetchone()
+        return row[0] if row else None
+    except sqlite3.Error:
+        return None
+
+
+def succeeded(state, job_id):
+    try:
+        return json.loads(shard_ckpt(state, job_id) or "{}").get("succeeded", 0)
+    except ValueError:
+        return 0
+
+
+GARBLED = '{"low": 12, "done": [[1'
+
+
+def damage(state, job_id, how):
     if how.startswith("catalogue"):
-        db = os.path.join(job_dir, "..", "..", "batchrep.db")
+        db = catalogue(state)
         for side in ("-wal", "-shm"):
             if os.path.exists(db + side):
                 os.unlink(db + side)
@@ -54,18 +81,9 @@ def damage(job_dir, how):
         with open(db, "r+b") as f:
             f.truncate(0 if how == "catalogue emptied" else size // 2)
         return
-    ck = os.path.join(job_dir, "spool", "shard-000000.checkpoint.json")
-    prev = ck + ".prev"
-    if how != "main deleted, prev kept" and os.path.exists(prev):
-        os.unlink(prev)
-    if how in ("deleted", "main deleted, prev kept"):
-        os.unlink(ck)
-    elif how == "garbled":
-        with open(ck, "w") as f:
-            f.write('{"low": 12, "done": [[1')
-    elif how == "wrong shape":
-        with open(ck, "w") as f:
-            f.write('{"low": "x", "done": "none"}')
+    text = GARBLED if how == "garbled" else '{"low": "x", "done": "none"}'
+    with sqlite3.connect(catalogue(state), timeout=10) as db:
+        db.execute("UPDATE shards SET ckpt = ? WHERE job_id = ? AND idx = 0", (text, job_id))
 
 
 def case(t, s3, moto, tmp, rows, src, how, n):
@@ -89,13 +107,7 @@ def case(t, s3, moto, tmp, rows, src, how, n):
             mine = [j for j in jobs if j["JobId"] not in case.seen]
             if mine:
                 job_id = mine[0]["JobId"]
-                ck = os.path.join(state, "jobs", job_id, "spool", "shard-000000.checkpoint.json")
-                try:
-                    with open(ck) as f:
-                        done = json.load(f).get("succeeded", 0)
-                except (OSError, ValueError):
-                    done = 0
-                if proxy.held() > 0 and done >= LET_THROUGH:
+                if proxy.held() > 0 and succeeded(state, job_id) >= LET_THROUGH:
                     break
             time.sleep(0.2)
         ended = p.poll()
@@ -108,7 +120,7 @@ def case(t, s3, moto, tmp, rows, src, how, n):
                 f"copies in flight"):
         t.diag(f"the run ended by itself (exit {ended}): {err1.decode(errors='replace')[-1500:]}")
         return
-    damage(os.path.join(state, "jobs", job_id), how)
+    damage(state, job_id, how)
     res = subprocess.run(cmd, env=moto.env(), capture_output=True, text=True, timeout=900)
     t.eq(res.returncode, 0, f"{how}: the next run completes the job (exit 0)")
     if res.returncode:
@@ -138,12 +150,12 @@ def case(t, s3, moto, tmp, rows, src, how, n):
 
 case.seen = set()
 
-TWICE_KEYS = 2800  # more rows than the feeder's window (2,048) past the checkpoint
-TWICE_FIRST = 2500
+TWICE_KEYS = 9000  # more rows than the feeder's window (8,192) past the checkpoint
+TWICE_FIRST = 8500
 
 
 def case_interrupted_twice(t, s3, moto, tmp):
-    """The checkpoint is lost, and the run that resumes with a recheck is itself killed before
+    """The checkpoint is damaged, and the run that resumes with a recheck is itself killed before
     it checkpointed anything: the run after it must still recheck (the uncertainty is kept in
     the checkpoint the second run wrote), so no version is written twice."""
     h.make_bucket(s3, "src2")
@@ -160,7 +172,7 @@ def case_interrupted_twice(t, s3, moto, tmp):
     state = os.path.join(tmp, "state-twice")
     cmd = [h.batchrep_bin(), "run", job, "--replication-config", rpath, "--state-dir", state,
            "--no-progress", "--concurrency", "8"]
-    ck, job_id = None, None
+    job_id = None
     hold = Rule("hold", op="CopyObject", path_re=r"^/dst-twice/", after=TWICE_FIRST)
     with FaultProxy(moto.url, [hold]) as proxy:
         p = subprocess.Popen(cmd, env=h.batchrep_env(proxy.url), stdout=subprocess.PIPE,
@@ -171,23 +183,16 @@ def case_interrupted_twice(t, s3, moto, tmp):
                                              moto.env()).stdout or '{"Jobs": []}')["Jobs"]
             if jobs:
                 job_id = jobs[0]["JobId"]
-                ck = os.path.join(state, "jobs", job_id, "spool", "shard-000000.checkpoint.json")
-                try:
-                    with open(ck) as f:
-                        done = json.load(f).get("succeeded", 0)
-                except (OSError, ValueError):
-                    done = 0
-                if proxy.held() > 0 and done >= TWICE_FIRST:
+                if proxy.held() > 0 and succeeded(state, job_id) >= TWICE_FIRST:
                     break
             time.sleep(0.3)
         p.send_signal(signal.SIGKILL)
         p.wait()
         proxy.release()
-    if not t.ok(ck is not None, f"twice: run 1 replicated {TWICE_FIRST} versions, was killed"):
+    if not t.ok(job_id is not None and succeeded(state, job_id) >= TWICE_FIRST,
+                f"twice: run 1 replicated {TWICE_FIRST} versions, was killed"):
         return
-    for path in (ck, ck + ".prev"):
-        if os.path.exists(path):
-            os.unlink(path)
+    damage(state, job_id, "garbled")
     # run 2 rechecks: every request to the destination is held, so it is killed having
     # checkpointed nothing but the shard's opening
     hold_dst = Rule("hold", op=["HeadObject", "CopyObject", "ListObjectVersions"],
@@ -196,7 +201,8 @@ def case_interrupted_twice(t, s3, moto, tmp):
         p = subprocess.Popen(cmd, env=h.batchrep_env(proxy.url), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
         end = time.time() + 120
-        while time.time() < end and not (os.path.exists(ck) and proxy.held() > 0):
+        while time.time() < end and not (shard_ckpt(state, job_id) != GARBLED and
+                                         proxy.held() > 0):
             time.sleep(0.1)
         p.send_signal(signal.SIGKILL)
         _, err2 = p.communicate()
@@ -233,8 +239,7 @@ def main():
             k = f"k/{i:04d}"
             src[k] = s3.put_object(Bucket="src", Key=k, Body=k.encode())["VersionId"]
         rows = [("src", k, v) for k, v in src.items()]
-        for n, how in enumerate(("deleted", "garbled", "wrong shape",
-                                 "main deleted, prev kept", "catalogue emptied",
+        for n, how in enumerate(("garbled", "wrong shape", "catalogue emptied",
                                  "catalogue half-truncated")):
             case(t, s3, moto, tmp, rows, src, how, n)
         case_interrupted_twice(t, s3, moto, tmp)

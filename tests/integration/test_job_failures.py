@@ -113,13 +113,12 @@ def main():
         # directory stays private
         modes = sorted({oct(os.stat(os.path.join(dp, n)).st_mode & 0o777)
                         for dp, dns, fns in os.walk(report_dir) for n in dns + fns})
-        ckpt = os.path.join(tmp, "state", "jobs", d["JobId"], "spool",
-                            "shard-000000.checkpoint.json")
+        ckpt = os.path.join(tmp, "state", "jobs", d["JobId"], "spool", "shard-000000.zst")
         t.ok(modes == ["0o644", "0o755"] and
              oct(os.stat(ckpt).st_mode & 0o777) == "0o600" and
              oct(os.stat(os.path.dirname(ckpt)).st_mode & 0o777) == "0o700",
              f"local report files and folders follow the umask ({modes}); the job's state "
-             f"folder is 0700 and its checkpoint 0600")
+             f"folder is 0700 and its spool 0600")
         t.eq([v["ETag"] for v in reversed(h.list_versions(s3, "dst", key="a/key"))],
              [v["ETag"] for v in vers], "local manifest: both versions replicated oldest first")
 
