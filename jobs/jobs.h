@@ -207,9 +207,10 @@ void jobs_shard_cleanup(jobs_shard *sh); /* frees ckpt */
    shards that have no checkpoint yet). */
 int jobs_store_shards_put(jobs_store *s, const char *job_id, const jobs_shard *shards,
                           size_t n, char *err, size_t err_len);
-/* Leases a shard for this worker for ttl_ms: the lowest index of the shards that are not
-   complete and not leased (or whose lease expired), of the job of highest priority (oldest
-   first among equals) whose status is Ready, Active, Pausing or Paused; only_job non-NULL:
+/* Leases a shard for this worker for ttl_ms: of the shards that are not complete and not
+   leased (or whose lease expired), of the job of highest priority (oldest first among
+   equals) whose status is Ready, Active, Pausing or Paused, one leased before (its worker
+   died or stalled: started work is finished first) else the lowest index; only_job non-NULL:
    of that job only. The lease gets a new token. PostgreSQL: row locks with FOR UPDATE SKIP
    LOCKED, so workers leasing at once never wait for each other. 1 leased (*out filled, the
    caller cleans it up), 0 none to lease, <0 error. */

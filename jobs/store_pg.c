@@ -9,7 +9,8 @@
  * session sets statement_timeout and lock_timeout to 10 s, so that no call waits longer on
  * the catalogue. A call that finds the connection broken (server restarted, network) fails
  * with -JOBS_E_IO, "catalogue postgresql://host:port/db unreachable: ...", and the next call
- * outside a transaction resets the connection first (PQreset): callers retry on their own
+ * outside a transaction resets the connection first (PQreset; after a failed attempt, not
+ * before a backoff of 250 ms doubling to 8 s has passed): callers retry on their own
  * schedule. Every statement with a value in it is PQexecParams, its values parameters.
  *
  * The schema (the same tables as SQLite's, and a sequence for the lease tokens) is created
@@ -39,7 +40,14 @@ typedef struct pg {
     char name[600];          /* postgresql://host:port/db */
     char password[256];      /* as libpq reads it from the URL, and as the URL spells it: */
     char password_raw[256];  /* scrubbed from every message */
+    /* Reconnecting after a failed attempt waits: 250 ms, doubling to 8 s, so a fleet of
+       workers does not hammer a server that is restarting; calls in between fail at once. */
+    int64_t retry_at_ms;     /* s3_mono_ms() before which no reconnect is tried */
+    int64_t backoff_ms;
 } pg;
+
+#define RECONNECT_FIRST_MS 250
+#define RECONNECT_MAX_MS 8000
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS jobs ("
@@ -176,9 +184,20 @@ static int ready(pg *p, char *err, size_t err_len)
         return 0;
     if (p->in_tx)
         return unreachable(p, "the connection was lost in a transaction", err, err_len);
+    int64_t now = s3_mono_ms();
+    if (now < p->retry_at_ms)
+        return unreachable(p, "the last reconnect failed; waiting before the next", err,
+                           err_len);
     PQreset(p->conn);
-    if (PQstatus(p->conn) != CONNECTION_OK)
+    if (PQstatus(p->conn) != CONNECTION_OK) {
+        p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : RECONNECT_FIRST_MS;
+        if (p->backoff_ms > RECONNECT_MAX_MS)
+            p->backoff_ms = RECONNECT_MAX_MS;
+        p->retry_at_ms = now + p->backoff_ms;
         return unreachable(p, PQerrorMessage(p->conn), err, err_len);
+    }
+    p->backoff_ms = 0;
+    p->retry_at_ms = 0;
     return session(p, err, err_len);
 }
 
@@ -726,8 +745,8 @@ static int pg_shard_pick(void *db, const char *only_job, int64_t now_ms,
                  "WHERE sh.complete = 0 AND (sh.owner IS NULL OR sh.expires_ms <= $1::bigint) "
                  "AND ($2::text IS NULL OR sh.job_id = $2::text) "
                  "AND jobs.status = ANY($3::text[]) "
-                 "ORDER BY jobs.priority DESC, jobs.created_ms, jobs.id COLLATE \"C\", sh.idx "
-                 "LIMIT 1 FOR UPDATE OF sh SKIP LOCKED",
+                 "ORDER BY jobs.priority DESC, jobs.created_ms, jobs.id COLLATE \"C\", "
+                 "sh.token <> 0 DESC, sh.idx LIMIT 1 FOR UPDATE OF sh SKIP LOCKED",
                  3, vals, &res, err, err_len);
     if (rc)
         return rc;

@@ -711,7 +711,8 @@ static int sq_shard_pick(void *db, const char *only_job, int64_t now_ms,
              "SELECT sh.job_id, sh.idx FROM shards sh JOIN jobs ON jobs.id = sh.job_id "
              "WHERE sh.complete = 0 AND (sh.owner IS NULL OR sh.expires_ms <= ?1) "
              "AND (?2 IS NULL OR sh.job_id = ?2)%s "
-             "ORDER BY jobs.priority DESC, jobs.created_ms, jobs.id, sh.idx LIMIT 1",
+             "ORDER BY jobs.priority DESC, jobs.created_ms, jobs.id, sh.token <> 0 DESC, "
+             "sh.idx LIMIT 1",
              filter);
     sqlite3_stmt *st;
     int rc = prep(q, sql, &st, err, err_len, "lease");

@@ -7,8 +7,10 @@ The same scenario runs twice: on a PostgreSQL catalogue (harness.Postgres, start
 --state-dir), then on the embedded SQLite catalogue with three workers on this machine
 sharing one state directory. Each time:
 
-  * job 1: 20,000 source versions (19,800 keys with one version, 100 keys with two), listed
-    shuffled in a CSV manifest, cut into shards of about 1,500 rows (--shard-rows 1500);
+  * job 1: 20,000 source versions (19,800 keys with one version in bucket src, 100 keys with
+    two in bucket srcm: moto's ListObjectVersions scans the whole bucket, so the keys that
+    need a listing live in a small one), listed shuffled in one CSV manifest, cut into
+    shards of about 1,500 rows (--shard-rows 1500);
   * the three workers start (--lease-ttl-s 6, --checkpoint-interval-s 1); job 2 (1,500
     keys, priority 50 against job 1's 10) is created while job 1 runs;
   * worker A is killed with SIGKILL while it has units in flight (its metrics say so);
@@ -56,10 +58,10 @@ def rules(dst):
 
 
 def make_sources(s3):
-    """src: job 1's 20,000 versions; src2: job 2's keys. Returns (versions, versions2):
-    {key: [put answers oldest first]}."""
-    h.make_bucket(s3, "src")
-    h.make_bucket(s3, "src2")
+    """src and srcm: job 1's 20,000 versions; src2: job 2's keys. Returns (versions,
+    versions2): {(bucket, key): [put answers oldest first]}."""
+    for b in ("src", "srcm", "src2"):
+        h.make_bucket(s3, b)
 
     def put(args):
         bucket, key, body = args
@@ -70,12 +72,12 @@ def make_sources(s3):
     src, src2 = {}, {}
     with ThreadPoolExecutor(8) as pool:
         for (bucket, _, _), (key, r) in zip(work, pool.map(put, work)):
-            (src if bucket == "src" else src2)[key] = [r]
+            (src if bucket == "src" else src2)[(bucket, key)] = [r]
     for v in range(2):  # keys with two versions, written in order
         for i in range(N_TWO):
             k = f"multi/{i:04d}"
-            src.setdefault(k, []).append(
-                s3.put_object(Bucket="src", Key=k, Body=f"{k} v{v}".encode()))
+            src.setdefault(("srcm", k), []).append(
+                s3.put_object(Bucket="srcm", Key=k, Body=f"{k} v{v}".encode()))
     return src, src2
 
 
@@ -125,6 +127,27 @@ class Catalogue:
                 return list(db.execute(q))
         except sqlite3.Error:
             return []
+
+
+class Probe:
+    """Times a HeadBucket on moto every 0.5 s (diagnostics: how the server held up)."""
+
+    def __init__(self, s3):
+        import threading
+        self.s3, self.worst, self.stop = s3, (0.0, 0.0), threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.stop.wait(0.5):
+            t0 = time.time()
+            try:
+                self.s3.head_bucket(Bucket="reports")
+            except Exception:  # noqa: BLE001 - a diagnostic
+                pass
+            dt = time.time() - t0
+            if dt > self.worst[0]:
+                self.worst = (dt, t0)
 
 
 def wait_for(cond, timeout_s, step=0.2):
@@ -177,6 +200,11 @@ def scenario(t, tag, moto, s3, src, src2, rows1, rows2, tmp, pg=None):
         args += ["--catalog", pg.url, "--state-dir", state] if pg else ["--state-dir", state]
         workers[name] = Worker(f"{tag}-{name}", args, env, tmp)
     A, B, C = workers["A"], workers["B"], workers["C"]
+    probe = Probe(s3)
+    t_start = time.time()
+
+    def when(msg):
+        t.diag(f"{tag}: {time.time() - t_start:6.1f} s: {msg}")
     try:
         d = wait_for(lambda: (describe(job1) or {}).get("Status") == "Active", 120)
         t.ok(d, f"{tag}: job 1 is Active")
@@ -187,11 +215,13 @@ def scenario(t, tag, moto, s3, src, src2, rows1, rows2, tmp, pg=None):
         got = wait_for(lambda: A.metric("batchrep_units_in_flight") > 0, 120, 0.05)
         A.p.send_signal(signal.SIGKILL)
         A.p.wait()
+        when("worker A killed")
         t.ok(got, f"{tag}: worker A killed with SIGKILL while its units were in flight")
 
         # B: stopped with units in flight, past its lease, until its shards were taken over
         got = wait_for(lambda: B.metric("batchrep_units_in_flight") > 0, 120, 0.05)
         B.p.send_signal(signal.SIGSTOP)
+        when("worker B stopped")
         held = [(j, idx) for j in (job1, job2) if j
                 for idx, owner, complete in catalogue.shards(j)
                 if f"/{B.p.pid}/" in owner and not complete]
@@ -207,10 +237,12 @@ def scenario(t, tag, moto, s3, src, src2, rows1, rows2, tmp, pg=None):
         t.ok(ok, f"{tag}: every shard B held was leased by another worker once B's lease "
                  f"({LEASE_TTL_S} s) expired")
         B.p.send_signal(signal.SIGCONT)
+        when("worker B continued")
 
         if pg:
             time.sleep(1)
             pg.restart()
+            when("PostgreSQL restarted")
             t.ok(True, f"{tag}: PostgreSQL restarted while the jobs run")
 
         def both_done():
@@ -218,6 +250,8 @@ def scenario(t, tag, moto, s3, src, src2, rows1, rows2, tmp, pg=None):
             return ds if all(x and x["Status"] in ("Complete", "Failed", "Cancelled")
                              for x in ds) else None
         ds = wait_for(both_done, WAIT_S, 1)
+        when(f"jobs ended; moto's slowest answer to a probe: {probe.worst[0]:.1f} s at "
+             f"{probe.worst[1] - t_start:.1f} s")
         if not t.ok(ds, f"{tag}: both jobs reach a terminal state"):
             for w in workers.values():
                 t.diag(f"worker {w.name}: {w.log_tail(1500)}")
@@ -250,7 +284,7 @@ def scenario(t, tag, moto, s3, src, src2, rows1, rows2, tmp, pg=None):
             listing = {}
             for v in h.list_versions(s3, dst_bucket):
                 listing.setdefault(v["Key"], []).append(v)
-            bad = [k for k, vs in vers.items()
+            bad = [k for (_, k), vs in vers.items()
                    if [r["ETag"] for r in vs] !=
                    [v["ETag"] for v in reversed(listing.get(k, []))]]
             t.ok(not bad and len(listing) == len(vers),
@@ -268,6 +302,7 @@ def scenario(t, tag, moto, s3, src, src2, rows1, rows2, tmp, pg=None):
                 rc = None
             t.eq(rc, 0, f"{tag}: worker {w.name} drains on SIGTERM and exits 0")
     finally:
+        probe.stop.set()
         for w in workers.values():
             if w.p.poll() is None:
                 try:
@@ -287,9 +322,9 @@ def main():
         for b in ("reports", "manifests"):
             h.make_bucket(s3, b)
         src, src2 = make_sources(s3)
-        rows1 = [("src", k, r["VersionId"]) for k, vs in src.items() for r in vs]
+        rows1 = [(b, k, r["VersionId"]) for (b, k), vs in src.items() for r in vs]
         rnd.shuffle(rows1)
-        rows2 = [("src2", k, r["VersionId"]) for k, vs in src2.items() for r in vs]
+        rows2 = [(b, k, r["VersionId"]) for (b, k), vs in src2.items() for r in vs]
         t.eq(len(rows1), 20000, "20,000 source versions for job 1")
         with h.Postgres() as pg:
             scenario(t, "pg", moto, s3, src, src2, rows1, rows2, tmp, pg=pg)

@@ -5,19 +5,21 @@
  *                            version TAB error_code TAB message (escapes \t \n \r \\; \N is a
  *                            NULL string); the first rows are AWS's own report rows
  *   rows.golden.csv          rpt_format_row of every row, concatenated
- *   writer.succeeded.csv     the succeeded / failed results files of a writer fed rows.tsv
- *   writer.failed.csv
- *   manifest.*.json          manifest.json of each writer case, "@DATE@" standing for
+ *   writer.succeeded.csv     the succeeded / failed rows of rows.tsv formatted in order: what
+ *   writer.failed.csv        a results file holds (their MD5s are in the manifests below)
+ *   manifest.*.json          manifest.json over those files, "@DATE@" standing for
  *                            ReportCreationDate (checked separately: ISO-8601, ms, Z)
- * Writer cases (table below) run in a temporary directory: AllTasks with a prefix (with and
- * without a trailing '/'), FailedTasksOnly, no failures and no prefix, no rows at all; then a
- * resume after a simulated crash, a refused resume, a 300,000-row run through many buffer
- * flushes, and the row formatter's rollback and speed.
+ * Cases: the row formatter (golden, append, rollback at the cap, speed); the results files'
+ * keys and local paths (rpt_results_file: SHA-1 names per chunk and status, prefixes with a
+ * trailing '/', "." and ".." kept in keys and escaped on disk, refused options); manifest.json
+ * (rpt_manifest_write_files, table below: AllTasks with a prefix with and without a trailing
+ * '/', FailedTasksOnly, no failures and no prefix, no files at all; then several chunks in the
+ * caller's order, a rewrite, file modes, refused input).
  */
 #include "report/report.h"
 #include "tests/unit/tap.h"
 
-#include <errno.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -229,42 +231,191 @@ static void test_format_speed(void)
     s3_buf_cleanup(&out);
 }
 
-/* ---- the writer -------------------------------------------------------------------------- */
+/* ---- results files: what they hold ------------------------------------------------------ */
 
-enum { ROWS_ALL, ROWS_SUCCEEDED, ROWS_NONE };
+/* The succeeded and the failed rows of rows.tsv formatted in order, as the job runner fills a
+   shard's results files: writer.succeeded.csv and writer.failed.csv, whose MD5s the golden
+   manifests list. */
+static void test_results_content(void)
+{
+    static const char *const golden[2] = {"writer.succeeded.csv", "writer.failed.csv"};
+    for (int failed = 0; failed < 2; failed++) {
+        s3_buf out;
+        s3_buf_init(&out, 1 << 20);
+        int bad = 0;
+        size_t n = 0;
+        for (size_t i = 0; i < g_n_rows; i++) {
+            if ((g_rows[i].f[0][0] == 'f') != failed)
+                continue;
+            rpt_row r = make_row(&g_rows[i]);
+            bad += rpt_format_row(&out, &r) != 0;
+            n++;
+        }
+        tap_ok(bad == 0 && n > 0, "%s rows of rows.tsv formatted (%zu)",
+               failed ? "failed" : "succeeded", n);
+        size_t glen;
+        char *want = fixture(golden[failed], &glen);
+        same_bytes(out.ptr, out.len, want, glen, golden[failed]);
+        free(want);
+        s3_buf_cleanup(&out);
+    }
+}
 
-typedef struct writer_case {
-    const char *name;
-    const char *prefix;
-    rpt_scope scope;
-    int rows;
-    const char *manifest_golden;
-    const char *key_dir; /* [prefix/]job-<id> as it must appear */
-} writer_case;
+/* ---- results files: keys and local paths ------------------------------------------------ */
 
-static const writer_case CASES[] = {
-    {"all", "reports/2025", RPT_SCOPE_ALL, ROWS_ALL, "manifest.all.json",
-     "reports/2025/job-" JOB_ID},
-    {"all-trailing-slash", "reports/2025/", RPT_SCOPE_ALL, ROWS_ALL, "manifest.all.json",
-     "reports/2025/job-" JOB_ID},
-    {"failed-only", "reports/2025", RPT_SCOPE_FAILED_ONLY, ROWS_ALL,
-     "manifest.failed-only.json", "reports/2025/job-" JOB_ID},
-    {"succeeded-only-no-prefix", NULL, RPT_SCOPE_ALL, ROWS_SUCCEEDED,
-     "manifest.succeeded-only-no-prefix.json", "job-" JOB_ID},
-    {"empty", "reports/2025", RPT_SCOPE_ALL, ROWS_NONE, "manifest.empty.json",
-     "reports/2025/job-" JOB_ID},
-};
-
-/* SHA-1 names the writer must use, computed with sha1sum when the fixtures were made. */
+/* The expected names, computed with sha1sum (printf '%s' TEXT | sha1sum), not with the code
+   under test: chunk 0 SHA-1("<id>/<status>"), the others SHA-1("<id>/<chunk>/<status>"). */
+/* of JOB_ID "/succeeded", JOB_ID "/failed", JOB_ID "/1/succeeded", JOB_ID "/1/failed",
+   JOB_ID "/4294967295/failed", "j2/succeeded", "j2/7/failed" */
 #define SUCCEEDED_NAME "50a73b04b2df66cdf059cc19eace8d1ef6eb78f7"
 #define FAILED_NAME "11e0da9f3f09bbb5c5e87abaceb8599e7c964b02"
+#define C1_SUCCEEDED_NAME "2efd627c436d56275eaea2112262b646bcc936b0"
+#define C1_FAILED_NAME "cc189402107c277f18824741f3ef91778b1be077"
+#define CMAX_FAILED_NAME "04a3e766394eb9a65cd3ba8dbbed985c240dd4c0"
+#define J2_SUCCEEDED_NAME "9e83118035bc97b1f1922756d9a794c336190368"
+#define J2_C7_FAILED_NAME "de6f78fa1eb7d9038d8387b78f3a11698e887807"
 
-static size_t count_status(int succeeded)
+typedef struct name_case {
+    const char *prefix;
+    const char *job_id;
+    uint32_t chunk;
+    int failed;
+    const char *key;  /* in the report bucket */
+    const char *path; /* under the root; NULL: the key */
+} name_case;
+
+static const name_case NAME_CASES[] = {
+    {NULL, JOB_ID, 0, 0, "job-" JOB_ID "/results/" SUCCEEDED_NAME ".csv", NULL},
+    {"", JOB_ID, 0, 1, "job-" JOB_ID "/results/" FAILED_NAME ".csv", NULL},
+    {"reports/2025", JOB_ID, 0, 0, "reports/2025/job-" JOB_ID "/results/" SUCCEEDED_NAME ".csv",
+     NULL},
+    /* a trailing '/' is not doubled */
+    {"reports/2025/", JOB_ID, 0, 1, "reports/2025/job-" JOB_ID "/results/" FAILED_NAME ".csv",
+     NULL},
+    {"reports", JOB_ID, 1, 0, "reports/job-" JOB_ID "/results/" C1_SUCCEEDED_NAME ".csv", NULL},
+    {"reports", JOB_ID, 1, 1, "reports/job-" JOB_ID "/results/" C1_FAILED_NAME ".csv", NULL},
+    {"r", JOB_ID, UINT32_MAX, 1, "r/job-" JOB_ID "/results/" CMAX_FAILED_NAME ".csv", NULL},
+    /* "." and ".." segments: kept in the key, escaped on disk (the path stays under root) */
+    {"../other", "j2", 0, 0, "../other/job-j2/results/" J2_SUCCEEDED_NAME ".csv",
+     "%2E%2E/other/job-j2/results/" J2_SUCCEEDED_NAME ".csv"},
+    {"..", "j2", 0, 0, "../job-j2/results/" J2_SUCCEEDED_NAME ".csv",
+     "%2E%2E/job-j2/results/" J2_SUCCEEDED_NAME ".csv"},
+    {"a/./b/", "j2", 7, 1, "a/./b/job-j2/results/" J2_C7_FAILED_NAME ".csv",
+     "a/%2E/b/job-j2/results/" J2_C7_FAILED_NAME ".csv"},
+    /* dots that are not a whole segment are plain text */
+    {"x../.../..y", "j2", 0, 0, "x../.../..y/job-j2/results/" J2_SUCCEEDED_NAME ".csv", NULL},
+};
+
+static int cmp_str(const void *a, const void *b)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < g_n_rows; i++)
-        n += (g_rows[i].f[0][0] == 's') == succeeded;
-    return n;
+    return strcmp((const char *)a, (const char *)b);
+}
+
+static void test_results_names(void)
+{
+    char root[512];
+    snprintf(root, sizeof root, "%s/names", g_tmp);
+    for (size_t i = 0; i < sizeof NAME_CASES / sizeof NAME_CASES[0]; i++) {
+        const name_case *c = &NAME_CASES[i];
+        rpt_opts o = {.root_dir = root, .bucket = REPORT_BUCKET, .prefix = c->prefix,
+                      .job_id = c->job_id};
+        char key[1200] = "", path[4096] = "", want_path[4096], err[512] = "";
+        int rc = rpt_results_file(&o, c->chunk, c->failed, key, sizeof key, path, sizeof path,
+                                  err, sizeof err);
+        snprintf(want_path, sizeof want_path, "%s/%s", root, c->path ? c->path : c->key);
+        tap_ok(rc == 0, "results name %zu: prefix \"%s\", chunk %u, %s (%s)", i,
+               c->prefix ? c->prefix : "(null)", c->chunk, c->failed ? "failed" : "succeeded",
+               err);
+        const char *got_key = key, *got_path = path;
+        TAP_EQ_STR(got_key, c->key, "  key");
+        TAP_EQ_STR(got_path, want_path, "  local path");
+    }
+    struct stat st;
+    tap_ok(stat(root, &st) != 0, "naming the files creates nothing on disk");
+
+    /* every chunk's two files have names of their own: 40 lowercase hex digits, none shared */
+    enum { CHUNKS = 64 };
+    static char names[2 * CHUNKS][48];
+    rpt_opts o = {.root_dir = root, .bucket = REPORT_BUCKET, .job_id = JOB_ID};
+    int bad = 0;
+    for (uint32_t c = 0; c < CHUNKS; c++) {
+        for (int f = 0; f < 2; f++) {
+            char key[1200], path[4096], err[512];
+            char *name = names[2 * c + f];
+            name[0] = '\0';
+            if (rpt_results_file(&o, c, f, key, sizeof key, path, sizeof path, err,
+                                 sizeof err) != 0) {
+                bad++;
+                continue;
+            }
+            const char *base = strrchr(key, '/');
+            base = base ? base + 1 : key;
+            bad += strlen(base) != 44 || strcmp(base + 40, ".csv") != 0 ||
+                   strspn(base, "0123456789abcdef") != 40;
+            snprintf(name, sizeof names[0], "%.40s", base);
+        }
+    }
+    qsort(names, 2 * CHUNKS, sizeof names[0], cmp_str);
+    for (size_t i = 1; i < 2 * CHUNKS; i++)
+        bad += strcmp(names[i - 1], names[i]) == 0;
+    tap_ok(bad == 0, "chunks 0..%d: %d names of 40 lowercase hex digits, all different",
+           CHUNKS - 1, 2 * CHUNKS);
+}
+
+static void test_results_refused(void)
+{
+    char long_prefix[1200];
+    memset(long_prefix, 'p', sizeof long_prefix - 1);
+    long_prefix[sizeof long_prefix - 1] = '\0';
+    char root[512]; /* never created: each case is refused before anything is written */
+    snprintf(root, sizeof root, "%s/refused", g_tmp);
+    const struct {
+        const char *what, *root, *bucket, *prefix, *job_id;
+        size_t key_cap, path_cap;
+        const char *err;
+    } cases[] = {
+        {"no job id", root, REPORT_BUCKET, NULL, NULL, 1200, 4096, "job_id"},
+        {"empty job id", root, REPORT_BUCKET, NULL, "", 1200, 4096, "job_id"},
+        {"job id with '/'", root, REPORT_BUCKET, NULL, "a/b", 1200, 4096, "'/'"},
+        {"no root", NULL, REPORT_BUCKET, NULL, JOB_ID, 1200, 4096, "root_dir"},
+        {"empty root", "", REPORT_BUCKET, NULL, JOB_ID, 1200, 4096, "root_dir"},
+        {"no bucket", root, NULL, NULL, JOB_ID, 1200, 4096, "bucket"},
+        {"prefix too long", root, REPORT_BUCKET, long_prefix, JOB_ID, 1200, 4096, "too long"},
+        {"key buffer too small", root, REPORT_BUCKET, "reports", JOB_ID, 64, 4096, "too long"},
+        {"path buffer too small", root, REPORT_BUCKET, "reports", JOB_ID, 1200, 64, "too long"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rpt_opts o = {.root_dir = cases[i].root, .bucket = cases[i].bucket,
+                      .prefix = cases[i].prefix, .job_id = cases[i].job_id};
+        char key[1200], path[4096], err[512] = "";
+        int rc = rpt_results_file(&o, 0, 0, key, cases[i].key_cap, path, cases[i].path_cap,
+                                  err, sizeof err);
+        tap_ok(rc == -RPT_E_IO && strstr(err, cases[i].err) != NULL,
+               "results name refused: %s (rc %d: %s)", cases[i].what, rc, err);
+    }
+}
+
+/* ---- manifest.json ---------------------------------------------------------------------- */
+
+/* MD5 of writer.succeeded.csv [0] / writer.failed.csv [1]: what a results file lists. */
+static char g_md5[2][33];
+
+static void load_golden_md5(void)
+{
+    static const char *const golden[2] = {"writer.succeeded.csv", "writer.failed.csv"};
+    for (int f = 0; f < 2; f++) {
+        size_t len;
+        char *text = fixture(golden[f], &len);
+        if (text)
+            md5_hex(text, len, g_md5[f]);
+        free(text);
+    }
+}
+
+static unsigned mode_of(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (unsigned)(st.st_mode & 07777) : 01000000;
 }
 
 /* Replaces the ReportCreationDate value with @DATE@ after checking its shape. */
@@ -297,28 +448,38 @@ static void key_order(json_t *obj, char *out, size_t cap)
         o += (size_t)snprintf(out + o, cap - o, "%s%s", o ? "," : "", json_object_iter_key(it));
 }
 
-static void check_manifest(const rpt_summary *sum, const char *golden_name, const char *name)
+/* manifest.json.md5 is 32 hex digits + "\n", the MD5 of manifest.json; manifest.json ends
+   with its closing brace. Returns manifest.json's text (caller frees) or NULL. */
+static char *check_md5_file(const rpt_summary *sum, size_t *len, const char *name)
 {
     char what[256];
-    size_t len, glen;
-    char *text = tap_read_path(sum->manifest_path, &len);
-    char *golden = fixture(golden_name, &glen);
-    if (!tap_ok(text && golden, "%s: manifest.json written", name)) {
-        free(text);
-        free(golden);
-        return;
-    }
-    /* manifest.json.md5: 32 hex + "\n", the MD5 of manifest.json */
+    char *text = tap_read_path(sum->manifest_path, len);
+    if (!tap_ok(text != NULL, "%s: manifest.json written", name))
+        return NULL;
+    tap_ok(*len > 0 && text[*len - 1] == '}', "%s: no newline after the closing brace", name);
     size_t mlen;
     char *md5_text = tap_read_path(sum->manifest_md5_path, &mlen);
     char want_md5[34];
-    md5_hex(text, len, want_md5);
+    md5_hex(text, *len, want_md5);
     want_md5[32] = '\n';
     want_md5[33] = '\0';
     snprintf(what, sizeof what, "%s: manifest.json.md5", name);
     same_bytes(md5_text, md5_text ? mlen : 0, want_md5, 33, what);
     free(md5_text);
+    return text;
+}
 
+static void check_manifest(const rpt_summary *sum, const char *golden_name, const char *name)
+{
+    char what[256];
+    size_t len, glen;
+    char *text = check_md5_file(sum, &len, name);
+    char *golden = fixture(golden_name, &glen);
+    if (!text || !golden) {
+        free(text);
+        free(golden);
+        return;
+    }
     /* parsed: key order as AWS writes it */
     json_error_t jerr;
     json_t *doc = json_loadb(text, len, 0, &jerr);
@@ -349,304 +510,276 @@ static void check_manifest(const rpt_summary *sum, const char *golden_name, cons
     free(golden);
 }
 
-static void run_case(const writer_case *c)
+/* Lists chunk's results file of status 's' or 'f' in sum, with the MD5 of its golden file,
+   as run/scheduler.c lists a shard's files from its checkpoint (no local_path: the file is
+   not read). 0, or -1 with err. */
+static int list_file(rpt_summary *sum, const rpt_opts *o, uint32_t chunk, char status,
+                     char *err, size_t cap)
 {
-    char root[512];
-    snprintf(root, sizeof root, "%s/%s", g_tmp, c->name);
-    rpt_opts o = {.root_dir = root, .bucket = REPORT_BUCKET, .prefix = c->prefix,
-                  .job_id = JOB_ID, .scope = c->scope};
-    char err[1024] = "";
-    rpt_writer *w = rpt_writer_open(&o, err, sizeof err);
-    if (!tap_ok(w != NULL, "%s: writer opens (%s)", c->name, err))
-        return;
-    int bad = 0;
-    for (size_t i = 0; i < g_n_rows && c->rows != ROWS_NONE; i++) {
-        if (c->rows == ROWS_SUCCEEDED && g_rows[i].f[0][0] != 's')
-            continue;
-        rpt_row r = make_row(&g_rows[i]);
-        bad += rpt_writer_add(w, &r) != 0;
-    }
-    tap_ok(bad == 0, "%s: rows added", c->name);
-    rpt_summary sum;
-    int rc = rpt_writer_finish(w, &sum, err, sizeof err);
-    if (!tap_ok(rc == 0, "%s: finish (%s)", c->name, err))
-        return;
-
-    /* which files are listed */
-    int want_succ = c->rows != ROWS_NONE && c->scope == RPT_SCOPE_ALL;
-    int want_fail = c->rows == ROWS_ALL;
-    tap_ok(sum.n_files == (size_t)(want_succ + want_fail), "%s: %d result file(s) listed",
-           c->name, want_succ + want_fail);
-    size_t k = 0;
-    static const struct {
-        const char *status, *name, *golden;
-    } kinds[2] = {{"succeeded", SUCCEEDED_NAME, "writer.succeeded.csv"},
-                  {"failed", FAILED_NAME, "writer.failed.csv"}};
-    for (int s = 0; s < 2; s++) {
-        int wanted = s == 0 ? want_succ : want_fail;
-        char path[1024], key[512];
-        snprintf(key, sizeof key, "%s/results/%s.csv", c->key_dir, kinds[s].name);
-        snprintf(path, sizeof path, "%s/%s", root, key);
-        struct stat st;
-        int exists = stat(path, &st) == 0;
-        if (!wanted) {
-            /* not listed: absent (FailedTasksOnly) or empty */
-            tap_ok(!exists || st.st_size == 0, "%s: %s file absent or empty", c->name,
-                   kinds[s].status);
-            continue;
-        }
-        if (!tap_ok(k < sum.n_files, "%s: %s listed", c->name, kinds[s].status))
-            continue;
-        const rpt_result_file *rf = &sum.files[k++];
-        TAP_EQ_STR(rf->status, kinds[s].status, "status");
-        TAP_EQ_STR(rf->key, key, "results key");
-        TAP_EQ_STR(rf->local_path, path, "results path");
-        tap_ok(rf->rows == count_status(s == 0), "%s: %s rows = %llu", c->name,
-               kinds[s].status, (unsigned long long)rf->rows);
-        size_t glen, flen;
-        char *golden = fixture(kinds[s].golden, &glen);
-        char *file = tap_read_path(path, &flen);
-        char what[256];
-        snprintf(what, sizeof what, "%s: %s results vs %s", c->name, kinds[s].status,
-                 kinds[s].golden);
-        same_bytes(file, file ? flen : 0, golden, glen, what);
-        char md5[33];
-        md5_hex(golden, glen, md5);
-        TAP_EQ_STR(rf->md5_hex, md5, "MD5Checksum");
-        free(golden);
-        free(file);
-    }
-    char want_key[512], want_path[1024];
-    snprintf(want_key, sizeof want_key, "%s/manifest.json", c->key_dir);
-    snprintf(want_path, sizeof want_path, "%s/%s", root, want_key);
-    TAP_EQ_STR(sum.manifest_key, want_key, "manifest key");
-    TAP_EQ_STR(sum.manifest_path, want_path, "manifest path");
-    check_manifest(&sum, c->manifest_golden, c->name);
-    rpt_summary_cleanup(&sum);
+    rpt_result_file *rf = &sum->files[sum->n_files];
+    int failed = status == 'f';
+    char path[4096];
+    memset(rf, 0, sizeof *rf);
+    if (rpt_results_file(o, chunk, failed, rf->key, sizeof rf->key, path, sizeof path, err,
+                         cap) != 0)
+        return -1;
+    snprintf(rf->status, sizeof rf->status, "%s", failed ? "failed" : "succeeded");
+    memcpy(rf->md5_hex, g_md5[failed], sizeof rf->md5_hex);
+    sum->n_files++;
+    return 0;
 }
 
-static int add_range(rpt_writer *w, size_t from, size_t to)
-{
-    int bad = 0;
-    for (size_t i = from; i < to && i < g_n_rows; i++) {
-        rpt_row r = make_row(&g_rows[i]);
-        bad += rpt_writer_add(w, &r) != 0;
-    }
-    return bad;
-}
+typedef struct manifest_case {
+    const char *name;
+    const char *prefix;
+    const char *files;   /* chunk 0's files listed, in order: 's' succeeded, 'f' failed */
+    const char *golden;
+    const char *key_dir; /* [prefix/]job-<id> as it must appear */
+} manifest_case;
 
-static off_t file_size(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 ? st.st_size : -1;
-}
+/* The caller lists only files with rows: with FailedTasksOnly never the succeeded one. */
+static const manifest_case MANIFEST_CASES[] = {
+    {"all", "reports/2025", "sf", "manifest.all.json", "reports/2025/job-" JOB_ID},
+    {"all-trailing-slash", "reports/2025/", "sf", "manifest.all.json",
+     "reports/2025/job-" JOB_ID},
+    {"failed-only", "reports/2025", "f", "manifest.failed-only.json",
+     "reports/2025/job-" JOB_ID},
+    {"succeeded-only-no-prefix", NULL, "s", "manifest.succeeded-only-no-prefix.json",
+     "job-" JOB_ID},
+    {"empty", "reports/2025", "", "manifest.empty.json", "reports/2025/job-" JOB_ID},
+};
 
-static void test_resume(void)
-{
-    char root[512], succ[1024], fail[1024], err[1024] = "";
-    snprintf(root, sizeof root, "%s/resume", g_tmp);
-    snprintf(succ, sizeof succ, "%s/reports/2025/job-%s/results/%s.csv", root, JOB_ID,
-             SUCCEEDED_NAME);
-    snprintf(fail, sizeof fail, "%s/reports/2025/job-%s/results/%s.csv", root, JOB_ID,
-             FAILED_NAME);
-    rpt_opts o = {.root_dir = root, .bucket = REPORT_BUCKET, .prefix = "reports/2025",
-                  .job_id = JOB_ID, .scope = RPT_SCOPE_ALL};
-    rpt_writer *w = rpt_writer_open(&o, err, sizeof err);
-    if (!tap_ok(w != NULL, "resume: first run opens (%s)", err))
-        return;
-    uint64_t s1 = 0, f1 = 0, s2 = 0, f2 = 0;
-    int bad = add_range(w, 0, 8);
-    bad += rpt_writer_sync(w, &s1, &f1) != 0;
-    tap_ok(bad == 0 && s1 > 0 && f1 > 0 && file_size(succ) == (off_t)s1 &&
-               file_size(fail) == (off_t)f1,
-           "resume: sync reports the on-disk sizes (%llu, %llu)", (unsigned long long)s1,
-           (unsigned long long)f1);
-    /* work after the checkpoint that a crash will throw away */
-    bad = add_range(w, 8, 16);
-    bad += rpt_writer_sync(w, &s2, &f2) != 0;
-    bad += add_range(w, 16, 19);
-    tap_ok(bad == 0 && s2 > s1 && f2 > f1, "resume: more rows written after the checkpoint");
-    rpt_writer_destroy(w); /* the crash */
-
-    /* a checkpoint claiming more than the file holds is refused */
-    rpt_opts o_bad = o;
-    o_bad.resume = 1;
-    o_bad.resume_succeeded_bytes = s2 + 1000000;
-    o_bad.resume_failed_bytes = f1;
-    w = rpt_writer_open(&o_bad, err, sizeof err);
-    tap_ok(w == NULL && strstr(err, "the checkpoint recorded") != NULL,
-           "resume: checkpoint larger than the file refused (%s)", err);
-    rpt_writer_destroy(w);
-
-    rpt_opts o2 = o;
-    o2.resume = 1;
-    o2.resume_succeeded_bytes = s1;
-    o2.resume_failed_bytes = f1;
-    w = rpt_writer_open(&o2, err, sizeof err);
-    if (!tap_ok(w != NULL, "resume: reopens (%s)", err))
-        return;
-    tap_ok(file_size(succ) == (off_t)s1 && file_size(fail) == (off_t)f1,
-           "resume: files cut back to the checkpoint sizes");
-    bad = add_range(w, 8, g_n_rows);
-    rpt_summary sum;
-    int rc = rpt_writer_finish(w, &sum, err, sizeof err);
-    if (!tap_ok(bad == 0 && rc == 0 && sum.n_files == 2, "resume: finishes (%s)", err))
-        return;
-    size_t glen, flen;
-    char *golden = fixture("writer.succeeded.csv", &glen);
-    char *file = tap_read_path(succ, &flen);
-    same_bytes(file, file ? flen : 0, golden, glen, "resume: succeeded results = golden");
-    free(golden);
-    free(file);
-    golden = fixture("writer.failed.csv", &glen);
-    file = tap_read_path(fail, &flen);
-    same_bytes(file, file ? flen : 0, golden, glen, "resume: failed results = golden");
-    free(golden);
-    free(file);
-    tap_ok(sum.files[0].rows == count_status(1) && sum.files[1].rows == count_status(0),
-           "resume: row counts include the rows before the checkpoint (%llu, %llu)",
-           (unsigned long long)sum.files[0].rows, (unsigned long long)sum.files[1].rows);
-    check_manifest(&sum, "manifest.all.json", "resume");
-    rpt_summary_cleanup(&sum);
-}
-
-static void test_volume(void)
+static void run_manifest_case(const manifest_case *c)
 {
     char root[512], err[1024] = "";
-    snprintf(root, sizeof root, "%s/volume", g_tmp);
-    rpt_opts o = {.root_dir = root, .bucket = REPORT_BUCKET, .job_id = "volume-job",
-                  .scope = RPT_SCOPE_ALL};
-    rpt_writer *w = rpt_writer_open(&o, err, sizeof err);
-    if (!tap_ok(w != NULL, "volume: opens (%s)", err))
-        return;
-    const unsigned n = 300000;
-    EVP_MD_CTX *ctx[2] = {EVP_MD_CTX_new(), EVP_MD_CTX_new()};
-    EVP_DigestInit_ex(ctx[0], EVP_md5(), NULL);
-    EVP_DigestInit_ex(ctx[1], EVP_md5(), NULL);
-    uint64_t bytes[2] = {0, 0}, rows[2] = {0, 0};
-    s3_buf one;
-    s3_buf_init(&one, 1 << 16);
-    int bad = 0;
-    char key[64];
-    for (unsigned i = 0; i < n; i++) {
-        snprintf(key, sizeof key, "dir/%u/key,%u", i % 97, i);
-        rpt_row r = {.bucket = s3_slice_cstr("bkt"), .key = s3_slice_cstr(key),
-                     .version_id = s3_slice_cstr("v"), .succeeded = i % 7 != 0,
-                     .http_status = i % 7 ? 200 : 500, .error_code = i % 7 ? "" : "InternalError",
-                     .message = i % 7 ? "success" : "We encountered an internal error. Please try again."};
-        s3_buf_reset(&one);
-        rpt_format_row(&one, &r);
-        int s = r.succeeded ? 0 : 1;
-        EVP_DigestUpdate(ctx[s], one.ptr, one.len);
-        bytes[s] += one.len;
-        rows[s]++;
-        bad += rpt_writer_add(w, &r) != 0;
-        if (i == n / 2) {
-            uint64_t sb, fb;
-            bad += rpt_writer_sync(w, &sb, &fb) != 0;
-            bad += sb != bytes[0] || fb != bytes[1];
-        }
-    }
+    snprintf(root, sizeof root, "%s/%s", g_tmp, c->name);
+    rpt_opts o = {.root_dir = root, .bucket = REPORT_BUCKET, .prefix = c->prefix,
+                  .job_id = JOB_ID, .private_files = 1};
     rpt_summary sum;
-    int rc = rpt_writer_finish(w, &sum, err, sizeof err);
-    tap_ok(bad == 0 && rc == 0 && sum.n_files == 2, "volume: %u rows written (%s)", n, err);
-    for (int s = 0; s < 2 && rc == 0; s++) {
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int ml;
-        char hexd[33];
-        EVP_DigestFinal_ex(ctx[s], md, &ml);
-        for (unsigned i = 0; i < ml; i++)
-            snprintf(hexd + 2 * i, 3, "%02x", md[i]);
-        tap_ok(file_size(sum.files[s].local_path) == (off_t)bytes[s] &&
-                   strcmp(sum.files[s].md5_hex, hexd) == 0 && sum.files[s].rows == rows[s],
-               "volume: %s file: %llu bytes, %llu rows, MD5 of the rows in order",
-               sum.files[s].status, (unsigned long long)bytes[s], (unsigned long long)rows[s]);
+    memset(&sum, 0, sizeof sum);
+    sum.files = calloc(2, sizeof *sum.files);
+    int bad = sum.files == NULL;
+    for (const char *f = c->files; !bad && *f; f++)
+        bad = list_file(&sum, &o, 0, *f, err, sizeof err) != 0;
+    int rc = bad ? -1 : rpt_manifest_write_files(&o, &sum, err, sizeof err);
+    if (!tap_ok(rc == 0, "%s: rpt_manifest_write_files (%s)", c->name, err)) {
+        rpt_summary_cleanup(&sum);
+        return;
     }
-    EVP_MD_CTX_free(ctx[0]);
-    EVP_MD_CTX_free(ctx[1]);
-    s3_buf_cleanup(&one);
+    char want_key[512], want_path[1024], want_md5_path[1100];
+    snprintf(want_key, sizeof want_key, "%s/manifest.json", c->key_dir);
+    snprintf(want_path, sizeof want_path, "%s/%s", root, want_key);
+    snprintf(want_md5_path, sizeof want_md5_path, "%s.md5", want_path);
+    TAP_EQ_STR(sum.manifest_key, want_key, "manifest key");
+    TAP_EQ_STR(sum.manifest_path, want_path, "manifest path");
+    TAP_EQ_STR(sum.manifest_md5_path, want_md5_path, "manifest.json.md5 path");
+    check_manifest(&sum, c->golden, c->name);
+
+    /* private: the report is staged in the state directory */
+    char job_dir[1024];
+    snprintf(job_dir, sizeof job_dir, "%s/%s", root, c->key_dir);
+    unsigned fm = mode_of(sum.manifest_path), mm = mode_of(sum.manifest_md5_path);
+    unsigned dm = mode_of(job_dir);
+    tap_ok(fm == 0600 && mm == 0600 && dm == 0700,
+           "%s: private: manifest.json %o, .md5 %o, job folder %o", c->name, fm, mm, dm);
     rpt_summary_cleanup(&sum);
 }
 
-/* A job of several chunks (shards): each chunk writes its own two files, chunk 0 under the
-   names a job of one chunk has; manifest.json lists every file that has rows, chunk by chunk,
-   succeeded first; a chunk with no rows at all lists nothing. */
-static void test_chunks(void)
+/* A job of several chunks: Results lists the files in the caller's order with the caller's
+   MD5s (nothing is read from disk); a second write replaces the first and leaves no
+   temporary file; a write that fails leaves the last manifest.json as it was. */
+static void test_manifest_chunks(void)
 {
     char root[512], err[1024] = "";
     snprintf(root, sizeof root, "%s/chunks", g_tmp);
     rpt_opts o = {.root_dir = root, .bucket = REPORT_BUCKET, .job_id = JOB_ID,
-                  .scope = RPT_SCOPE_ALL};
-    int bad = 0;
-    for (uint32_t c = 0; c < 3; c++) {
-        o.chunk = c;
-        rpt_writer *w = rpt_writer_open(&o, err, sizeof err);
-        if (!w) {
-            bad++;
-            continue;
-        }
-        if (c != 1) /* chunk 1 stays empty */
-            bad += add_range(w, c * 4, c * 4 + 4);
-        bad += rpt_writer_close(w, err, sizeof err) != 0;
-    }
+                  .private_files = 1};
+    static const struct {
+        uint32_t chunk;
+        char status;
+        const char *md5;
+    } files[] = {
+        {0, 's', "00000000000000000000000000000001"}, {0, 'f', "00000000000000000000000000000002"},
+        {2, 's', "00000000000000000000000000000003"}, {2, 'f', "00000000000000000000000000000004"},
+        {5, 'f', "00000000000000000000000000000005"}, /* chunks 1, 3, 4: no rows */
+    };
+    enum { N = sizeof files / sizeof files[0] };
     rpt_summary sum;
-    int rc = rpt_manifest_write(&o, 3, &sum, err, sizeof err);
-    if (!tap_ok(bad == 0 && rc == 0, "chunks: 3 writers closed, manifest written (%s)", err))
-        return;
-    uint64_t rows = 0;
-    int order_ok = 1;
-    for (size_t i = 0; i < sum.n_files; i++) {
-        rows += sum.files[i].rows;
-        order_ok &= i == 0 || strcmp(sum.files[i].key, sum.files[i - 1].key) != 0;
+    memset(&sum, 0, sizeof sum);
+    sum.files = calloc(N, sizeof *sum.files);
+    int bad = sum.files == NULL;
+    for (size_t i = 0; !bad && i < N; i++) {
+        bad = list_file(&sum, &o, files[i].chunk, files[i].status, err, sizeof err) != 0;
+        if (!bad)
+            memcpy(sum.files[i].md5_hex, files[i].md5, 33);
     }
-    tap_ok(rows == 8 && order_ok, "chunks: the listed files hold the 8 rows once (%llu)",
-           (unsigned long long)rows);
-    tap_ok(sum.n_files >= 2 && strstr(sum.files[0].key, sum.files[0].status[0] == 's'
-                                                            ? SUCCEEDED_NAME
-                                                            : FAILED_NAME) != NULL,
-           "chunks: chunk 0 keeps the one-chunk names (%s)", sum.n_files ? sum.files[0].key : "");
-    int chunk2 = 0;
-    for (size_t i = 0; i < sum.n_files; i++)
-        chunk2 += strstr(sum.files[i].key, SUCCEEDED_NAME) == NULL &&
-                  strstr(sum.files[i].key, FAILED_NAME) == NULL;
-    tap_ok(chunk2 >= 1 && chunk2 + 2 >= (int)sum.n_files,
-           "chunks: chunk 2's files have names of their own, chunk 1 lists none (%zu files)",
-           sum.n_files);
+    if (!bad) /* a local_path that does not exist: only rpt_upload would read it */
+        snprintf(sum.files[2].local_path, sizeof sum.files[2].local_path, "%s/no-such-file",
+                 root);
+    int rc = bad ? -1 : rpt_manifest_write_files(&o, &sum, err, sizeof err);
+    if (!tap_ok(rc == 0, "chunks: rpt_manifest_write_files over %d files (%s)", N, err)) {
+        rpt_summary_cleanup(&sum);
+        return;
+    }
+    size_t len;
+    char *text = check_md5_file(&sum, &len, "chunks");
+    json_t *doc = text ? json_loadb(text, len, 0, NULL) : NULL;
+    json_t *res = json_object_get(doc, "Results");
+    int same = json_array_size(res) == N;
+    for (size_t i = 0; same && i < N; i++) {
+        json_t *e = json_array_get(res, i);
+        const char *st = json_string_value(json_object_get(e, "TaskExecutionStatus"));
+        const char *b = json_string_value(json_object_get(e, "Bucket"));
+        const char *m = json_string_value(json_object_get(e, "MD5Checksum"));
+        const char *k = json_string_value(json_object_get(e, "Key"));
+        same = st && b && m && k && strcmp(st, sum.files[i].status) == 0 &&
+               strcmp(b, REPORT_BUCKET) == 0 && strcmp(m, files[i].md5) == 0 &&
+               strcmp(k, sum.files[i].key) == 0;
+    }
+    tap_ok(same, "chunks: Results lists the %d files in the caller's order, with its MD5s", N);
+    json_decref(doc);
+    free(text);
+
+    /* written again over fewer files: replaced whole */
+    sum.n_files = 1;
+    rc = rpt_manifest_write_files(&o, &sum, err, sizeof err);
+    text = rc == 0 ? check_md5_file(&sum, &len, "chunks, rewritten") : NULL;
+    doc = text ? json_loadb(text, len, 0, NULL) : NULL;
+    tap_ok(rc == 0 && json_array_size(json_object_get(doc, "Results")) == 1,
+           "chunks: a second write replaces manifest.json (%s)", err);
+    json_decref(doc);
+    char job_dir[1024];
+    snprintf(job_dir, sizeof job_dir, "%s/job-%s", root, JOB_ID);
+    DIR *d = opendir(job_dir);
+    int entries = 0, others = 0;
+    for (struct dirent *de; d && (de = readdir(d));) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        entries++;
+        others += strcmp(de->d_name, "manifest.json") != 0 &&
+                  strcmp(de->d_name, "manifest.json.md5") != 0;
+    }
+    if (d)
+        closedir(d);
+    tap_ok(d && entries == 2 && others == 0,
+           "chunks: the job folder holds manifest.json and its .md5, no temporary file");
+
+    /* a key that is not UTF-8 cannot go into JSON: refused, the last manifest.json kept */
+    snprintf(sum.files[0].key, sizeof sum.files[0].key, "job-%s/results/bad\xff.csv", JOB_ID);
+    size_t len2;
+    rc = rpt_manifest_write_files(&o, &sum, err, sizeof err);
+    char *after = tap_read_path(sum.manifest_path, &len2);
+    tap_ok(rc == -RPT_E_IO && strstr(err, "UTF-8") != NULL,
+           "chunks: a key that is not UTF-8 refused (%s)", err);
+    tap_ok(text && after && len2 == len && memcmp(after, text, len) == 0,
+           "chunks: a refused write leaves the last manifest.json as it was");
+    free(after);
+    free(text);
+    rpt_summary_cleanup(&sum);
+}
+
+/* A prefix with "..": the keys keep it, the files stay under the root ("%2E%2E"). */
+static void test_manifest_dotdot(void)
+{
+    char root[512], outside[512], want_path[1024], err[1024] = "";
+    snprintf(root, sizeof root, "%s/dotdot", g_tmp);
+    snprintf(outside, sizeof outside, "%s/other", g_tmp);
+    snprintf(want_path, sizeof want_path, "%s/%%2E%%2E/other/job-j2/manifest.json", root);
+    rpt_opts o = {.root_dir = root, .bucket = REPORT_BUCKET, .prefix = "../other",
+                  .job_id = "j2"};
+    rpt_summary sum;
+    memset(&sum, 0, sizeof sum);
+    sum.files = calloc(1, sizeof *sum.files);
+    int rc = !sum.files || list_file(&sum, &o, 0, 's', err, sizeof err) != 0
+                 ? -1
+                 : rpt_manifest_write_files(&o, &sum, err, sizeof err);
+    tap_ok(rc == 0, "dotdot: written (%s)", err);
+    TAP_EQ_STR(sum.manifest_key, "../other/job-j2/manifest.json", "dotdot: manifest key");
+    TAP_EQ_STR(sum.manifest_path, want_path, "dotdot: manifest path");
+    TAP_EQ_STR(sum.files[0].key, "../other/job-j2/results/" J2_SUCCEEDED_NAME ".csv",
+               "dotdot: results key in Results");
+    struct stat st;
+    tap_ok(rc == 0 && stat(want_path, &st) == 0 && stat(outside, &st) != 0,
+           "dotdot: nothing written outside the root");
+    rpt_summary_cleanup(&sum);
+}
+
+/* The user's own folder: modes as the umask allows, as `cp` would. */
+static void test_manifest_user_modes(void)
+{
+    static const struct {
+        unsigned umask, file, dir;
+    } cases[] = {{022, 0644, 0755}, {027, 0640, 0750}, {077, 0600, 0700}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char root[512], job_dir[1024], err[1024] = "";
+        snprintf(root, sizeof root, "%s/user-%03o", g_tmp, cases[i].umask);
+        snprintf(job_dir, sizeof job_dir, "%s/job-%s", root, JOB_ID);
+        rpt_opts o = {.root_dir = root, .bucket = REPORT_BUCKET, .job_id = JOB_ID,
+                      .private_files = 0};
+        rpt_summary sum;
+        memset(&sum, 0, sizeof sum);
+        mode_t old = umask((mode_t)cases[i].umask);
+        int rc = rpt_manifest_write_files(&o, &sum, err, sizeof err);
+        umask(old);
+        unsigned fm = mode_of(sum.manifest_path), mm = mode_of(sum.manifest_md5_path);
+        unsigned dm = mode_of(job_dir);
+        tap_ok(rc == 0 && fm == cases[i].file && mm == cases[i].file && dm == cases[i].dir,
+               "user folder, umask %03o: manifest.json %o, .md5 %o, job folder %o (%s)",
+               cases[i].umask, fm, mm, dm, err);
+        rpt_summary_cleanup(&sum);
+    }
+}
+
+static void test_manifest_refused(void)
+{
+    char err[1024] = "";
+    rpt_summary sum;
+    memset(&sum, 0, sizeof sum);
+    rpt_opts o = {.root_dir = "/proc/no-such-dir/report", .bucket = REPORT_BUCKET,
+                  .job_id = "x"};
+    int rc = rpt_manifest_write_files(&o, &sum, err, sizeof err);
+    tap_ok(rc == -RPT_E_IO && strstr(err, "cannot create directory") != NULL,
+           "manifest: unwritable root refused (%s)", err);
+    o.root_dir = g_tmp;
+    o.job_id = "";
+    rc = rpt_manifest_write_files(&o, &sum, err, sizeof err);
+    tap_ok(rc == -RPT_E_IO && strstr(err, "job_id") != NULL,
+           "manifest: empty job id refused (%s)", err);
+    o.job_id = "a/b";
+    rc = rpt_manifest_write_files(&o, &sum, err, sizeof err);
+    tap_ok(rc == -RPT_E_IO && strstr(err, "'/'") != NULL,
+           "manifest: job id with '/' refused (%s)", err);
+    char root[512];
+    snprintf(root, sizeof root, "%s/not-utf8", g_tmp);
+    o = (rpt_opts){.root_dir = root, .bucket = REPORT_BUCKET, .prefix = "r\xc3", .job_id = "x"};
+    sum.files = calloc(1, sizeof *sum.files);
+    rc = !sum.files || list_file(&sum, &o, 0, 'f', err, sizeof err) != 0
+             ? -2
+             : rpt_manifest_write_files(&o, &sum, err, sizeof err);
+    struct stat st;
+    tap_ok(rc == -RPT_E_IO && strstr(err, "UTF-8") != NULL && stat(sum.manifest_path, &st) != 0,
+           "manifest: a prefix that is not UTF-8 refused, no manifest.json (%s)", err);
     rpt_summary_cleanup(&sum);
 }
 
 static void test_misc(void)
 {
-    char err[512] = "";
-    rpt_writer_destroy(NULL);
-    tap_ok(1, "rpt_writer_destroy(NULL) is a no-op");
-    rpt_opts o = {.root_dir = g_tmp, .bucket = REPORT_BUCKET, .job_id = ""};
-    tap_ok(rpt_writer_open(&o, err, sizeof err) == NULL && strstr(err, "job_id") != NULL,
-           "empty job id refused (%s)", err);
-    o.job_id = "a/b";
-    tap_ok(rpt_writer_open(&o, err, sizeof err) == NULL && strstr(err, "'/'") != NULL,
-           "job id with '/' refused (%s)", err);
-    o.job_id = "x";
-    o.root_dir = "/proc/no-such-dir/report";
-    tap_ok(rpt_writer_open(&o, err, sizeof err) == NULL && strstr(err, "cannot create") != NULL,
-           "unwritable root refused (%s)", err);
     TAP_EQ_STR(rpt_strerror(-RPT_E_UPLOAD), "cannot upload the report", "rpt_strerror");
+    TAP_EQ_STR(rpt_strerror(RPT_E_IO), "cannot write the report", "rpt_strerror positive");
     TAP_EQ_STR(rpt_errname(RPT_E_IO), "RPT_E_IO", "rpt_errname");
+    TAP_EQ_STR(rpt_errname(-RPT_E_NOMEM), "RPT_E_NOMEM", "rpt_errname negative");
     TAP_EQ_STR(rpt_errname(77), "RPT_E_UNKNOWN", "rpt_errname unknown");
 
-    /* FailedTasksOnly: succeeded rows are accepted (counted) but never written */
-    char root[512];
-    snprintf(root, sizeof root, "%s/failed-only-2", g_tmp);
-    rpt_opts fo = {.root_dir = root, .bucket = REPORT_BUCKET, .job_id = "j2",
-                   .scope = RPT_SCOPE_FAILED_ONLY};
-    rpt_writer *w = rpt_writer_open(&fo, err, sizeof err);
-    rpt_row r = {.bucket = s3_slice_cstr("b"), .key = s3_slice_cstr("k"), .succeeded = 1,
-                 .http_status = 200, .message = "success"};
-    uint64_t sb = 9, fb = 9;
-    tap_ok(w && rpt_writer_add(w, &r) == 0 && rpt_writer_sync(w, &sb, &fb) == 0 && sb == 0 &&
-               fb == 0,
-           "FailedTasksOnly: a succeeded row is accepted and writes nothing");
-    rpt_writer_destroy(w);
+    rpt_summary sum;
+    memset(&sum, 0, sizeof sum);
+    rpt_summary_cleanup(&sum);
+    sum.files = calloc(3, sizeof *sum.files);
+    sum.n_files = 3;
+    snprintf(sum.manifest_key, sizeof sum.manifest_key, "k");
+    rpt_summary_cleanup(&sum);
+    tap_ok(sum.files == NULL && sum.n_files == 0 && sum.manifest_key[0] == '\0',
+           "rpt_summary_cleanup frees and zeroes; a zeroed summary is fine");
+    rpt_summary_cleanup(&sum);
 }
 
 int main(void)
@@ -660,13 +793,18 @@ int main(void)
         tap_ok(0, "rows.tsv loads");
         return tap_done();
     }
+    load_golden_md5();
     test_format_golden();
     test_format_speed();
-    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
-        run_case(&CASES[i]);
-    test_resume();
-    test_volume();
-    test_chunks();
+    test_results_content();
+    test_results_names();
+    test_results_refused();
+    for (size_t i = 0; i < sizeof MANIFEST_CASES / sizeof MANIFEST_CASES[0]; i++)
+        run_manifest_case(&MANIFEST_CASES[i]);
+    test_manifest_chunks();
+    test_manifest_dotdot();
+    test_manifest_user_modes();
+    test_manifest_refused();
     test_misc();
     for (size_t i = 0; i < g_n_rows; i++)
         for (int k = 0; k < 7; k++)
