@@ -74,7 +74,7 @@ static int close_data(gen *g)
         return -1;
     }
     char md5[33], err[512];
-    if (s3_md5_file(g->data_path, md5, NULL, NULL, err, sizeof err) != 0) {
+    if (s3_md5_file(g->data_path, md5, err, sizeof err) != 0) {
         gen_fail(g, -MF_E_IO, err);
         return -1;
     }

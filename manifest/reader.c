@@ -321,7 +321,7 @@ static int open_next_file(mf_reader *r)
     }
     if (df->md5) {
         char got[33];
-        int rc = s3_md5_file(path, got, NULL, NULL, msg, sizeof msg);
+        int rc = s3_md5_file(path, got, msg, sizeof msg);
         if (rc) {
             rc = rc == S3_E_NOMEM ? -MF_E_NOMEM : -MF_E_IO;
             set_err(r, rc, "%s: %s", r->display, msg);

@@ -52,8 +52,6 @@ typedef struct rpt_opts {
     const char *bucket;      /* report bucket name (plain, not ARN) for manifest.json */
     const char *prefix;      /* Report.Prefix, NULL or "" for none */
     const char *job_id;
-    rpt_scope scope;         /* the job's ReportScope; not read here: the caller leaves
-                                succeeded rows out with FailedTasksOnly (run/writer.c) */
     int private_files;       /* 1: folders 0700, files 0600 (a report staged in the state
                                 directory); 0: as the user's umask allows (their folder) */
 } rpt_opts;

@@ -200,7 +200,7 @@ typedef struct run__shard {
 typedef struct run__job {
     jobs_job job;
     repl_rules rules;
-    rpt_opts ro;                  /* report_enabled: the job's report (chunk set per shard) */
+    rpt_opts ro;                  /* report_enabled: the job's report */
     char report_root[4096];
     char spool_dir[4200];
     run__loc loc;                 /* its work location */

@@ -164,7 +164,6 @@ static run__job *attach(run__sched *s, jobs_row *row, int with_rules)
         }
         jr->ro = (rpt_opts){.root_dir = jr->report_root, .bucket = jr->job.report_bucket,
                             .prefix = jr->job.report_prefix, .job_id = jr->job.row.id,
-                            .scope = jr->job.report_scope,
                             .private_files = !jr->job.report_is_local};
     }
     return jr;

@@ -106,9 +106,7 @@ int s3_write_file_atomic(const char *path, const void *data, size_t len, unsigne
     return S3_E_OK;
 }
 
-int s3_md5_file(const char *path, char out[33], int (*each)(const void *chunk, size_t n,
-                                                            void *user),
-                void *user, char *err, size_t err_len)
+int s3_md5_file(const char *path, char out[33], char *err, size_t err_len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -133,8 +131,6 @@ int s3_md5_file(const char *path, char out[33], int (*each)(const void *chunk, s
             break;
         } else {
             EVP_DigestUpdate(ctx, buf, (size_t)n);
-            if (each && each(buf, (size_t)n, user) != 0)
-                rc = S3_E_ARG;
         }
     }
     if (rc == S3_E_OK) {

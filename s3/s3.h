@@ -487,12 +487,8 @@ int s3_mkdir_p(const char *path, unsigned mode);
    removed and S3_E_IO returned with err naming the file and errno. */
 int s3_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
                          char *err, size_t err_len);
-/* MD5 hex of a file, streamed in 1 MiB reads. each (may be NULL) sees every chunk too (the
-   report writer counts CSV rows as it goes); a nonzero return stops with S3_E_ARG and the
-   callback's own message. S3_E_IO / S3_E_NOMEM with err otherwise. */
-int s3_md5_file(const char *path, char out[33], int (*each)(const void *chunk, size_t n,
-                                                            void *user),
-                void *user, char *err, size_t err_len);
+/* MD5 hex of a file, streamed in 1 MiB reads. S3_E_IO / S3_E_NOMEM with err. */
+int s3_md5_file(const char *path, char out[33], char *err, size_t err_len);
 
 /* ---- retries ----------------------------------------------------------------------------- */
 

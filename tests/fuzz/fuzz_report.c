@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     fz_write(results, data, size);
     char md5[33], msg[4096];
-    if (s3_md5_file(results, md5, NULL, NULL, msg, sizeof msg) != 0)
+    if (s3_md5_file(results, md5, msg, sizeof msg) != 0)
         abort();
     json_t *doc = json_pack("{s:s, s:s, s:[{s:s, s:s, s:s, s:s}]}", "Format",
                             "Report_CSV_20180820", "ReportSchema",
