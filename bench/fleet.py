@@ -5,8 +5,9 @@ together against an S3 endpoint that is not the bottleneck.
   python3 bench/fleet.py [--tasks 200000] [--shard-rows 10000] [--workers 1,2,4]
 
 Servers, all on 127.0.0.1 and stopped by PID: a PostgreSQL started like the tests' one
-(tests/integration/harness.py Postgres, log_statement = all, so every statement a worker
-sends is counted from the server's log), and build/bench/bench_instant_server (canned
+(tests/integration/harness.py Postgres, log_statement = all and the application name in
+every log line, so every statement a worker sends is counted from the server's log, and
+the benchmark's own describe-job polls are not), and build/bench/bench_instant_server (canned
 answers: HEAD, CopyObject, PUTs accepted and dropped; Object Ownership BucketOwnerEnforced,
 so no GetObjectAcl). The job: a local CSV manifest of --tasks one-version keys, no report
 (its rows would go to parts that the instant endpoint drops), --work-location on the
@@ -17,9 +18,12 @@ instant endpoint (the spool is uploaded there once; every worker shares one scra
 For each worker count it prints one line per run, key=value:
   fleet workers=N tasks=T shards=S wall_s=.. tasks_per_s=.. statements=.. transactions=..
         statements_per_shard=.. statements_per_ktask=.. idle_statements_per_worker_s=..
-        shards_bytes=.. jobs_bytes=.. bytes_per_shard=.. bytes_per_task=..
+        shards_bytes=.. jobs_bytes=.. bytes_per_shard=.. checkpoint_bytes=..
+        statements_per_worker_s=.. bytes_per_task=..
 statements: every statement the server logged while the job ran (from create-job to
-Complete), transactions: xact_commit from pg_stat_database over the same span.
+Complete), transactions: xact_commit from pg_stat_database over the same span; table
+bytes are PostgreSQL's (pages of 8 KiB, indexes included) after the job, checkpoint_bytes
+the mean size of a complete shard's last checkpoint.
 idle_statements_per_worker_s: statements per second per worker measured for 10 s after
 the job, with nothing to run (the polling load of an idle fleet).
 """
@@ -48,9 +52,28 @@ RULES = {"Role": "arn:aws:iam::123456789012:role/r", "Rules": [
      "Destination": {"Bucket": "arn:aws:s3:::dst"}}]}
 
 
+WORKER_APP = "batchrep-worker"  # the workers' application_name: only their statements count
+
+
 def statements_logged(pg):
     with open(pg.log_path, errors="replace") as f:
-        return sum(1 for line in f if re.search(r"LOG:  (statement|execute [^:]*):", line))
+        return sum(1 for line in f if line.startswith(WORKER_APP + "|") and
+                   re.search(r"LOG:  (statement|execute [^:]*):", line))
+
+
+def statement_kinds(pg, skip):
+    """Counts of the statements logged after the first `skip`, by their first words."""
+    kinds, n = {}, 0
+    with open(pg.log_path, errors="replace") as f:
+        for line in f:
+            m = re.search(r"LOG:  (?:statement|execute [^:]*): (.*)", line)
+            if not m or not line.startswith(WORKER_APP + "|"):
+                continue
+            n += 1
+            if n > skip:
+                k = " ".join(m.group(1).split())[:70]
+                kinds[k] = kinds.get(k, 0) + 1
+    return sorted(kinds.items(), key=lambda kv: -kv[1])
 
 
 def xacts(pg):
@@ -85,7 +108,8 @@ def one_run(a, n_workers, pg, endpoint, tmp):
     if res.returncode != 0:
         sys.exit(f"create-job failed: {res.stderr}")
     job_id = json.loads(res.stdout)["JobId"]
-    procs = [subprocess.Popen([BIN, "worker", *cat, "--state-dir", state, "--no-progress",
+    wcat = ["--catalog", pg.url + "?application_name=" + WORKER_APP]
+    procs = [subprocess.Popen([BIN, "worker", *wcat, "--state-dir", state, "--no-progress",
                                "--shard-rows", str(a.shard_rows), "--work-location",
                                "s3://work/bench"], env=env, stderr=subprocess.DEVNULL)
              for _ in range(n_workers)]
@@ -100,6 +124,9 @@ def one_run(a, n_workers, pg, endpoint, tmp):
         time.sleep(0.25)
     wall = time.time() - t0
     s1, x1 = statements_logged(pg), xacts(pg)
+    if a.kinds:
+        for k, n in statement_kinds(pg, s0)[:25]:
+            print(f"#   {n:7d}  {k}", file=sys.stderr)
     time.sleep(10)
     s2 = statements_logged(pg)
     for p in procs:
@@ -107,8 +134,9 @@ def one_run(a, n_workers, pg, endpoint, tmp):
     for p in procs:
         p.wait(timeout=120)
     sizes = pg.psql("SELECT pg_total_relation_size('shards'), pg_total_relation_size('jobs'), "
-                    "(SELECT count(*) FROM shards WHERE job_id = '%s')" % job_id).stdout
-    shards_b, jobs_b, n_shards = (int(x) for x in sizes.strip().split("|"))
+                    "count(*), COALESCE(avg(length(ckpt)), 0)::bigint FROM shards "
+                    "WHERE job_id = '%s'" % job_id).stdout
+    shards_b, jobs_b, n_shards, ckpt_b = (int(x) for x in sizes.strip().split("|"))
     ps = status["ProgressSummary"] if status else {}
     ok = status and status["Status"] == "Complete" and ps.get("NumberOfTasksSucceeded") == a.tasks
     stmts = s1 - s0
@@ -119,7 +147,8 @@ def one_run(a, n_workers, pg, endpoint, tmp):
           f"statements_per_ktask={1000 * stmts / a.tasks:.2f} "
           f"idle_statements_per_worker_s={(s2 - s1) / 10 / n_workers:.1f} "
           f"shards_bytes={shards_b} jobs_bytes={jobs_b} "
-          f"bytes_per_shard={shards_b / max(n_shards, 1):.0f} "
+          f"bytes_per_shard={shards_b / max(n_shards, 1):.0f} checkpoint_bytes={ckpt_b} "
+          f"statements_per_worker_s={stmts / wall / n_workers:.1f} "
           f"bytes_per_task={(shards_b + jobs_b) / a.tasks:.3f}", flush=True)
 
 
@@ -130,6 +159,8 @@ def main():
     ap.add_argument("--shard-rows", type=int, default=10000)
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--kinds", action="store_true",
+                    help="also print the statements by kind (stderr)")
     a = ap.parse_args()
     for exe in (BIN, INSTANT):
         if not os.path.exists(exe):
@@ -143,6 +174,7 @@ def main():
     try:
         with h.Postgres() as pg, tempfile.TemporaryDirectory(prefix="batchrep-fleet-") as tmp:
             pg.psql("ALTER SYSTEM SET log_statement = 'all'")
+            pg.psql("ALTER SYSTEM SET log_line_prefix = '%a|'")
             pg.psql("SELECT pg_reload_conf()")
             time.sleep(0.5)
             for n in (int(x) for x in a.workers.split(",")):

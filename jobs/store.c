@@ -364,7 +364,9 @@ int jobs_store_set_priority(jobs_store *s, const char *id, int priority, char *e
     return rc;
 }
 
-int jobs_store_claim(jobs_store *s, const char *id, char *err, size_t err_len)
+/* Takes the job's claim for this worker (take 1: when claim_free says it may) or gives it up
+   (take 0: when this worker holds it). 1 changed, 0 not, <0 error. */
+static int change_claim(jobs_store *s, const char *id, int take, char *err, size_t err_len)
 {
     jobs_row cur;
     int64_t now;
@@ -372,9 +374,12 @@ int jobs_store_claim(jobs_store *s, const char *id, char *err, size_t err_len)
     int rc = begin_with_row(s, id, &now, &cur, err, err_len);
     int in_tx = rc >= 0; /* a failure after this point rolls back (end_tx) */
     if (rc == 1) {
-        rc = claim_free(s, cur.owner, cur.owner_seen_ms, now);
-        if (rc == 1) {
-            int set = s->b->set_owner(s->db, id, s->worker_id, now, err, err_len);
+        int may = take ? claim_free(s, cur.owner, cur.owner_seen_ms, now) == 1
+                       : strcmp(cur.owner, s->worker_id) == 0;
+        rc = 0;
+        if (may) {
+            int set = s->b->set_owner(s->db, id, take ? s->worker_id : NULL, take ? now : 0,
+                                      err, err_len);
             rc = set < 0 ? set : 1;
         }
         jobs_row_cleanup(&cur);
@@ -385,22 +390,14 @@ int jobs_store_claim(jobs_store *s, const char *id, char *err, size_t err_len)
     return rc;
 }
 
+int jobs_store_claim(jobs_store *s, const char *id, char *err, size_t err_len)
+{
+    return change_claim(s, id, 1, err, err_len);
+}
+
 int jobs_store_unclaim(jobs_store *s, const char *id, char *err, size_t err_len)
 {
-    jobs_row cur;
-    int64_t now;
-    lock(s);
-    int rc = begin_with_row(s, id, &now, &cur, err, err_len);
-    int in_tx = rc >= 0; /* a failure after this point rolls back (end_tx) */
-    if (rc == 1) {
-        rc = strcmp(cur.owner, s->worker_id) == 0
-                 ? s->b->set_owner(s->db, id, NULL, 0, err, err_len)
-                 : 0;
-        jobs_row_cleanup(&cur);
-    }
-    if (in_tx)
-        rc = end_tx(s, rc, err, err_len);
-    unlock(s);
+    int rc = change_claim(s, id, 0, err, err_len);
     return rc < 0 ? rc : 0;
 }
 

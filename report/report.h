@@ -72,9 +72,11 @@ typedef struct rpt_row {
 int rpt_format_row(s3_buf *out, const rpt_row *row);
 
 /* The report bucket key and the local path (under root_dir) of a chunk's results file
-   (failed 0: succeeded rows, 1: failed rows). 0, or -RPT_E_IO with err (root_dir, bucket or
-   job_id missing, a job id with '/', a name too long). */
-int rpt_results_file(const rpt_opts *opts, uint32_t chunk, int failed, char *key,
+   (failed 0: succeeded rows, 1: failed rows). A chunk is any number the caller chooses
+   (the job runner: the lease that completed the shard), one per pair of files. 0, or
+   -RPT_E_IO with err (root_dir, bucket or job_id missing, a job id with '/', a name too
+   long). */
+int rpt_results_file(const rpt_opts *opts, uint64_t chunk, int failed, char *key,
                      size_t key_cap, char *path, size_t path_cap, char *err, size_t err_len);
 
 typedef struct rpt_result_file {

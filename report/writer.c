@@ -89,10 +89,11 @@ static void hex(const unsigned char *in, size_t n, char *out)
 
 /* 40 lowercase hex digits of SHA-1("<job_id>/<status>") for chunk 0, of
    SHA-1("<job_id>/<chunk>/<status>") for the others. */
-static int results_name(const char *job_id, uint32_t chunk, const char *status, char out[41])
+static int results_name(const char *job_id, uint64_t chunk, const char *status, char out[41])
 {
     char text[512];
-    if (chunk ? fmt_fits(text, sizeof text, "%s/%u/%s", job_id, chunk, status)
+    if (chunk ? fmt_fits(text, sizeof text, "%s/%llu/%s", job_id, (unsigned long long)chunk,
+                         status)
               : fmt_fits(text, sizeof text, "%s/%s", job_id, status))
         return -1;
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -213,7 +214,7 @@ void rpt_summary_cleanup(rpt_summary *s)
     memset(s, 0, sizeof *s);
 }
 
-int rpt_results_file(const rpt_opts *opts, uint32_t chunk, int failed, char *key,
+int rpt_results_file(const rpt_opts *opts, uint64_t chunk, int failed, char *key,
                      size_t key_cap, char *path, size_t path_cap, char *err, size_t err_len)
 {
     layout l;

@@ -19,7 +19,7 @@
  *
  * JSON: {"low":N,"done":[[s,e],...],"succeeded":N,"failed":N,"plan_limit":N,
  *        "complete":bool,"parts":[[failed(0|1),"name",rows,bytes,"md5"],...],
- *        "results":[[failed,rows,"md5"],...]} — read strictly: a checkpoint that is wrong in
+ *        "results":[[failed,rows,"md5",chunk],...]} — read strictly: a checkpoint that is wrong in
  * any way never passes for an empty one ("nothing done" would resend what was done).
  */
 #include "run/run_int.h"
@@ -150,9 +150,10 @@ char *run_ckpt_to_json(const run_ckpt *c)
     json_object_set_new(j, "parts", parts);
     json_t *res = json_array();
     for (int i = 0; i < c->n_results; i++)
-        json_array_append_new(res, json_pack("[iIs]", c->results[i].failed,
+        json_array_append_new(res, json_pack("[iIsI]", c->results[i].failed,
                                              (json_int_t)c->results[i].rows,
-                                             c->results[i].md5));
+                                             c->results[i].md5,
+                                             (json_int_t)c->results[i].chunk));
     json_object_set_new(j, "results", res);
     char *text = json_dumps(j, JSON_COMPACT);
     json_decref(j);
@@ -179,11 +180,12 @@ static int is_md5(const char *s)
     return 1;
 }
 
-/* One [failed, "name", rows, bytes, "md5"] (part) or [failed, rows, "md5"] (result). */
+/* One [failed, "name", rows, bytes, "md5"] (part) or [failed, rows, "md5", chunk]
+   (result). */
 static int read_part(json_t *a, int is_result, run_part *p)
 {
     memset(p, 0, sizeof *p);
-    size_t n = is_result ? 3 : 5, k = 0;
+    size_t n = is_result ? 4 : 5, k = 0;
     if (!json_is_array(a) || json_array_size(a) != n)
         return -1;
     json_t *f = json_array_get(a, k++);
@@ -206,10 +208,16 @@ static int read_part(json_t *a, int is_result, run_part *p)
             return -1;
         p->bytes = (uint64_t)json_integer_value(bytes);
     }
-    const char *md5 = json_string_value(json_array_get(a, k));
+    const char *md5 = json_string_value(json_array_get(a, k++));
     if (!is_md5(md5))
         return -1;
     memcpy(p->md5, md5, 33);
+    if (is_result) {
+        json_t *chunk = json_array_get(a, k);
+        if (!json_is_integer(chunk) || json_integer_value(chunk) <= 0)
+            return -1;
+        p->chunk = (uint64_t)json_integer_value(chunk);
+    }
     return 0;
 }
 

@@ -104,6 +104,7 @@ typedef struct run_part {
     char name[80];               /* "parts/s<shard>-t<token>-p<n>-<status>.csv" */
     uint64_t rows, bytes;
     char md5[33];                /* lowercase hex */
+    uint64_t chunk;              /* a results file: its report chunk (rpt_results_file) */
 } run_part;
 
 typedef struct run_ckpt {

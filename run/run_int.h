@@ -234,6 +234,7 @@ typedef struct run__job {
     char plan_error[512];         /* set by the feeder before it stops feeding */
     _Atomic int plan_failed;
     char io_error_msg[4400];      /* set with io_error by the thread that saw it */
+    char attach_error[1100];      /* this worker cannot take the job now (scheduler.c attach) */
     struct run__sched *sched;
     /* control thread only */
     uint64_t resumed_tasks;       /* tasks the catalogue counted when it was attached */
@@ -257,12 +258,16 @@ typedef struct run__sched {
     const run_options *opts;
     char state_root[4096];
     run__metrics *metrics;       /* NULL without --metrics-addr */
-    /* Preparing runs on a thread of its own (a large manifest takes minutes to sort), so
-       the control loop keeps renewing this worker's leases and the job's claim meanwhile */
-    pthread_t prep_thread;
-    int prep_running;             /* control thread: a Preparing thread was started */
-    _Atomic int prep_done;        /* set by the Preparing thread when it returns */
-    jobs_row prep_row;            /* the job it prepares (its strings: the thread's) */
+    /* Preparing a job and finishing one (its report) run on a thread of their own (a large
+       manifest takes minutes to sort, a report's join many requests), so the control loop
+       keeps renewing this worker's leases and the job's claim meanwhile */
+    pthread_t side_thread;
+    int side_running;             /* control thread: a side task was started */
+    int side_finish;              /* it finishes the job (else it prepares it) */
+    _Atomic int side_done;        /* set by the side thread when it returns */
+    char side_id[40];             /* the job it works on: the claim kept alive */
+    jobs_row side_row;            /* the job's row: the thread's until it is joined */
+    _Atomic uint64_t jobs_finished;
     _Atomic uint64_t leases_taken, leases_lost, ckpt_saves, ckpt_refused;
     /* A full disk pauses the process instead of failing its jobs: the writer stops taking
        finished units (the pool then waits) and retries its writes every second; the
@@ -287,13 +292,16 @@ int run__shard_open(run__shard *sh);
    writer no longer sees the job. 0, -2 try again later (disk full, catalogue or S3 down),
    -1 io_error or the lease is lost. */
 int run__shard_settle(run__shard *sh);
-/* Joins a shard's parts into its results files (chunk sh_index of the report): written
-   under ro->root_dir and, for a report bucket (upload_ep non-NULL), uploaded and removed
-   locally. Fills c->results; the parts are left for the caller to remove. 0 or -1 with
-   err. */
+/* Joins a shard's parts into its results files, report chunk `chunk`: the lease token
+   that completes the shard (so a worker that lost its lease, joining late, writes files no
+   checkpoint lists instead of overwriting the new owner's), or RUN__FINISH_CHUNK(index)
+   when the job's finisher joins a shard that never completed. Written under ro->root_dir
+   and, for a report bucket (upload_ep non-NULL), uploaded and removed locally. Fills
+   c->results; the parts are left for the caller to remove. 0 or -1 with err. */
+#define RUN__FINISH_CHUNK(index) ((UINT64_C(1) << 62) | (uint64_t)(index))
 int run__shard_join(const rpt_opts *ro, const run__loc *loc, const s3_endpoint *upload_ep,
-                    const char *scratch_dir, uint32_t sh_index, run_ckpt *c, char *err,
-                    size_t cap);
+                    const char *scratch_dir, uint32_t sh_index, uint64_t chunk, run_ckpt *c,
+                    char *err, size_t cap);
 /* Records that a write found the disk full (what, and since when); the writer pauses. */
 void run__disk_full(run__sched *s, const char *msg);
 /* The Prometheus text of the process (metrics.c); run__metrics_render_fn for run__sched. */

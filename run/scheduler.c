@@ -111,7 +111,9 @@ static int load_index(run__job *jr, char *msg, size_t cap)
 
 /* Takes a job into the run for its first leased shard: rules (not to finish it: with_rules
    0), spool index, shards, report options, work location. NULL: no memory. A job that
-   cannot run comes back with its failure set (row status Failed). */
+   cannot run anywhere comes back with its failure set (row status Failed); one that this
+   worker cannot take now (its spool cannot be fetched, its work location not found from
+   this worker's options) with attach_error set, the job left alone. */
 static run__job *attach(run__sched *s, jobs_row *row, int with_rules)
 {
     char err[1024];
@@ -119,12 +121,12 @@ static run__job *attach(run__sched *s, jobs_row *row, int with_rules)
     if (!jr)
         return NULL;
     jr->feed_shard = (size_t)-1;
+    jr->sched = s;
+    eng_unit_builder_init(&jr->builder);
     if (jobs_job_load(&jr->job, row, s->state_root, s->ep->region, err, sizeof err) != 0) {
         jobs_job_fail(&jr->job, "InvalidJobDocument", err);
         return jr;
     }
-    eng_unit_builder_init(&jr->builder);
-    jr->sched = s;
     atomic_store(&jr->priority, jr->job.row.priority);
     atomic_store(&jr->succeeded, jr->job.row.succeeded);
     atomic_store(&jr->failed, jr->job.row.failed);
@@ -133,18 +135,12 @@ static run__job *attach(run__sched *s, jobs_row *row, int with_rules)
     if (with_rules && run__attach_rules(&jr->job, &jr->rules, s->eps, s->opts) != 0)
         return jr;
     if (run__loc_for_job(&jr->loc, &jr->job, s->shared, s->opts->work_location, s->ep, err,
-                         sizeof err) != 0) {
-        jobs_job_fail(&jr->job, "InternalError", err);
-        return jr;
-    }
-    if (s3_path_join(jr->spool_dir, sizeof jr->spool_dir, jr->job.dir, "spool") != 0 ||
-        load_index(jr, err, sizeof err) != 0) {
-        jobs_job_fail(&jr->job, "InternalError", err);
-        return jr;
-    }
-    jr->shards = calloc(jr->spool.n_shards ? jr->spool.n_shards : 1, sizeof *jr->shards);
-    if (!jr->shards) {
-        jobs_job_fail(&jr->job, "InternalError", "out of memory");
+                         sizeof err) != 0 ||
+        s3_path_join(jr->spool_dir, sizeof jr->spool_dir, jr->job.dir, "spool") != 0 ||
+        load_index(jr, err, sizeof err) != 0 ||
+        !(jr->shards = calloc(jr->spool.n_shards ? jr->spool.n_shards : 1, sizeof *jr->shards))) {
+        snprintf(jr->attach_error, sizeof jr->attach_error, "job %s: %s", jr->job.row.id,
+                 jr->shards || err[0] ? err : "out of memory");
         return jr;
     }
     for (size_t i = 0; i < jr->spool.n_shards; i++) {
@@ -264,6 +260,22 @@ static void release_leases(run__sched *s, run__job *jr)
     }
 }
 
+/* 1 when this worker's copy of the shard may take a new lease: nothing of an earlier lease
+   of it is still here — no unit in flight (its units read the lease deadline being reset),
+   the feeder not reading it, the writer not checkpointing the job. (The catalogue may give
+   this worker back a shard it just lost: the one leased before goes first.) */
+static int reusable(run__sched *s, run__job *jr, uint32_t index)
+{
+    run__shard *sh = &jr->shards[index];
+    pthread_mutex_lock(&s->mu);
+    int st = atomic_load(&sh->state);
+    int ok = (st == RUN__SHARD_IDLE || st == RUN__SHARD_LOST) &&
+             atomic_load(&sh->units_out) == 0 && !jr->feeding && !jr->ckpt_busy &&
+             jr->feed_shard != index;
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
 /* Leases one more shard of the job (the row just read), attaching the job first. */
 static void lease_one(run__sched *s, const jobs_row *r)
 {
@@ -288,6 +300,13 @@ static void lease_one(run__sched *s, const jobs_row *r)
             jobs_shard_cleanup(&ls);
             return;
         }
+        if (jr->attach_error[0]) { /* this worker cannot take it now: another may */
+            fprintf(stderr, "batchrep: %s; its shard is given back\n", jr->attach_error);
+            jobs_store_shard_release(s->st, ls.job_id, ls.index, ls.token, err, sizeof err);
+            jobs_shard_cleanup(&ls);
+            release(jr);
+            return;
+        }
         if (jr->job.row.failure_code[0]) { /* it cannot run anywhere */
             set_status(jr, JOBS_STATUS_FAILING);
             save(s, jr);
@@ -302,7 +321,8 @@ static void lease_one(run__sched *s, const jobs_row *r)
         s->jobs = jr;
         pthread_mutex_unlock(&s->mu);
     }
-    if (ls.index >= jr->spool.n_shards || take_shard(s, jr, &ls) != 0)
+    if (ls.index >= jr->spool.n_shards || !reusable(s, jr, ls.index) ||
+        take_shard(s, jr, &ls) != 0)
         jobs_store_shard_release(s->st, ls.job_id, ls.index, ls.token, err, sizeof err);
     jobs_shard_cleanup(&ls);
 }
@@ -376,7 +396,8 @@ static int collect_shard(const jobs_shard *ls, void *user)
     }
     if (!ls->complete && ck.n_parts > 0) {
         if (run__shard_join(&jr->ro, &jr->loc, jr->job.report_is_local ? NULL : jr->sched->ep,
-                            jr->spool_dir, ls->index, &ck, c->msg, c->cap) != 0) {
+                            jr->spool_dir, ls->index, RUN__FINISH_CHUNK(ls->index), &ck,
+                            c->msg, c->cap) != 0) {
             run_ckpt_cleanup(&ck);
             c->failed = 1;
             return 1;
@@ -388,8 +409,8 @@ static int collect_shard(const jobs_shard *ls, void *user)
         rpt_result_file *rf = &c->sum->files[c->sum->n_files];
         char path[4096];
         memset(rf, 0, sizeof *rf);
-        if (rpt_results_file(&jr->ro, ls->index, ck.results[k].failed, rf->key, sizeof rf->key,
-                             path, sizeof path, c->msg, c->cap) != 0) {
+        if (rpt_results_file(&jr->ro, ck.results[k].chunk, ck.results[k].failed, rf->key,
+                             sizeof rf->key, path, sizeof path, c->msg, c->cap) != 0) {
             c->failed = 1;
             break;
         }
@@ -435,9 +456,18 @@ static int write_report(run__sched *s, run__job *jr, char *msg, size_t cap)
     return rc;
 }
 
+/* jobs_store_save from the side thread: the control loop's disk-full bookkeeping is its own;
+   a failure here is said, and the finish is tried again later (the status says where). */
+static void side_save(run__job *jr)
+{
+    char err[1024];
+    if (jobs_store_save(jr->sched->st, &jr->job.row, err, sizeof err) != 0)
+        fprintf(stderr, "batchrep: %s\n", err);
+}
+
 /* Ends a job whose shards are all complete, or that stopped (Cancelling, Failing) with no
    live lease: its report, then its terminal status. The caller claimed it. */
-static void finish_job(run__sched *s, jobs_row *row, run_result *out)
+static void finish_job(run__sched *s, jobs_row *row)
 {
     char msg[4400];
     run__job *jr = attach(s, row, 0);
@@ -445,6 +475,11 @@ static void finish_job(run__sched *s, jobs_row *row, run_result *out)
     if (!jr)
         return;
     jobs_job *job = &jr->job;
+    if (jr->attach_error[0]) { /* tried again later, by this worker or another */
+        fprintf(stderr, "batchrep: %s; the job is finished later\n", jr->attach_error);
+        release(jr);
+        return;
+    }
     jobs_status final = JOBS_STATUS_COMPLETE, transit = JOBS_STATUS_COMPLETING;
     if (job->row.status == JOBS_STATUS_CANCELLING) {
         final = JOBS_STATUS_CANCELLED;
@@ -454,14 +489,14 @@ static void finish_job(run__sched *s, jobs_row *row, run_result *out)
         transit = JOBS_STATUS_FAILING;
     }
     set_status(jr, transit);
-    save(s, jr);
+    side_save(jr);
     if (job->report_enabled && jr->shards && write_report(s, jr, msg, sizeof msg) != 0) {
         jobs_job_set_failure(job, "ReportNotWritable", msg);
         final = JOBS_STATUS_FAILED;
     }
     set_status(jr, final);
-    save(s, jr);
-    out->jobs_finished++;
+    side_save(jr);
+    atomic_fetch_add(&s->jobs_finished, 1);
     if (jr->loc.ep) { /* the fleet's copy of the spool is no longer needed */
         char rel[64];
         for (size_t i = 0; i < jr->spool.n_shards; i++) {
@@ -566,29 +601,51 @@ static void prepare(run__sched *s, jobs_row *row)
     jobs_job_cleanup(&job);
 }
 
-static void *prep_main(void *arg)
+static void *side_main(void *arg)
 {
     run__sched *s = arg;
-    prepare(s, &s->prep_row);
-    atomic_store(&s->prep_done, 1);
+    if (s->side_finish)
+        finish_job(s, &s->side_row);
+    else
+        prepare(s, &s->side_row);
+    atomic_store(&s->side_done, 1);
     return NULL;
 }
 
-/* Keeps the claim of the job being prepared alive; once its thread returned, joins it and
-   gives the claim up. wait: join whatever it is doing (the worker stops). */
-static void prep_poll(run__sched *s, int wait)
+/* Runs a side task (Preparing, or finishing a job) for the job this worker just claimed, on
+   the side thread; row is taken. Without a thread, here. */
+static void side_start(run__sched *s, jobs_row *row, int finish)
 {
     char err[512];
-    if (!s->prep_running)
-        return;
-    if (!wait && !atomic_load(&s->prep_done)) {
-        jobs_store_claim(s->st, s->prep_row.id, err, sizeof err); /* the heartbeat */
+    snprintf(s->side_id, sizeof s->side_id, "%s", row->id);
+    s->side_row = *row;
+    memset(row, 0, sizeof *row);
+    s->side_finish = finish;
+    atomic_store(&s->side_done, 0);
+    if (pthread_create(&s->side_thread, NULL, side_main, s) == 0) {
+        s->side_running = 1;
         return;
     }
-    pthread_join(s->prep_thread, NULL);
-    s->prep_running = 0;
-    jobs_store_unclaim(s->st, s->prep_row.id, err, sizeof err);
-    jobs_row_cleanup(&s->prep_row);
+    side_main(s);
+    jobs_row_cleanup(&s->side_row);
+    jobs_store_unclaim(s->st, s->side_id, err, sizeof err);
+}
+
+/* Keeps the claim of the side task's job alive; once its thread returned, joins it and
+   gives the claim up. wait: join whatever it is doing (the worker stops). */
+static void side_poll(run__sched *s, int wait)
+{
+    char err[512];
+    if (!s->side_running)
+        return;
+    if (!wait && !atomic_load(&s->side_done)) {
+        jobs_store_claim(s->st, s->side_id, err, sizeof err); /* the heartbeat */
+        return;
+    }
+    pthread_join(s->side_thread, NULL);
+    s->side_running = 0;
+    jobs_store_unclaim(s->st, s->side_id, err, sizeof err);
+    jobs_row_cleanup(&s->side_row);
 }
 
 /* When this worker last asked the catalogue for a job's shards, and whether they are all
@@ -600,7 +657,6 @@ typedef struct memo {
 
 typedef struct scan_ctx {
     run__sched *s;
-    run_result *out;
     memo *memos;
     int runnable_seen;            /* a job someone could still run exists */
     int only_done;                /* only_job_id reached a terminal state (or Suspended) */
@@ -699,14 +755,15 @@ static void maybe_finish(scan_ctx *c, const jobs_row *r)
     if (!(stopping ? n.leased == 0 : all_done) &&
         !(r->status == JOBS_STATUS_COMPLETING && n.leased == 0))
         return;
-    if (jobs_store_claim(s->st, r->id, err, sizeof err) != 1)
+    if (s->side_running || jobs_store_claim(s->st, r->id, err, sizeof err) != 1)
         return;
     jobs_row row;
     if (jobs_store_get(s->st, r->id, &row, err, sizeof err) == 1) {
-        if (jobs_status_terminal(row.status))
-            jobs_row_cleanup(&row);
-        else
-            finish_job(s, &row, c->out);
+        if (!jobs_status_terminal(row.status)) {
+            side_start(s, &row, 1); /* the claim is the side task's now */
+            return;
+        }
+        jobs_row_cleanup(&row);
     }
     jobs_store_unclaim(s->st, r->id, err, sizeof err);
 }
@@ -726,23 +783,17 @@ static int scan_one(const jobs_row *r, void *user)
     }
     c->runnable_seen = 1;
     if (r->status == JOBS_STATUS_NEW || r->status == JOBS_STATUS_PREPARING) {
-        if (c->draining || s->prep_running ||
+        if (c->draining || s->side_running ||
             jobs_store_claim(s->st, r->id, err, sizeof err) != 1)
             return 0; /* another live worker prepares it (or this one, another job) */
         jobs_row row;
-        if (jobs_store_get(s->st, r->id, &row, err, sizeof err) == 1 &&
-            (row.status == JOBS_STATUS_NEW || row.status == JOBS_STATUS_PREPARING)) {
-            s->prep_row = row; /* the thread's now */
-            atomic_store(&s->prep_done, 0);
-            if (pthread_create(&s->prep_thread, NULL, prep_main, s) == 0) {
-                s->prep_running = 1;
-                return 0;
-            }
-            prepare(s, &s->prep_row); /* no thread: here, then */
-            jobs_row_cleanup(&s->prep_row);
-        } else if (jobs_store_get(s->st, r->id, &row, err, 0) >= 0) {
-            jobs_row_cleanup(&row);
+        int got = jobs_store_get(s->st, r->id, &row, err, sizeof err);
+        if (got == 1 && (row.status == JOBS_STATUS_NEW || row.status == JOBS_STATUS_PREPARING)) {
+            side_start(s, &row, 0); /* the claim is the side task's now */
+            return 0;
         }
+        if (got == 1)
+            jobs_row_cleanup(&row);
         jobs_store_unclaim(s->st, r->id, err, sizeof err);
         return 0;
     }
@@ -950,6 +1001,7 @@ static void stop(worker *w, run_result *out)
         if (out) {
             out->retries = atomic_load(&s->counters.retries);
             out->throttle_events = atomic_load(&s->counters.throttle_events);
+            out->jobs_finished = atomic_load(&s->jobs_finished);
         }
         eng_pool_destroy(s->pool);
         eng_queue_cleanup(&s->done_q);
@@ -1151,7 +1203,7 @@ int run_worker(jobs_store *st, const run_options *opts, run_result *out, char *e
         return -RUN_E_NOMEM;
     }
     for (;;) {
-        scan_ctx c = {.s = s, .out = out, .memos = memos, .draining = g_signalled != 0};
+        scan_ctx c = {.s = s, .memos = memos, .draining = g_signalled != 0};
         live.n = 0;
         if (o->only_job_id) {
             jobs_row row;
@@ -1168,30 +1220,30 @@ int run_worker(jobs_store *st, const run_options *opts, run_result *out, char *e
             scan_one(&live.rows[i], &c);
         steer(s);
         renew(s);
-        prep_poll(s, 0);
+        side_poll(s, 0);
         detach_idle(&w);
         int64_t now = s3_mono_ms();
         if (o->progress && now - last_progress >= 500 && s->jobs) {
             print_progress(s, 0);
             last_progress = now;
         }
-        if (g_signalled && drained(s) && !s->prep_running)
+        if (g_signalled && drained(s) && !s->side_running)
             break;
         if (disk_full_too_long(s, err, err_len)) {
             rc = -RUN_E_DISK_FULL;
-            prep_poll(s, 1);
+            side_poll(s, 1);
             break; /* no drain: the writer cannot write what would land */
         }
-        if (o->only_job_id && c.only_done && !s->jobs && !s->prep_running)
+        if (o->only_job_id && c.only_done && !s->jobs && !s->side_running)
             break;
         if (o->until_idle && !o->only_job_id && !c.runnable_seen && !s->jobs &&
-            !s->prep_running)
+            !s->side_running)
             break;
         usleep(TICK_MS * 1000);
     }
     if (o->progress && s->jobs)
         print_progress(s, 1);
-    prep_poll(s, 1);
+    side_poll(s, 1);
     stop(&w, out);
     free(live.rows);
     free(memos);

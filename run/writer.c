@@ -302,8 +302,8 @@ static int join_one(const run__loc *loc, const run_ckpt *c, int k, const char *p
 }
 
 int run__shard_join(const rpt_opts *ro, const run__loc *loc, const s3_endpoint *upload_ep,
-                    const char *scratch_dir, uint32_t sh_index, run_ckpt *c, char *err,
-                    size_t cap)
+                    const char *scratch_dir, uint32_t sh_index, uint64_t chunk, run_ckpt *c,
+                    char *err, size_t cap)
 {
     c->n_results = 0;
     char tmp[4300];
@@ -313,7 +313,7 @@ int run__shard_join(const rpt_opts *ro, const run__loc *loc, const s3_endpoint *
     }
     for (int k = 0; k < 2; k++) {
         char key[1200], path[4096];
-        if (rpt_results_file(ro, sh_index, k, key, sizeof key, path, sizeof path, err, cap) != 0)
+        if (rpt_results_file(ro, chunk, k, key, sizeof key, path, sizeof path, err, cap) != 0)
             return -1;
         int any = 0;
         for (size_t i = 0; i < c->n_parts; i++)
@@ -336,6 +336,7 @@ int run__shard_join(const rpt_opts *ro, const run__loc *loc, const s3_endpoint *
         run_part *r = &c->results[c->n_results];
         memset(r, 0, sizeof *r);
         r->failed = k;
+        r->chunk = chunk;
         if (join_one(loc, c, k, path, fmode, tmp, r->md5, &r->rows, err, cap) != 0)
             return -1;
         if (upload_ep) {
@@ -372,7 +373,8 @@ int run__shard_settle(run__shard *sh)
     char msg[4400];
     if (jr->job.report_enabled &&
         run__shard_join(&jr->ro, &jr->loc, jr->job.report_is_local ? NULL : jr->sched->ep,
-                        jr->spool_dir, sh->index, &sh->ckpt, msg, sizeof msg) != 0) {
+                        jr->spool_dir, sh->index, (uint64_t)sh->token, &sh->ckpt, msg,
+                        sizeof msg) != 0) {
         fprintf(stderr, "batchrep: job %s shard %u: %s; trying again\n", jr->job.row.id,
                 sh->index, msg);
         if (++sh->put_failures >= PUT_FAILURES_MAX) {
@@ -466,6 +468,9 @@ static void checkpoint_due(run__sched *s, int interval_passed, uint64_t round)
                  (state == RUN__SHARD_OPEN && atomic_load(&jr->waiting_limit))))
                 run__shard_settle(sh);
         }
+        /* the window moved: the feeder says again if it still waits (else every unit the
+           writer takes meanwhile would cost another checkpoint) */
+        atomic_store(&jr->waiting_limit, 0);
         pthread_mutex_lock(&s->mu);
         jr->ckpt_busy = 0;
         pthread_mutex_unlock(&s->mu);

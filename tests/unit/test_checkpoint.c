@@ -84,7 +84,7 @@ static void test_json(void)
     snprintf(p.md5, sizeof p.md5, "0123456789abcdef0123456789abcdef");
     run_ckpt_add_part(&c, &p);
     c.n_results = 1;
-    c.results[0] = (run_part){.failed = 0, .rows = 8};
+    c.results[0] = (run_part){.failed = 0, .rows = 8, .chunk = 42};
     snprintf(c.results[0].md5, sizeof c.results[0].md5, "fedcba9876543210fedcba9876543210");
     char *json = run_ckpt_to_json(&c);
     int rc = run_ckpt_from_json(json, &back);
@@ -96,7 +96,8 @@ static void test_json(void)
                strcmp(back.parts[0].name, p.name) == 0 && back.parts[0].rows == 2 &&
                back.parts[0].bytes == 120 && back.parts[0].failed == 1 &&
                strcmp(back.parts[0].md5, p.md5) == 0 && back.n_results == 1 &&
-               back.results[0].rows == 8 && strcmp(back.results[0].md5, c.results[0].md5) == 0,
+               back.results[0].rows == 8 && back.results[0].chunk == 42 &&
+               strcmp(back.results[0].md5, c.results[0].md5) == 0,
            "reads back what was written (%s, a part, a result)", b);
     run_ckpt copy;
     tap_ok(run_ckpt_copy(&copy, &c) == 0 && copy.n_parts == 1 && copy.n_iv == c.n_iv &&
@@ -121,6 +122,9 @@ static void test_json(void)
         {"{\"low\":1,\"done\":[],\"succeeded\":0,\"failed\":0,\"plan_limit\":9,"
          "\"complete\":false,\"parts\":[[0,\"../x\",1,2,\"0123456789abcdef0123456789abcdef\"]],"
          "\"results\":[]}", "a part name with \"..\""},
+        {"{\"low\":1,\"done\":[],\"succeeded\":0,\"failed\":0,\"plan_limit\":9,"
+         "\"complete\":true,\"parts\":[],\"results\":[[0,3,\"0123456789abcdef0123456789abcdef\"]]}",
+         "a result without its chunk"},
         {NULL, "no text"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
