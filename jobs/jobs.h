@@ -233,6 +233,10 @@ int jobs_store_shard_save(jobs_store *s, const char *job_id, uint32_t index, int
    may lease it at once. 1 released, 0 it was not ours, <0 error. */
 int jobs_store_shard_release(jobs_store *s, const char *job_id, uint32_t index,
                              int64_t token, char *err, size_t err_len);
+/* Ends the leases of the job's shards that a process of this host holds and that is gone
+   (kill -9 of a `run`, then the same command again: its shards are free at once instead of
+   after their TTL). Fenced like a release. The number ended, or <0. */
+int jobs_store_reap(jobs_store *s, const char *job_id, char *err, size_t err_len);
 /* Every shard of the job, by index. cb returning nonzero stops. */
 int jobs_store_shards_each(jobs_store *s, const char *job_id,
                            int (*cb)(const jobs_shard *sh, void *user), void *user, char *err,

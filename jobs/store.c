@@ -205,15 +205,10 @@ static void active_clock(jobs_row *r, jobs_status to, int64_t now_ms)
     }
 }
 
-/* 1 when this worker may take the claim that `owner` holds (last heartbeat seen_ms): nobody
-   holds it, this worker does, its heartbeat is older than JOBS_CLAIM_STALE_MS, or it is a
-   process of this host that is gone. Another store of this very process is alive. */
-static int claim_free(const jobs_store *s, const char *owner, int64_t seen_ms, int64_t now_ms)
+/* 1 when `owner` is a worker of this host whose process is gone (another store of this very
+   process is alive). */
+static int owner_gone_here(const jobs_store *s, const char *owner)
 {
-    if (!owner[0] || strcmp(owner, s->worker_id) == 0)
-        return 1;
-    if (now_ms - seen_ms >= JOBS_CLAIM_STALE_MS)
-        return 1;
     const char *slash = strchr(owner, '/'); /* "<host>/<pid>/<random>" */
     size_t host_len = slash ? (size_t)(slash - owner) : 0;
     if (!slash || host_len != strlen(s->host) || memcmp(owner, s->host, host_len) != 0)
@@ -225,6 +220,18 @@ static int claim_free(const jobs_store *s, const char *owner, int64_t seen_ms, i
         pid == (long)getpid())
         return 0;
     return kill((pid_t)pid, 0) != 0 && errno == ESRCH; /* EPERM: alive, another user's */
+}
+
+/* 1 when this worker may take the claim that `owner` holds (last heartbeat seen_ms): nobody
+   holds it, this worker does, its heartbeat is older than JOBS_CLAIM_STALE_MS, or it is a
+   process of this host that is gone. */
+static int claim_free(const jobs_store *s, const char *owner, int64_t seen_ms, int64_t now_ms)
+{
+    if (!owner[0] || strcmp(owner, s->worker_id) == 0)
+        return 1;
+    if (now_ms - seen_ms >= JOBS_CLAIM_STALE_MS)
+        return 1;
+    return owner_gone_here(s, owner);
 }
 
 /* ---- transactions --------------------------------------------------------------------------- */
@@ -590,6 +597,32 @@ int jobs_store_shards_each(jobs_store *s, const char *job_id,
     }
     free(page);
     return rc < 0 ? rc : 0;
+}
+
+typedef struct reap_ctx {
+    jobs_store *s;
+    int n;
+} reap_ctx;
+
+static int reap_one(const jobs_shard *sh, void *user)
+{
+    reap_ctx *c = user;
+    char err[256];
+    if (!sh->complete && sh->owner[0] && owner_gone_here(c->s, sh->owner)) {
+        lock(c->s);
+        if (c->s->b->shard_release(c->s->db, sh->job_id, sh->index, sh->token, sh->owner, err,
+                                   sizeof err) == 1)
+            c->n++;
+        unlock(c->s);
+    }
+    return 0;
+}
+
+int jobs_store_reap(jobs_store *s, const char *job_id, char *err, size_t err_len)
+{
+    reap_ctx c = {.s = s};
+    int rc = jobs_store_shards_each(s, job_id, reap_one, &c, err, err_len);
+    return rc < 0 ? rc : c.n;
 }
 
 int jobs_store_shards_count(jobs_store *s, const char *job_id, jobs_shard_counts *out,

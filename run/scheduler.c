@@ -653,6 +653,7 @@ static void side_poll(run__sched *s, int wait)
 typedef struct memo {
     char id[40];
     int64_t next_lease_ms, next_finish_ms;
+    int reaped;                   /* leases of dead processes of this host ended once */
 } memo;
 
 typedef struct scan_ctx {
@@ -802,6 +803,14 @@ static int scan_one(const jobs_row *r, void *user)
     int leasable = r->status == JOBS_STATUS_READY || r->status == JOBS_STATUS_ACTIVE ||
                    r->status == JOBS_STATUS_PAUSING || r->status == JOBS_STATUS_PAUSED;
     run__job *jr = attached(s, r->id);
+    if (leasable && !m->reaped) {
+        m->reaped = 1;
+        int n = jobs_store_reap(s->st, r->id, err, sizeof err);
+        if (n > 0)
+            fprintf(stderr, "batchrep: job %s: %d shard lease(s) of a process of this machine "
+                            "that is gone ended; taken over from their checkpoints\n",
+                    r->id, n);
+    }
     if (leasable && !c->draining && !(jr && (has_unfed(jr) || atomic_load(&jr->stop))) &&
         now >= m->next_lease_ms) {
         uint64_t before = atomic_load(&s->leases_taken);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run-integration.sh BUILD — run every integration test tests/integration/test_*.py.
 #
-# Each test runs as `timeout 900 python3 FILE` from the repository root with
+# Each test runs as `timeout 900 python3 FILE` (or the limit its "# timeout-s: N" line asks) from the repository root with
 #   BATCHREP_BIN=<abs BUILD>/bin/batchrep  BATCHREP_BUILD=<abs BUILD>  BATCHREP_SRC=<repo root>
 # It starts its own servers on 127.0.0.1 (see tests/integration/harness.py). Its output is shown
 # as it runs. A test fails when it exits nonzero (a timeout is 124, a kill 137) or when its
@@ -35,8 +35,12 @@ if [ ! -x "$BUILD/bin/batchrep" ]; then
     echo "run-integration: warning: $BUILD/bin/batchrep is missing; tests that run it will fail"
 fi
 
+# A test may ask for a longer limit with a line "# timeout-s: N" (test_fleet.py: three
+# workers and a 20,000-version job on moto, twice).
 run_one() {
+    local limit
+    limit=$(grep -m1 -oE '^# timeout-s: [0-9]+$' "$1" | grep -oE '[0-9]+$')
     BATCHREP_BIN="$BUILD/bin/batchrep" BATCHREP_BUILD="$BUILD" BATCHREP_SRC="$ROOT" \
-        PYTHONUNBUFFERED=1 timeout -k 10 "$2" python3 "$1"
+        PYTHONUNBUFFERED=1 timeout -k 10 "${limit:-$2}" python3 "$1"
 }
 tap_run_all "integration tests" files "$TIMEOUT_S" "${tests[@]}"

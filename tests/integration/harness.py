@@ -435,9 +435,11 @@ class Postgres:
         except OSError:
             pass
 
-    def restart(self) -> None:
-        """stop(), then start again on the same port with the same data."""
+    def restart(self, down_s: float = 0.0) -> None:
+        """stop(), down_s seconds of outage, then start again on the same port with the same
+        data."""
         self.stop()
+        time.sleep(down_s)
         if not self._pg_ctl_start():
             raise RuntimeError(f"PostgreSQL did not restart; log tail:\n{self.log_tail()}")
 

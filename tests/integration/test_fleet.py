@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# timeout-s: 2400
 """test_fleet.py — three workers share one catalogue: a worker killed, one stopped past its
 lease, the catalogue's server restarted, and still every task once and every version once.
 
@@ -17,7 +18,9 @@ sharing one state directory. Each time:
   * worker B is stopped with SIGSTOP while it has units in flight and kept stopped until
     every shard it held was leased by another worker (the catalogue says so: its lease
     expired), then continued: it must write nothing more for those shards (fencing);
-  * PostgreSQL only: the server is restarted (fast shutdown, start) while the jobs run;
+  * PostgreSQL only: the server is stopped (fast shutdown) for 30 s, then started again,
+    while the jobs run (every lease passes its deadline meanwhile: the shards are leased
+    again and resume from their checkpoints);
   * the jobs run to their end; the live workers are drained with SIGTERM and exit 0.
 Checked: both jobs Complete with every task counted once, exactly one report row per
 manifest row (manifest.json's MD5s right), every source version exactly one replica on the
@@ -241,9 +244,10 @@ def scenario(t, tag, moto, s3, src, src2, rows1, rows2, tmp, pg=None):
 
         if pg:
             time.sleep(1)
-            pg.restart()
-            when("PostgreSQL restarted")
-            t.ok(True, f"{tag}: PostgreSQL restarted while the jobs run")
+            pg.restart(down_s=30)
+            when("PostgreSQL back after a 30 s outage")
+            t.ok(True, f"{tag}: PostgreSQL stopped for 30 s and started again while the jobs "
+                       f"run")
 
         def both_done():
             ds = [describe(j) for j in (job1, job2) if j]
