@@ -12,9 +12,10 @@
  *   - a folder with describe.json (written when the job ended) gets that final status and
  *     its counts;
  *   - a folder with a complete spool (spool/index.json) was prepared: it is Active again
- *     (Suspended when it waits for a confirmation and no shard has started), and the next
- *     worker resumes it from its shards' checkpoints, with the recheck that makes a resume
- *     write nothing twice;
+ *     (Suspended when it waits for a confirmation and no report rows were written), and
+ *     the next worker records its shards again from the spool, their progress unknown
+ *     (run/scheduler.c restore_shards): every unit not known done rechecks its
+ *     destinations, so nothing is written twice;
  *   - any other folder is New: it is prepared again.
  * A catalogue SQLite calls damaged (SQLITE_CORRUPT, SQLITE_NOTADB, or a failed quick_check)
  * is moved aside as batchrep.db.damaged-<epoch ms> (with its -wal and -shm) and a new one is
@@ -162,8 +163,8 @@ static void status_from_folder(const char *state_dir, jobs_row *r)
     int confirm = json_is_true(json_object_get(doc, "ConfirmationRequired"));
     json_decref(doc);
     char ck[4300];
-    int started = job_path(ck, sizeof ck, state_dir, r->id,
-                           "spool/shard-000000.checkpoint.json") == 0 &&
+    /* report rows of a checkpoint (run/writer.c parts): it ran, so it was confirmed */
+    int started = job_path(ck, sizeof ck, state_dir, r->id, "work/parts") == 0 &&
                   access(ck, F_OK) == 0;
     r->status = confirm && !started ? JOBS_STATUS_SUSPENDED : JOBS_STATUS_ACTIVE;
 }

@@ -2,10 +2,12 @@
  * run.h — running jobs: the worker that takes the catalogue's jobs to a terminal state.
  *
  * The map of the module:
- *   worker    the control loop (every 200 ms: claim, steer priorities and cancels, finish),
- *             the feeder (spool shards -> units, highest priority first) and the report
- *             writer with each shard's checkpoints (scheduler.c, feeder.c, writer.c,
- *             checkpoint.c);
+ *   worker    the control loop (every 200 ms: lease and renew shards, steer priorities and
+ *             cancels, prepare and finish jobs on a side thread), the feeder (leased shards
+ *             -> units, highest priority first) and the report writer with each shard's
+ *             parts and fenced checkpoints (scheduler.c, feeder.c, writer.c, checkpoint.c);
+ *   workloc   a job's work location: its spool and report parts, in the state directory
+ *             or, with a shared catalogue, in S3 (workloc.c);
  *   prepare   Preparing: the manifest fetched, validated, counted and sorted by key into the
  *             job's spool of shards (spool.c); the rules captured and, when a worker takes
  *             the job, attached (prepare.c);
