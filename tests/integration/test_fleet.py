@@ -119,7 +119,7 @@ class Catalogue:
     def shards(self, job_id):
         q = f"SELECT idx, COALESCE(owner, ''), complete FROM shards WHERE job_id = '{job_id}'"
         if self.pg:
-            out = self.pg.psql(q.replace(", ''", ", ''"))
+            out = self.pg.psql(q)
             rows = []
             for line in out.stdout.splitlines():
                 idx, owner, complete = line.split("|")
